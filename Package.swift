@@ -1,0 +1,162 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Inspect: a hosted background coding agent. Five gRPC services, a CLI and their shared plumbing.
+/// Target names are pinned in `docs/CONTRACTS.md` (copied from `../shared/docs/CONTRACTS.md`).
+let package = Package(
+  name: "inspect",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "inspect", targets: ["InspectCLI"]),
+    .executable(name: "Gateway", targets: ["Gateway"]),
+    .executable(name: "SessionService", targets: ["SessionService"]),
+    .executable(name: "SandboxService", targets: ["SandboxService"]),
+    .executable(name: "ModelRouter", targets: ["ModelRouter"]),
+    .executable(name: "RepoClassifier", targets: ["RepoClassifier"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+    .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+    .package(url: "https://github.com/swift-otel/swift-w3c-trace-context.git", from: "1.0.0"),
+  ],
+  targets: [
+    // MARK: - Libraries
+
+    .target(
+      name: "InspectProtos",
+      dependencies: [
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      exclude: ["PROTOS.sha256"]
+    ),
+    .target(
+      name: "InspectKit",
+      dependencies: [
+        "InspectProtos",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
+      ]
+    ),
+    .target(
+      name: "InspectTestSupport",
+      dependencies: [
+        "InspectKit",
+        "InspectProtos",
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+      ]
+    ),
+
+    // MARK: - Services
+
+    .executableTarget(
+      name: "Gateway",
+      dependencies: [
+        "InspectKit", "InspectProtos",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .executableTarget(
+      name: "SessionService",
+      dependencies: [
+        "InspectKit", "InspectProtos",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .executableTarget(
+      name: "SandboxService",
+      dependencies: [
+        "InspectKit", "InspectProtos",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .executableTarget(
+      name: "ModelRouter",
+      dependencies: [
+        "InspectKit", "InspectProtos",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .executableTarget(
+      name: "RepoClassifier",
+      dependencies: [
+        "InspectKit", "InspectProtos",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .executableTarget(
+      name: "InspectCLI",
+      dependencies: [
+        "InspectKit", "InspectProtos",
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+
+    // MARK: - Tests
+
+    .testTarget(
+      name: "InspectKitTests",
+      dependencies: [
+        "InspectKit", "InspectProtos", "InspectTestSupport",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "HummingbirdTesting", package: "hummingbird"),
+      ]
+    ),
+    .testTarget(
+      name: "ServiceTests",
+      dependencies: [
+        "InspectKit", "InspectProtos", "InspectTestSupport",
+        "Gateway", "SessionService", "SandboxService", "ModelRouter", "RepoClassifier",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "HummingbirdTesting", package: "hummingbird"),
+      ]
+    ),
+    .testTarget(
+      name: "ProcessTests",
+      dependencies: [
+        "InspectKit", "InspectProtos", "InspectTestSupport",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+      ]
+    ),
+  ],
+  swiftLanguageModes: [.v6]
+)

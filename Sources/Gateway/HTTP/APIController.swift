@@ -1,0 +1,89 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Hummingbird
+import InspectKit
+import InspectProtos
+import SwiftProtobuf
+
+/// The REST API under `/v1` (JSON bodies in the protobuf JSON mapping), forwarded to
+/// SessionService with the caller's identity in `inspect-user`.
+struct APIController {
+  let sessions: Inspect_Session_V1_SessionService.Client<HTTP2ClientTransport.Posix>
+  let users: Inspect_Session_V1_UserService.Client<HTTP2ClientTransport.Posix>
+  let downstream: Downstream
+
+  var endpoints: RouteCollection<GatewayRequestContext> {
+    let routes = RouteCollection(context: GatewayRequestContext.self)
+    routes.get("me") { _, context in
+      let user = try context.requireUser()
+      return try await forward(context) { metadata in
+        try await users.getUser(.with { $0.userID = user.id }, metadata: metadata, options: Downstream.callOptions).user
+      }
+    }
+    routes.post("sessions") { request, context in
+      let body = try await Self.decode(Inspect_Session_V1_CreateSessionRequest.self, from: request, context: context)
+      return try await forward(context) { metadata in
+        try await sessions.createSession(body, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.get("sessions") { request, context in
+      var query = Inspect_Session_V1_ListSessionsRequest()
+      query.pageToken = request.uri.queryParameters["pageToken"].map(String.init) ?? ""
+      query.pageSize = request.uri.queryParameters["pageSize"].flatMap { UInt32(String($0)) } ?? 0
+      return try await forward(context) { metadata in
+        try await sessions.listSessions(query, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.get("sessions/:id") { _, context in
+      let id = try context.parameters.require("id")
+      return try await forward(context) { metadata in
+        try await sessions.getSession(.with { $0.sessionID = id }, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.post("sessions/:id/prompts") { request, context in
+      var body = try await Self.decode(Inspect_Session_V1_SendPromptRequest.self, from: request, context: context)
+      body.sessionID = try context.parameters.require("id")
+      return try await forward(context) { metadata in
+        try await sessions.sendPrompt(body, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.get("sessions/:id/events") { _, _ -> Response in
+      throw APIError(.notImplemented, "live session events over SSE are not implemented yet in this version of Inspect")
+    }
+    return routes
+  }
+
+  /// Calls SessionService as the authenticated user and answers with the reply as JSON.
+  private func forward(
+    _ context: GatewayRequestContext,
+    _ call: (Metadata) async throws -> some SwiftProtobuf.Message
+  ) async throws -> Response {
+    let user = try context.requireUser()
+    let reply: any SwiftProtobuf.Message
+    do {
+      var metadata = Metadata()
+      metadata.addString(user.id, forKey: InspectCaller.metadataKey)
+      reply = try await call(metadata)
+    } catch {
+      throw APIError(downstream.map(error))
+    }
+    return Response(
+      status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+      body: .init(byteBuffer: ByteBuffer(bytes: try reply.jsonUTF8Data())))
+  }
+
+  /// Decodes a JSON body in the protobuf JSON mapping; unknown fields and bad JSON are a 400 that
+  /// says what was wrong.
+  static func decode<M: SwiftProtobuf.Message>(
+    _ type: M.Type, from request: Request, context: GatewayRequestContext
+  ) async throws -> M {
+    let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+    guard buffer.readableBytes > 0 else { return M() }
+    do {
+      return try M(jsonUTF8Bytes: Array(buffer.readableBytesView))
+    } catch {
+      throw APIError(.badRequest, "the body is not a valid \(M.protoMessageName) in JSON: \(error)")
+    }
+  }
+}

@@ -1,0 +1,194 @@
+import ArgumentParser
+import Foundation
+import InspectKit
+import UnixSignals
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `inspect up`: starts the five services on this machine, waits until each reports SERVING,
+/// prints where to reach them and a development API token, then either returns (`--detach`) or
+/// stays in the foreground showing every service's log until Ctrl-C/SIGTERM stops them all.
+struct UpCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "up",
+    abstract: "Start the five services and wait until they are all serving.")
+
+  @Flag(help: "Leave the services running in the background and return once they serve.")
+  var detach = false
+
+  @OptionGroup var dataDirectory: DataDirectoryOption
+
+  @Option(help: "Seconds to wait for every service to report SERVING.")
+  var timeout: Double = 60
+
+  func run() async throws {
+    let dataDirectory = dataDirectory.url
+    let environment = ProcessInfo.processInfo.environment
+    if let state = RunState.load(from: dataDirectory) {
+      let live = state.liveProcesses
+      guard live.isEmpty else {
+        throw ValidationError(
+          "Inspect is already running from \(dataDirectory.path) (pids \(live.map { String($0.pid) }.joined(separator: ", "))); "
+            + "stop it with `inspect down --data-dir \(dataDirectory.path)` first")
+      }
+      RunState.remove(from: dataDirectory)
+    }
+    let binaries = try BinaryLocator(environment: environment)
+    let plan = try LaunchPlan.make(dataDirectory: dataDirectory, environment: environment)
+    let logs = dataDirectory.appendingPathComponent("logs", isDirectory: true)
+    try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+
+    // Start everything, peers first.
+    let clock = ContinuousClock()
+    let started = clock.now
+    var running: [RunningService] = []
+    for entry in plan.entries {
+      let log = logs.appendingPathComponent("\(entry.service.shortName).log")
+      let offset = (try? FileManager.default.attributesOfItem(atPath: log.path)[.size] as? Int) ?? 0
+      let child = try ChildProcess.spawn(
+        executable: binaries.path(of: entry.service),
+        environment: plan.environment(for: entry, inheriting: environment),
+        logFile: log, detachment: detach ? .session : .processGroup)
+      running.append(RunningService(entry: entry, child: child, log: log, logOffset: offset))
+    }
+    var state = RunState(
+      launcherPID: detach ? nil : getpid(), startedAt: Date(),
+      processes: running.map {
+        .init(service: $0.entry.service, pid: $0.child.pid, grpc: $0.entry.grpc, http: $0.entry.http, log: $0.log.path)
+      })
+    try state.save(to: dataDirectory)
+
+    do {
+      try await waitUntilServing(running, deadline: clock.now + .seconds(timeout))
+    } catch let failure as StartupFailure {
+      StandardError.write(failure.report)
+      await Supervisor.stop(running.reversed().map(\.child))
+      RunState.remove(from: dataDirectory)
+      throw ExitCode(1)
+    }
+    let elapsed = clock.now - started
+    printSummary(plan: plan, dataDirectory: dataDirectory, elapsed: elapsed)
+
+    if detach {
+      state.launcherPID = nil
+      try state.save(to: dataDirectory)
+      return
+    }
+    let outcome = await Supervisor(running: running).superviseInForeground()
+    await Supervisor.stop(running.reversed().map(\.child))
+    RunState.remove(from: dataDirectory)
+    switch outcome {
+    case .signalled:
+      StandardOutput.writeLine("inspect: all services stopped")
+    case .died(let service, let how, let lastLines):
+      StandardError.write(
+        "inspect: \(service.rawValue) \(how); stopped the others. Last lines of its log:\n\(lastLines)\n")
+      throw ExitCode(1)
+    }
+  }
+
+  /// Waits for each service's `listening` line, then for gRPC health SERVING; fails at once when
+  /// a service exits, naming it and showing the end of its log.
+  private func waitUntilServing(_ running: [RunningService], deadline: ContinuousClock.Instant) async throws {
+    for service in running {
+      while true {
+        if let how = service.child.exitStatusIfExited() {
+          throw StartupFailure(service: service, how: how)
+        }
+        if service.hasLogged("listening grpc="),
+          await HealthProbe.grpcStatus(service.entry.reachableGRPC, timeout: .seconds(1)) == .serving
+        {
+          break
+        }
+        guard ContinuousClock.now < deadline else {
+          throw StartupFailure(service: service, how: "did not report SERVING within \(Int(timeout)) s")
+        }
+        try await Task.sleep(for: .milliseconds(50))
+      }
+    }
+  }
+
+  private func printSummary(plan: LaunchPlan, dataDirectory: URL, elapsed: Duration) {
+    let token = (try? String(contentsOf: dataDirectory.appendingPathComponent("dev-token"), encoding: .utf8))?
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+    let gateway = plan[.gateway]!
+    let milliseconds = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+    var lines = [
+      "Inspect \(InspectVersion.current) is up: all five services are SERVING (\(milliseconds) ms).",
+      "  web and REST API  http://\(gateway.reachableHTTP)/",
+      "  gRPC API          \(gateway.reachableGRPC)",
+      "  API token         \(token ?? "(none: \(dataDirectory.path)/dev-token is missing)")",
+      "  data              \(dataDirectory.path)",
+      "  logs              \(dataDirectory.path)/logs/",
+    ]
+    lines.append(
+      detach
+        ? "Stop it with: inspect down --data-dir \(dataDirectory.path)"
+        : "Press Ctrl-C to stop every service.")
+    StandardOutput.writeLine(lines.joined(separator: "\n"))
+  }
+}
+
+/// A started service process and its log file.
+struct RunningService: Sendable {
+  let entry: LaunchPlan.Entry
+  let child: ChildProcess
+  let log: URL
+  /// Where this run's part of the log starts (the file is appended to across runs).
+  let logOffset: Int
+
+  func logTail(lines count: Int = 20) -> String {
+    let text = LogFile.read(log, from: logOffset)
+    return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(count).joined(separator: "\n")
+  }
+
+  func hasLogged(_ marker: String) -> Bool {
+    LogFile.read(log, from: logOffset).contains(marker)
+  }
+}
+
+/// A service that failed to start, with the end of its log.
+struct StartupFailure: Error {
+  let service: RunningService
+  let how: String
+
+  var report: String {
+    "inspect: \(service.entry.service.rawValue) \(how) during start-up. Last lines of \(service.log.path):\n"
+      + service.logTail() + "\n"
+  }
+}
+
+enum LogFile {
+  static func read(_ url: URL, from offset: Int) -> String {
+    guard let handle = try? FileHandle(forReadingFrom: url) else { return "" }
+    defer { try? handle.close() }
+    try? handle.seek(toOffset: UInt64(offset))
+    return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
+  }
+}
+
+/// Finds the service binaries: `$INSPECT_BIN_DIR`, else the directory of the running `inspect`.
+struct BinaryLocator {
+  let directory: URL
+
+  init(environment: [String: String]) throws {
+    if let configured = environment["INSPECT_BIN_DIR"], !configured.isEmpty {
+      directory = URL(fileURLWithPath: configured, isDirectory: true)
+    } else {
+      let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        ?? CommandLine.arguments[0]
+      directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
+    }
+    for service in InspectService.allCases where !FileManager.default.isExecutableFile(atPath: path(of: service)) {
+      throw ValidationError(
+        "cannot find the \(service.binaryName) binary in \(directory.path): build with `swift build` "
+          + "or point INSPECT_BIN_DIR at the directory that holds the five service binaries")
+    }
+  }
+
+  func path(of service: InspectService) -> String {
+    directory.appendingPathComponent(service.binaryName).path
+  }
+}

@@ -1,0 +1,204 @@
+import Crypto
+import Foundation
+import GRDB
+import InspectKit
+
+/// `sessions/index.sqlite`: users and their API tokens (stored as SHA-256 hashes) for now;
+/// sessions, participants and PR links join it as they are built.
+///
+/// WAL mode with `synchronous=FULL`: whatever it acknowledges survives power loss.
+struct IndexDatabase: Sendable {
+  let writer: any DatabaseWriter
+
+  /// Opens (creating if needed) the index at `url` in WAL mode.
+  static func open(at url: URL) throws -> IndexDatabase {
+    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    var configuration = Configuration()
+    configuration.foreignKeysEnabled = true
+    let pool = try DatabasePool(path: url.path, configuration: configuration)
+    // DatabasePool switches its writer to synchronous=NORMAL when it enables WAL; put FULL back.
+    try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
+    return try IndexDatabase(writer: pool)
+  }
+
+  /// An in-memory index for unit tests.
+  static func inMemory() throws -> IndexDatabase {
+    try IndexDatabase(writer: DatabaseQueue())
+  }
+
+  init(writer: any DatabaseWriter) throws {
+    self.writer = writer
+    try Self.migrator.migrate(writer)
+  }
+
+  static var migrator: DatabaseMigrator {
+    var migrator = DatabaseMigrator()
+    migrator.registerMigration("v1: users and api tokens") { db in
+      try db.create(table: "user") { table in
+        table.primaryKey("id", .text)
+        table.column("displayName", .text).notNull()
+        table.column("email", .text).notNull().defaults(to: "")
+        table.column("githubLogin", .text).notNull().defaults(to: "")
+        table.column("isAdmin", .boolean).notNull().defaults(to: false)
+        table.column("disabled", .boolean).notNull().defaults(to: false)
+        table.column("createdAt", .datetime).notNull()
+      }
+      try db.create(table: "apiToken") { table in
+        table.primaryKey("id", .text)
+        table.column("userId", .text).notNull().references("user", onDelete: .cascade)
+        table.column("name", .text).notNull()
+        table.column("secretHash", .text).notNull().unique()
+        table.column("prefix", .text).notNull()
+        table.column("createdAt", .datetime).notNull()
+        table.column("lastUsedAt", .datetime)
+        table.column("revokedAt", .datetime)
+      }
+    }
+    return migrator
+  }
+
+  /// The `synchronous` pragma in force on the writer (2 = FULL), for tests and start-up checks.
+  func synchronousMode() async throws -> Int {
+    try await writer.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") ?? -1 }
+  }
+}
+
+// MARK: - Records
+
+struct UserRecord: Codable, Sendable, FetchableRecord, PersistableRecord, Equatable {
+  static let databaseTableName = "user"
+  var id: String
+  var displayName: String
+  var email: String
+  var githubLogin: String
+  var isAdmin: Bool
+  var disabled: Bool
+  var createdAt: Date
+}
+
+struct APITokenRecord: Codable, Sendable, FetchableRecord, PersistableRecord, Equatable {
+  static let databaseTableName = "apiToken"
+  enum Columns {
+    static let secretHash = Column(CodingKeys.secretHash)
+    static let userId = Column(CodingKeys.userId)
+  }
+  var id: String
+  var userId: String
+  var name: String
+  var secretHash: String
+  var prefix: String
+  var createdAt: Date
+  var lastUsedAt: Date?
+  var revokedAt: Date?
+}
+
+// MARK: - Users and tokens
+
+extension IndexDatabase {
+  func createUser(displayName: String, email: String, githubLogin: String, isAdmin: Bool) async throws -> UserRecord {
+    let user = UserRecord(
+      id: Identifier.make(.user), displayName: displayName, email: email, githubLogin: githubLogin,
+      isAdmin: isAdmin, disabled: false, createdAt: Date())
+    try await writer.write { try user.insert($0) }
+    return user
+  }
+
+  /// Users in id order (ids are ULIDs, so creation order), `limit` of them after `afterID`.
+  func users(after afterID: String? = nil, limit: Int = 1000) async throws -> [UserRecord] {
+    try await writer.read { db in
+      var request = UserRecord.order(Column("id")).limit(limit)
+      if let afterID { request = request.filter(Column("id") > afterID) }
+      return try request.fetchAll(db)
+    }
+  }
+
+  /// True when another user already has this email or GitHub login (empty values never clash).
+  func userExists(email: String, githubLogin: String) async throws -> Bool {
+    try await writer.read { db in
+      let byEmail = email.isEmpty ? false : try UserRecord.filter(Column("email") == email).fetchCount(db) > 0
+      let byLogin =
+        githubLogin.isEmpty ? false : try UserRecord.filter(Column("githubLogin") == githubLogin).fetchCount(db) > 0
+      return byEmail || byLogin
+    }
+  }
+
+  func user(id: String) async throws -> UserRecord? {
+    try await writer.read { try UserRecord.fetchOne($0, key: id) }
+  }
+
+  /// Creates a token for `userId` and returns it with its secret, which is stored only hashed.
+  func createToken(userId: String, name: String) async throws -> (APITokenRecord, secret: String) {
+    let secret = TokenSecret.generate()
+    let token = APITokenRecord(
+      id: Identifier.make(.token), userId: userId, name: name, secretHash: TokenSecret.hash(secret),
+      prefix: String(secret.prefix(9)), createdAt: Date(), lastUsedAt: nil, revokedAt: nil)
+    try await writer.write { try token.insert($0) }
+    return (token, secret)
+  }
+
+  func tokens(userId: String, includeRevoked: Bool) async throws -> [APITokenRecord] {
+    try await writer.read { db in
+      var request = APITokenRecord.filter(APITokenRecord.Columns.userId == userId).order(Column("id"))
+      if !includeRevoked { request = request.filter(Column("revokedAt") == nil) }
+      return try request.fetchAll(db)
+    }
+  }
+
+  func token(id: String) async throws -> APITokenRecord? {
+    try await writer.read { try APITokenRecord.fetchOne($0, key: id) }
+  }
+
+  /// Marks a token revoked (once) and returns it; nil when no such token exists.
+  func revokeToken(id: String) async throws -> APITokenRecord? {
+    try await writer.write { db in
+      guard var token = try APITokenRecord.fetchOne(db, key: id) else { return nil }
+      if token.revokedAt == nil {
+        token.revokedAt = Date()
+        try token.update(db)
+      }
+      return token
+    }
+  }
+
+  func userCount() async throws -> Int {
+    try await writer.read { try UserRecord.fetchCount($0) }
+  }
+
+  /// The user and token a presented secret belongs to, unless unknown, revoked or disabled.
+  /// Records the token's last use (at most once a minute, to keep authentication a read).
+  func authenticate(secret: String) async throws -> (UserRecord, APITokenRecord)? {
+    let hash = TokenSecret.hash(secret)
+    let found: (UserRecord, APITokenRecord)? = try await writer.read { db in
+      guard let token = try APITokenRecord.filter(APITokenRecord.Columns.secretHash == hash).fetchOne(db),
+        token.revokedAt == nil,
+        let user = try UserRecord.fetchOne(db, key: token.userId), !user.disabled
+      else { return nil }
+      return (user, token)
+    }
+    guard let (user, foundToken) = found else { return nil }
+    var token = foundToken
+    let now = Date()
+    if token.lastUsedAt.map({ now.timeIntervalSince($0) > 60 }) ?? true {
+      token.lastUsedAt = now
+      let updated = token
+      try await writer.write { try updated.update($0) }
+    }
+    return (user, token)
+  }
+}
+
+/// API token secrets: `insp_` and 43 base64url characters (256 random bits); stored as SHA-256.
+enum TokenSecret {
+  static func generate() -> String {
+    var generator = SystemRandomNumberGenerator()
+    let bytes = (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    let encoded = Data(bytes).base64EncodedString()
+      .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+      .replacingOccurrences(of: "=", with: "")
+    return "insp_" + encoded
+  }
+
+  static func hash(_ secret: String) -> String {
+    SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+  }
+}
