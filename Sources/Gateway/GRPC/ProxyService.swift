@@ -2,8 +2,12 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import InspectKit
 
-/// The Gateway's public gRPC API: forwards the listed methods, unary or streaming, to an
-/// internal service without decoding them, after authenticating the caller's bearer token.
+/// The Gateway's public gRPC API: forwards the listed methods to an internal service without
+/// decoding them, after authenticating the caller's bearer token.
+///
+/// Every public method takes a single request message (unary or server-streaming), so the
+/// request is read whole before the call goes downstream: the downstream call then never races
+/// an early answer (an error before the request is read) against a request still being sent.
 ///
 /// The caller's `authorization` is dropped and `inspect-user` is set from the verified token
 /// (any `inspect-user` the client sent is discarded), so internal services can trust it.
@@ -20,12 +24,16 @@ struct ProxyService: RegistrableRPCService {
       ) { (request: StreamingServerRequest<[UInt8]>, context) -> StreamingServerResponse<[UInt8]> in
         let authorization = request.metadata[stringValues: "authorization"].first(where: { _ in true })
         let user = try await authenticator.authenticate(authorization: authorization)
-        var metadata = request.metadata
-        metadata.removeAllValues(forKey: "authorization")
+        var metadata = Self.forwardable(request.metadata)
         metadata.replaceOrAddString(user.id, forKey: InspectCaller.metadataKey)
-        let forwarded = StreamingClientRequest<[UInt8]>(metadata: metadata) { writer in
-          for try await message in request.messages { try await writer.write(message) }
+        var messages: [[UInt8]] = []
+        for try await message in request.messages { messages.append(message) }
+        guard messages.count == 1, let message = messages.first else {
+          throw RPCError(
+            code: .invalidArgument,
+            message: "\(method.fullyQualifiedMethod) takes exactly one request message; got \(messages.count)")
         }
+        let forwarded = ClientRequest(message: message, metadata: metadata)
         return StreamingServerResponse { writer in
           try await forward(forwarded, method: method, to: writer)
         }
@@ -33,14 +41,32 @@ struct ProxyService: RegistrableRPCService {
     }
   }
 
+  /// Custom metadata (`traceparent` among it) without what the transport sets for each hop
+  /// (`content-type`, `te`, `grpc-*`, …), the token, or a claimed `inspect-user`.
+  static func forwardable(_ metadata: Metadata) -> Metadata {
+    let hopByHop: Set<String> = [
+      "content-type", "te", "user-agent", "accept-encoding", "host", "authorization", InspectCaller.metadataKey,
+    ]
+    var forwarded = Metadata()
+    for (key, value) in metadata {
+      let lowered = key.lowercased()
+      guard !hopByHop.contains(lowered), !lowered.hasPrefix("grpc-"), !lowered.hasPrefix(":") else { continue }
+      switch value {
+      case .string(let text): forwarded.addString(text, forKey: key)
+      case .binary(let bytes): forwarded.addBinary(bytes, forKey: key)
+      }
+    }
+    return forwarded
+  }
+
   /// Runs the call downstream and copies its messages, trailers and status back.
   private func forward(
-    _ request: StreamingClientRequest<[UInt8]>, method: MethodDescriptor, to writer: RPCWriter<[UInt8]>
+    _ request: ClientRequest<[UInt8]>, method: MethodDescriptor, to writer: RPCWriter<[UInt8]>
   ) async throws -> Metadata {
     do {
       var options = CallOptions.defaults
       options.waitForReady = false
-      return try await client.bidirectionalStreaming(
+      return try await client.serverStreaming(
         request: request, descriptor: method, serializer: RawSerializer(), deserializer: RawDeserializer(),
         options: options
       ) { response in
@@ -51,10 +77,14 @@ struct ProxyService: RegistrableRPCService {
           case .trailingMetadata(let metadata): trailers = metadata
           }
         }
-        return trailers
+        return Self.forwardable(trailers)
       }
     } catch {
-      throw downstream.map(error)
+      // The downstream status arrives with that hop's own trailers (`grpc-status`, …); sending
+      // them on would duplicate ours and break the caller's stream.
+      var mapped = downstream.map(error)
+      mapped.metadata = Self.forwardable(mapped.metadata)
+      throw mapped
     }
   }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import Hummingbird
+import NIOCore
 
 /// Every HTTP error Inspect answers, with the body pinned in `docs/CONTRACTS.md`:
 /// `{"error": {"code": "NOT_FOUND", "message": "…"}}`, where `code` is the gRPC code name.
@@ -98,6 +99,8 @@ public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
       throw APIError(error.status, message, headers: error.headers)
     } catch let error as RPCError {
       throw APIError(error)
+    } catch let error as NIOTooManyBytesError {
+      throw APIError(.contentTooLarge, "the body is larger than \(error.maxBytes.map { "\($0) bytes" } ?? "allowed")")
     } catch {
       context.logger.error("request failed", metadata: ["error": "\(error)", "http.path": "\(request.uri.path)"])
       throw APIError(.internalServerError, "internal error: \(error)")
