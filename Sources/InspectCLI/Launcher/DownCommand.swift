@@ -30,7 +30,9 @@ struct DownCommand: AsyncParsableCommand {
     }
     let live = state.liveProcesses
     let order = InspectService.startOrder.reversed()
-    let children = order.flatMap { service in live.filter { $0.service == service }.map { ChildProcess(pid: $0.pid) } }
+    let children = order.flatMap { service in
+      live.filter { $0.service == service }.map { (service, ChildProcess(pid: $0.pid)) }
+    }
     await Supervisor.stop(children)
     RunState.remove(from: dataDirectory)
     StandardOutput.writeLine(

@@ -74,15 +74,15 @@ struct Supervisor {
 
   /// Stops the processes one after the other, in the order given (the Gateway first, so nothing
   /// new comes in while the rest drain): SIGTERM, up to `grace` to exit, then SIGKILL.
-  static func stop(_ children: [ChildProcess], grace: Duration = .seconds(15)) async {
-    for child in children {
+  static func stop(_ children: [(InspectService, ChildProcess)], grace: Duration = .seconds(15)) async {
+    for (service, child) in children {
       child.signal(SIGTERM)
       let deadline = ContinuousClock.now + grace
       while child.exitStatusIfExited() == nil, child.isAlive, ContinuousClock.now < deadline {
         try? await Task.sleep(for: .milliseconds(20))
       }
       if child.isAlive {
-        StandardError.write("inspect: pid \(child.pid) did not stop within \(grace); killing it\n")
+        StandardError.write("inspect: \(service.rawValue) (pid \(child.pid)) did not stop within \(grace); killing it\n")
         child.signal(SIGKILL)
         while child.exitStatusIfExited() == nil, child.isAlive {
           try? await Task.sleep(for: .milliseconds(20))

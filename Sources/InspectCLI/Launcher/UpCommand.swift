@@ -64,7 +64,7 @@ struct UpCommand: AsyncParsableCommand {
       try await waitUntilServing(running, deadline: clock.now + .seconds(timeout))
     } catch let failure as StartupFailure {
       StandardError.write(failure.report)
-      await Supervisor.stop(running.reversed().map(\.child))
+      await Supervisor.stop(running.reversed().map { ($0.entry.service, $0.child) })
       RunState.remove(from: dataDirectory)
       throw ExitCode(1)
     }
@@ -77,7 +77,7 @@ struct UpCommand: AsyncParsableCommand {
       return
     }
     let outcome = await Supervisor(running: running).superviseInForeground()
-    await Supervisor.stop(running.reversed().map(\.child))
+    await Supervisor.stop(running.reversed().map { ($0.entry.service, $0.child) })
     RunState.remove(from: dataDirectory)
     switch outcome {
     case .signalled:

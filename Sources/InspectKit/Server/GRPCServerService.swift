@@ -23,32 +23,48 @@ public struct GRPCServerService: Service {
   }
 
   public func run() async throws {
-    try await withThrowingDiscardingTaskGroup { group in
+    try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await server.serve() }
-      if let address = try await server.listeningAddress {
-        await onListening(address)
+      let address: SocketAddress?
+      do {
+        address = try await server.listeningAddress
+      } catch {
+        // The server could not bind; `serve()` ends with the error that says why.
+        try await group.waitForAll()
+        throw error
       }
+      if let address { await onListening(address) }
       // Wait for the shutdown signal; cancellation ends the wait too.
       try? await gracefulShutdown()
       health.drain()
       server.beginGracefulShutdown()
+      try await group.waitForAll()
     }
   }
 }
 
 /// Runs a `GRPCClient`'s connections as a `Service`, closing them gracefully on shutdown.
+///
+/// A peer that accepted the TCP connection but never answers would hold a graceful close
+/// forever, so after `closeTimeout` the connections are cancelled.
 public struct GRPCClientService: Service {
   let client: GRPCClient<HTTP2ClientTransport.Posix>
+  let closeTimeout: Duration
 
-  public init(client: GRPCClient<HTTP2ClientTransport.Posix>) {
+  public init(client: GRPCClient<HTTP2ClientTransport.Posix>, closeTimeout: Duration = .seconds(5)) {
     self.client = client
+    self.closeTimeout = closeTimeout
   }
 
   public func run() async throws {
-    try await withGracefulShutdownHandler {
-      try await client.runConnections()
-    } onGracefulShutdown: {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await client.runConnections() }
+      try? await gracefulShutdown()
       client.beginGracefulShutdown()
+      group.addTask { try await Task.sleep(for: closeTimeout) }
+      // Whichever ends first: the connections closing, or the timeout.
+      try await group.next()
+      group.cancelAll()
     }
   }
 }

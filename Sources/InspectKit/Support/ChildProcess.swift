@@ -65,12 +65,21 @@ public struct ChildProcess: Sendable {
     return ChildProcess(pid: pid)
   }
 
-  /// Reaps the child if it has exited (our own children only); returns its exit description.
+  /// Reaps the child if it has exited and describes how ("exited with status 1", "was killed
+  /// by signal 9"); for a process that is not our child, says "exited" once it is gone.
   public func exitStatusIfExited() -> String? {
     var status: Int32 = 0
     let result = waitpid(pid, &status, WNOHANG)
     guard result == pid else { return result == -1 && errno == ECHILD && !isAlive ? "exited" : nil }
     return Self.describe(status)
+  }
+
+  /// Reaps our child if it has exited: its exit code, or 128 + the signal that killed it.
+  public func exitCodeIfExited() -> Int32? {
+    var status: Int32 = 0
+    guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+    let signal = status & 0x7f
+    return signal == 0 ? (status >> 8) & 0xff : 128 + signal
   }
 
   /// True while a process with this pid exists (and is not a zombie).

@@ -1,0 +1,187 @@
+import Foundation
+import InspectKit
+import InspectTestSupport
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `inspect up`, `status` and `down` as a person runs them: real processes on free ports.
+@Suite("inspect up, status and down with real processes", .serialized)
+struct LauncherTests {
+  let inspect = Binaries.path("inspect")
+
+  struct UpState: Decodable {
+    struct Process: Decodable {
+      var service: String
+      var pid: Int32
+    }
+    var processes: [Process]
+  }
+
+  func state(_ directory: URL) throws -> UpState {
+    try JSONDecoder().decode(UpState.self, from: Data(contentsOf: directory.appendingPathComponent("run/up.json")))
+  }
+
+  func waitUntilGone(_ pids: [Int32], timeout: Duration = .seconds(20)) async throws -> [Int32] {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      let alive = pids.filter { ChildProcess.isAlive($0) }
+      if alive.isEmpty { return [] }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    return pids.filter { ChildProcess.isAlive($0) }
+  }
+
+  @Test("up --detach starts all five SERVING; status agrees; down stops them and leaves no process")
+  func detachedLifecycle() async throws {
+    try await TemporaryDirectory.with { directory in
+      let environment = try freePortEnvironment()
+      let up = try await runCommand(inspect, ["up", "--detach", "--data-dir", directory.path], environment: environment)
+      #expect(up.status == 0, "\(up.output)")
+      #expect(up.output.contains("all five services are SERVING"))
+      #expect(up.output.contains("API token         insp_"))
+      let pids = try state(directory).processes.map(\.pid)
+      #expect(pids.count == 5)
+
+      let status = try await runCommand(
+        inspect, ["status", "--json", "--data-dir", directory.path], environment: environment)
+      #expect(status.status == 0, "\(status.output)")
+      let rows = try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [[String: Any]] ?? []
+      #expect(Set(rows.compactMap { $0["service"] as? String }) == Set(InspectService.allCases.map(\.rawValue)))
+      #expect(rows.allSatisfy { $0["status"] as? String == "SERVING" && $0["version"] as? String == InspectVersion.current })
+      let gatewayRow = rows.first { $0["service"] as? String == "Gateway" }
+      #expect(gatewayRow?["grpc"] as? String == "127.0.0.1:\(environment["INSPECT_GATEWAY_GRPC_PORT"]!)")
+
+      let again = try await runCommand(inspect, ["up", "--detach", "--data-dir", directory.path], environment: environment)
+      #expect(again.status != 0)
+      #expect(again.output.contains("already running"))
+
+      let down = try await runCommand(inspect, ["down", "--data-dir", directory.path], environment: environment)
+      #expect(down.status == 0, "\(down.output)")
+      #expect(try await waitUntilGone(pids).isEmpty)
+      #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("run/up.json").path))
+      for service in InspectService.allCases {
+        let log = try String(contentsOf: directory.appendingPathComponent("logs/\(service.shortName).log"), encoding: .utf8)
+        #expect(log.contains("listening grpc=127.0.0.1:"), "\(service)")
+        #expect(log.contains(": stopped"), "\(service) did not shut down gracefully")
+      }
+
+      let afterDown = try await runCommand(
+        inspect, ["status", "--data-dir", directory.path], environment: environment)
+      #expect(afterDown.status == 1)
+      #expect(afterDown.output.contains("DOWN"))
+    }
+  }
+
+  @Test("foreground up multiplexes the logs and SIGTERM stops every service cleanly")
+  func foregroundStopsOnSignal() async throws {
+    try await TemporaryDirectory.with { directory in
+      let output = directory.appendingPathComponent("up.out")
+      let up = try ChildProcess.spawn(
+        executable: inspect, arguments: ["up", "--data-dir", directory.appendingPathComponent("data").path],
+        environment: try freePortEnvironment(), logFile: output, detachment: .processGroup)
+      try await waitFor(output, toContain: "Press Ctrl-C")
+      let pids = try state(directory.appendingPathComponent("data")).processes.map(\.pid)
+      try await waitFor(output, toContain: "session      | ")
+      up.signal(SIGTERM)
+      let code = try await waitForExit(up)
+      #expect(code == 0)
+      #expect(try await waitUntilGone(pids).isEmpty)
+      let text = try String(contentsOf: output, encoding: .utf8)
+      #expect(text.contains("all services stopped"))
+      #expect(text.contains("gateway      | "))
+    }
+  }
+
+  @Test("when a service dies, foreground up names it, shows its last log lines, stops the rest and exits 1")
+  func serviceDeath() async throws {
+    try await TemporaryDirectory.with { directory in
+      let output = directory.appendingPathComponent("up.out")
+      let data = directory.appendingPathComponent("data")
+      let up = try ChildProcess.spawn(
+        executable: inspect, arguments: ["up", "--data-dir", data.path],
+        environment: try freePortEnvironment(), logFile: output, detachment: .processGroup)
+      try await waitFor(output, toContain: "Press Ctrl-C")
+      let processes = try state(data).processes
+      let sandbox = try #require(processes.first { $0.service == "SandboxService" })
+      kill(sandbox.pid, SIGKILL)
+      let code = try await waitForExit(up)
+      #expect(code == 1)
+      let text = try String(contentsOf: output, encoding: .utf8)
+      #expect(text.contains("SandboxService was killed by signal 9"))
+      #expect(text.contains("Last lines of its log"))
+      #expect(try await waitUntilGone(processes.map(\.pid)).isEmpty)
+    }
+  }
+
+  @Test("a service that cannot start (its port is taken) is named with its log, and nothing is left running")
+  func startupFailure() async throws {
+    try await TemporaryDirectory.with { directory in
+      var environment = try freePortEnvironment()
+      let blocker = try ListeningSocket()
+      defer { blocker.close() }
+      environment["INSPECT_SESSION_GRPC_PORT"] = String(blocker.port)
+      let up = try await runCommand(inspect, ["up", "--detach", "--data-dir", directory.path], environment: environment)
+      #expect(up.status == 1)
+      #expect(up.output.contains("SessionService exited with status"), "\(up.output)")
+      #expect(up.output.contains("during start-up"))
+      #expect(up.output.lowercased().contains("address already in use"), "\(up.output)")
+      #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("run/up.json").path))
+      let logs = try FileManager.default.contentsOfDirectory(atPath: directory.appendingPathComponent("logs").path)
+      #expect(logs.count == 5)
+      let leftovers = try await runCommand("/usr/bin/pgrep", ["-f", directory.path], environment: [:])
+      #expect(leftovers.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(leftovers.output)")
+    }
+  }
+
+  // MARK: - Helpers
+
+  func waitFor(_ file: URL, toContain text: String, timeout: Duration = .seconds(60)) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      if let content = try? String(contentsOf: file, encoding: .utf8), content.contains(text) { return }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    let content = (try? String(contentsOf: file, encoding: .utf8)) ?? ""
+    Issue.record("\(file.lastPathComponent) never contained '\(text)':\n\(content)")
+    throw CancellationError()
+  }
+
+  func waitForExit(_ child: ChildProcess, timeout: Duration = .seconds(60)) async throws -> Int32 {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      if let code = child.exitCodeIfExited() { return code }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    child.signal(SIGKILL)
+    Issue.record("pid \(child.pid) did not exit within \(timeout)")
+    return -1
+  }
+}
+
+/// A TCP socket listening on a free loopback port, to make a port busy.
+struct ListeningSocket {
+  let fd: Int32
+  let port: Int
+
+  init() throws {
+    fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let fd = self.fd
+    let result = withUnsafeMutablePointer(to: &address) { pointer in
+      pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress -> Int32 in
+        guard bind(fd, socketAddress, length) == 0, listen(fd, 1) == 0 else { return -1 }
+        return getsockname(fd, socketAddress, &length)
+      }
+    }
+    guard result == 0 else { throw ConfigurationError("cannot listen on a free port") }
+    port = Int(UInt16(bigEndian: address.sin_port))
+  }
+
+  func close() { _ = Glibc.close(fd) }
+}
