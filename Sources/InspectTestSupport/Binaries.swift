@@ -7,7 +7,8 @@ public enum Binaries {
     if let configured = ProcessInfo.processInfo.environment["INSPECT_BIN_DIR"], !configured.isEmpty {
       return URL(fileURLWithPath: configured, isDirectory: true)
     }
-    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let executable =
+      (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     return URL(fileURLWithPath: executable).deletingLastPathComponent()
   }
 

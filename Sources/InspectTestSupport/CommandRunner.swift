@@ -29,7 +29,8 @@ public func runCommand(
 }
 
 /// Environment for a local run on free loopback ports: every `INSPECT_*_PORT` set to a free port.
-public func freePortEnvironment(base: [String: String] = ProcessInfo.processInfo.environment) throws -> [String: String] {
+public func freePortEnvironment(base: [String: String] = ProcessInfo.processInfo.environment) throws -> [String: String]
+{
   var environment = base
   for service in InspectService.allCases {
     environment["\(service.environmentPrefix)_GRPC_PORT"] = String(try FreePort.pick())

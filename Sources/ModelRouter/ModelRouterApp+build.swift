@@ -8,7 +8,8 @@ extension ModelRouterApp {
 
   /// Builds the service; its RPCs that are not built yet answer `UNIMPLEMENTED`.
   static func build(_ configuration: ServiceConfiguration) async throws -> BuiltService {
-    let host = ServiceHost(configuration: configuration, servedServices: [Inspect_Model_V1_ModelRouterService.descriptor])
+    let host = ServiceHost(
+      configuration: configuration, servedServices: [Inspect_Model_V1_ModelRouterService.descriptor])
     let grpcServices: [any RegistrableRPCService] = [
       UnimplementedService(methods: Inspect_Model_V1_ModelRouterService.Method.descriptors, missing: missing)
     ]

@@ -8,7 +8,8 @@ extension RepoClassifierApp {
 
   /// Builds the service; its RPCs that are not built yet answer `UNIMPLEMENTED`.
   static func build(_ configuration: ServiceConfiguration) async throws -> BuiltService {
-    let host = ServiceHost(configuration: configuration, servedServices: [Inspect_Classifier_V1_RepoClassifierService.descriptor])
+    let host = ServiceHost(
+      configuration: configuration, servedServices: [Inspect_Classifier_V1_RepoClassifierService.descriptor])
     let grpcServices: [any RegistrableRPCService] = [
       UnimplementedService(methods: Inspect_Classifier_V1_RepoClassifierService.Method.descriptors, missing: missing)
     ]

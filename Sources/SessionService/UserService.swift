@@ -105,7 +105,8 @@ struct UserService: Inspect_Session_V1_UserService.SimpleServiceProtocol {
       throw RPCError(code: .permissionDenied, message: "only an administrator may list users")
     }
     if !request.pageToken.isEmpty, !Identifier.isValid(request.pageToken, kind: .user) {
-      throw RPCError(code: .invalidArgument, message: "page_token '\(request.pageToken)' is not one this service issued")
+      throw RPCError(
+        code: .invalidArgument, message: "page_token '\(request.pageToken)' is not one this service issued")
     }
     let size = request.pageSize == 0 ? 100 : Int(min(request.pageSize, 1000))
     let users = try await database.users(after: request.pageToken.isEmpty ? nil : request.pageToken, limit: size + 1)
@@ -162,7 +163,8 @@ struct UserService: Inspect_Session_V1_UserService.SimpleServiceProtocol {
   private static func secretsMissing(_ method: String) -> RPCError {
     RPCError(
       code: .unimplemented,
-      message: "UserService.\(method) is not implemented yet: the encrypted secrets store arrives with the GitHub integration")
+      message:
+        "UserService.\(method) is not implemented yet: the encrypted secrets store arrives with the GitHub integration")
   }
 
   static func looksLikeEmail(_ text: String) -> Bool {

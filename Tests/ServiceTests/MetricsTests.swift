@@ -10,13 +10,16 @@ struct MetricsTests {
   @Test("after N calls of an RPC its counter and its histogram count in /metrics rose by exactly N")
   func counterRisesByN() async throws {
     try await TemporaryDirectory.with { directory in
-      let built = try await buildService(.modelRouter, configuration: testConfiguration(.modelRouter, dataDirectory: directory))
+      let built = try await buildService(
+        .modelRouter, configuration: testConfiguration(.modelRouter, dataDirectory: directory))
       try await withRunningService(built) { addresses in
         let http = HTTPTestClient(addresses.http)
         let counter =
           "rpc_server_requests_total{rpc_method=\"inspect.model.v1.ModelRouterService/ListModels\",rpc_grpc_status_code=\"UNIMPLEMENTED\"}"
-        let histogram = "rpc_server_duration_seconds_count{rpc_method=\"inspect.model.v1.ModelRouterService/ListModels\"}"
-        let okCounter = "rpc_server_requests_total{rpc_method=\"grpc.health.v1.Health/Check\",rpc_grpc_status_code=\"OK\"}"
+        let histogram =
+          "rpc_server_duration_seconds_count{rpc_method=\"inspect.model.v1.ModelRouterService/ListModels\"}"
+        let okCounter =
+          "rpc_server_requests_total{rpc_method=\"grpc.health.v1.Health/Check\",rpc_grpc_status_code=\"OK\"}"
         let before = try await http.get("/metrics").text
         let n = 7
         try await withClient(addresses.grpc) { client in

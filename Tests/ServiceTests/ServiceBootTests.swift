@@ -67,9 +67,12 @@ struct ServiceBootTests {
           try await withClient(addresses.grpc) { client in
             let error = await #expect(throws: RPCError.self) {
               switch service {
-              case .sandbox: _ = try await Inspect_Sandbox_V1_SandboxService.Client(wrapping: client).listImages(.init())
-              case .modelRouter: _ = try await Inspect_Model_V1_ModelRouterService.Client(wrapping: client).listModels(.init())
-              default: _ = try await Inspect_Classifier_V1_RepoClassifierService.Client(wrapping: client).classify(.init())
+              case .sandbox:
+                _ = try await Inspect_Sandbox_V1_SandboxService.Client(wrapping: client).listImages(.init())
+              case .modelRouter:
+                _ = try await Inspect_Model_V1_ModelRouterService.Client(wrapping: client).listModels(.init())
+              default:
+                _ = try await Inspect_Classifier_V1_RepoClassifierService.Client(wrapping: client).classify(.init())
               }
             }
             #expect(error?.code == .unimplemented)

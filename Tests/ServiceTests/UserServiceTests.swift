@@ -17,8 +17,10 @@ struct UserServiceTests {
   init() async throws {
     database = try IndexDatabase.inMemory()
     service = UserService(database: database)
-    admin = try await database.createUser(displayName: "Ada", email: "ada@example.com", githubLogin: "ada", isAdmin: true)
-    person = try await database.createUser(displayName: "Bob", email: "bob@example.com", githubLogin: "bob", isAdmin: false)
+    admin = try await database.createUser(
+      displayName: "Ada", email: "ada@example.com", githubLogin: "ada", isAdmin: true)
+    person = try await database.createUser(
+      displayName: "Bob", email: "bob@example.com", githubLogin: "bob", isAdmin: false)
   }
 
   func `as`<T>(_ user: UserRecord?, _ body: () async throws -> T) async rethrows -> T {
@@ -32,7 +34,10 @@ struct UserServiceTests {
   @Test("only administrators create and list users; others get PERMISSION_DENIED")
   func adminOnly() async throws {
     let created = try await `as`(admin) {
-      try await service.createUser(request: .with { $0.displayName = "Cy"; $0.email = "cy@example.com" }, context: Self.context)
+      try await service.createUser(
+        request: .with {
+          $0.displayName = "Cy"; $0.email = "cy@example.com"
+        }, context: Self.context)
     }
     #expect(created.user.displayName == "Cy")
     let denied = await #expect(throws: RPCError.self) {
@@ -53,11 +58,17 @@ struct UserServiceTests {
       }
       #expect(empty?.code == .invalidArgument)
       let email = await #expect(throws: RPCError.self) {
-        _ = try await service.createUser(request: .with { $0.displayName = "X"; $0.email = "not-an-email" }, context: Self.context)
+        _ = try await service.createUser(
+          request: .with {
+            $0.displayName = "X"; $0.email = "not-an-email"
+          }, context: Self.context)
       }
       #expect(email?.code == .invalidArgument)
       let duplicate = await #expect(throws: RPCError.self) {
-        _ = try await service.createUser(request: .with { $0.displayName = "B2"; $0.email = "bob@example.com" }, context: Self.context)
+        _ = try await service.createUser(
+          request: .with {
+            $0.displayName = "B2"; $0.email = "bob@example.com"
+          }, context: Self.context)
       }
       #expect(duplicate?.code == .alreadyExists)
     }
@@ -72,7 +83,10 @@ struct UserServiceTests {
       var names: [String] = []
       var token = ""
       repeat {
-        let page = try await service.listUsers(request: .with { $0.pageSize = 3; $0.pageToken = token }, context: Self.context)
+        let page = try await service.listUsers(
+          request: .with {
+            $0.pageSize = 3; $0.pageToken = token
+          }, context: Self.context)
         #expect(page.users.count <= 3)
         names += page.users.map(\.displayName)
         token = page.nextPageToken
@@ -91,7 +105,8 @@ struct UserServiceTests {
       try await service.createToken(request: .with { $0.name = "cli" }, context: Self.context)
     }
     #expect(own.token.userID == person.id)
-    let authenticated = try await service.authenticateToken(request: .with { $0.token = own.secret }, context: Self.context)
+    let authenticated = try await service.authenticateToken(
+      request: .with { $0.token = own.secret }, context: Self.context)
     #expect(authenticated.user.id == person.id)
     #expect(authenticated.tokenID == own.token.id)
 

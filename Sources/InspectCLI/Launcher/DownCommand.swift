@@ -21,7 +21,9 @@ struct DownCommand: AsyncParsableCommand {
       return
     }
     // A foreground launcher stops its own services in order when it gets SIGTERM.
-    if let launcher = state.launcherPID, launcher != getpid(), ProcessIdentity.isRunning(pid: launcher, binary: "inspect") {
+    if let launcher = state.launcherPID, launcher != getpid(),
+      ProcessIdentity.isRunning(pid: launcher, binary: "inspect")
+    {
       kill(launcher, SIGTERM)
       let deadline = ContinuousClock.now + .seconds(30)
       while ChildProcess.isAlive(launcher), ContinuousClock.now < deadline {

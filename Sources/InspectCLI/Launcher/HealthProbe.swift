@@ -12,7 +12,9 @@ import InspectProtos
 /// `/healthz` on its HTTP port (for the version).
 enum HealthProbe {
   /// The gRPC health status of the whole server at `address`, or nil when it does not answer.
-  static func grpcStatus(_ address: HostAndPort, timeout: Duration = .seconds(2)) async -> Grpc_Health_V1_HealthCheckResponse.ServingStatus? {
+  static func grpcStatus(
+    _ address: HostAndPort, timeout: Duration = .seconds(2)
+  ) async -> Grpc_Health_V1_HealthCheckResponse.ServingStatus? {
     do {
       return try await withGRPCClient(
         transport: .http2NIOPosix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)

@@ -63,8 +63,11 @@ struct StatusCommand: AsyncParsableCommand {
       for row in [header] + rows {
         let pid = row.service == "SERVICE" ? "PID" : row.pid.map(String.init) ?? "-"
         StandardOutput.writeLine(
-          [row.service.padded(16), row.status.padded(12), row.grpc.padded(22), row.http.padded(22), row.version.padded(9), pid]
-            .joined())
+          [
+            row.service.padded(16), row.status.padded(12), row.grpc.padded(22), row.http.padded(22),
+            row.version.padded(9), pid,
+          ]
+          .joined())
       }
     }
     if rows.contains(where: { $0.status != "SERVING" }) { throw ExitCode(1) }

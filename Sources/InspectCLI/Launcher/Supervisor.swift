@@ -82,7 +82,8 @@ struct Supervisor {
         try? await Task.sleep(for: .milliseconds(20))
       }
       if child.isAlive {
-        StandardError.write("inspect: \(service.rawValue) (pid \(child.pid)) did not stop within \(grace); killing it\n")
+        StandardError.write(
+          "inspect: \(service.rawValue) (pid \(child.pid)) did not stop within \(grace); killing it\n")
         child.signal(SIGKILL)
         while child.exitStatusIfExited() == nil, child.isAlive {
           try? await Task.sleep(for: .milliseconds(20))

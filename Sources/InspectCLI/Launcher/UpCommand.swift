@@ -40,30 +40,31 @@ struct UpCommand: AsyncParsableCommand {
     let logs = dataDirectory.appendingPathComponent("logs", isDirectory: true)
     try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
 
-    // Start everything, peers first.
+    // Start the services one by one, each once the ones it calls are SERVING, so that no
+    // service's first connection to a peer fails and backs off.
     let clock = ContinuousClock()
     let started = clock.now
+    let deadline = clock.now + .seconds(timeout)
     var running: [RunningService] = []
-    for entry in plan.entries {
-      let log = logs.appendingPathComponent("\(entry.service.shortName).log")
-      let offset = (try? FileManager.default.attributesOfItem(atPath: log.path)[.size] as? Int) ?? 0
-      let child = try ChildProcess.spawn(
-        executable: binaries.path(of: entry.service),
-        environment: plan.environment(for: entry, inheriting: environment),
-        logFile: log, detachment: detach ? .session : .processGroup)
-      running.append(RunningService(entry: entry, child: child, log: log, logOffset: offset))
-    }
-    var state = RunState(
-      launcherPID: detach ? nil : getpid(), startedAt: Date(),
-      processes: running.map {
-        .init(service: $0.entry.service, pid: $0.child.pid, grpc: $0.entry.grpc, http: $0.entry.http, log: $0.log.path)
-      })
-    try state.save(to: dataDirectory)
-
+    var state = RunState(launcherPID: detach ? nil : getpid(), startedAt: Date(), processes: [])
     do {
-      try await waitUntilServing(running, deadline: clock.now + .seconds(timeout))
-    } catch let failure as StartupFailure {
-      StandardError.write(failure.report)
+      for entry in plan.entries {
+        let log = logs.appendingPathComponent("\(entry.service.shortName).log")
+        let offset = (try? FileManager.default.attributesOfItem(atPath: log.path)[.size] as? Int) ?? 0
+        let child = try ChildProcess.spawn(
+          executable: binaries.path(of: entry.service),
+          environment: plan.environment(for: entry, inheriting: environment),
+          logFile: log, detachment: detach ? .session : .processGroup)
+        let service = RunningService(entry: entry, child: child, log: log, logOffset: offset)
+        running.append(service)
+        state.processes.append(
+          .init(service: entry.service, pid: child.pid, grpc: entry.grpc, http: entry.http, log: log.path))
+        try state.save(to: dataDirectory)
+        try await waitUntilServing(service, deadline: deadline)
+      }
+    } catch {
+      // Nothing is left half-started: stop what did start.
+      StandardError.write((error as? StartupFailure)?.report ?? "inspect: \(error)\n")
       await Supervisor.stop(running.reversed().map { ($0.entry.service, $0.child) })
       RunState.remove(from: dataDirectory)
       throw ExitCode(1)
@@ -89,24 +90,22 @@ struct UpCommand: AsyncParsableCommand {
     }
   }
 
-  /// Waits for each service's `listening` line, then for gRPC health SERVING; fails at once when
-  /// a service exits, naming it and showing the end of its log.
-  private func waitUntilServing(_ running: [RunningService], deadline: ContinuousClock.Instant) async throws {
-    for service in running {
-      while true {
-        if let how = service.child.exitStatusIfExited() {
-          throw StartupFailure(service: service, how: how)
-        }
-        if service.hasLogged("listening grpc="),
-          await HealthProbe.grpcStatus(service.entry.reachableGRPC, timeout: .seconds(1)) == .serving
-        {
-          break
-        }
-        guard ContinuousClock.now < deadline else {
-          throw StartupFailure(service: service, how: "did not report SERVING within \(Int(timeout)) s")
-        }
-        try await Task.sleep(for: .milliseconds(50))
+  /// Waits for the service's `listening` line, then for gRPC health SERVING; fails at once when
+  /// it exits, naming it and showing the end of its log.
+  private func waitUntilServing(_ service: RunningService, deadline: ContinuousClock.Instant) async throws {
+    while true {
+      if let how = service.child.exitStatusIfExited() {
+        throw StartupFailure(service: service, how: how)
       }
+      if service.hasLogged("listening grpc="),
+        await HealthProbe.grpcStatus(service.entry.reachableGRPC, timeout: .seconds(1)) == .serving
+      {
+        return
+      }
+      guard ContinuousClock.now < deadline else {
+        throw StartupFailure(service: service, how: "did not report SERVING within \(Int(timeout)) s")
+      }
+      try await Task.sleep(for: .milliseconds(10))
     }
   }
 
@@ -177,7 +176,8 @@ struct BinaryLocator {
     if let configured = environment["INSPECT_BIN_DIR"], !configured.isEmpty {
       directory = URL(fileURLWithPath: configured, isDirectory: true)
     } else {
-      let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+      let executable =
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
         ?? CommandLine.arguments[0]
       directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
     }

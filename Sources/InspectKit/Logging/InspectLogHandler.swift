@@ -81,7 +81,8 @@ public enum StandardOutput {
 public enum InspectLogging {
   /// Installs ``InspectLogHandler`` with trace ids from the current task's ``TraceContext``.
   /// Safe to call more than once (tests): only the first call takes effect.
-  public static func bootstrap(level: Logger.Level, environment: [String: String] = ProcessInfo.processInfo.environment) {
+  public static func bootstrap(level: Logger.Level, environment: [String: String] = ProcessInfo.processInfo.environment)
+  {
     let format = LogFormat(rawValue: environment["INSPECT_LOG_FORMAT"] ?? "text") ?? .text
     once.withLock { done in
       guard !done else { return }

@@ -92,7 +92,10 @@ public struct BuiltService: Sendable {
   let httpServer: any Service
   let dependencies: [any Service]
 
-  public init(host: ServiceHost, grpcServer: GRPCServer<HTTP2ServerTransport.Posix>, httpServer: any Service, dependencies: [any Service] = []) {
+  public init(
+    host: ServiceHost, grpcServer: GRPCServer<HTTP2ServerTransport.Posix>, httpServer: any Service,
+    dependencies: [any Service] = []
+  ) {
     self.host = host
     self.grpcServer = grpcServer
     self.httpServer = httpServer

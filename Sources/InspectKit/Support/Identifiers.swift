@@ -28,7 +28,9 @@ public enum Identifier {
     guard parts.first.map(String.init) == kind.rawValue else { return false }
     parts.removeFirst()
     if kind == .session {
-      guard parts.count == 2, let shard = parts.first, !shard.isEmpty, shard.allSatisfy(\.isNumber) else { return false }
+      guard parts.count == 2, let shard = parts.first, !shard.isEmpty, shard.allSatisfy(\.isNumber) else {
+        return false
+      }
       parts.removeFirst()
     }
     guard parts.count == 1, let body = parts.first, body.count == 26 else { return false }
