@@ -136,6 +136,7 @@ let package = Package(
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "HummingbirdTesting", package: "hummingbird"),
+        .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
       ]
     ),
     .testTarget(

@@ -191,3 +191,37 @@ struct ListeningSocket {
 
   func close() { _ = Glibc.close(fd) }
 }
+
+@Suite("Trace context across real processes", .serialized)
+struct TraceAcrossProcessesTests {
+  @Test("a traceparent sent to the Gateway reaches SessionService's log lines")
+  func traceReachesSessionLog() async throws {
+    try await TemporaryDirectory.with { directory in
+      var environment = try freePortEnvironment()
+      environment["INSPECT_LOG_LEVEL"] = "debug"
+      let inspect = Binaries.path("inspect")
+      let up = try await runCommand(
+        inspect, ["up", "--detach", "--data-dir", directory.path], environment: environment)
+      #expect(up.status == 0, "\(up.output)")
+      let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+      let status: Int
+      do {
+        let token = try String(contentsOf: directory.appendingPathComponent("dev-token"), encoding: .utf8)
+          .trimmingCharacters(in: .whitespacesAndNewlines)
+        let http = HTTPTestClient(HostAndPort(host: "127.0.0.1", port: Int(environment["INSPECT_GATEWAY_HTTP_PORT"]!)!))
+        status = try await http.get(
+          "/v1/me", headers: ["Authorization": "Bearer \(token)", "traceparent": "00-\(traceID)-00f067aa0ba902b7-01"]
+        ).status
+      } catch {
+        _ = try? await runCommand(inspect, ["down", "--data-dir", directory.path], environment: environment)
+        throw error
+      }
+      #expect(status == 200)
+      let down = try await runCommand(inspect, ["down", "--data-dir", directory.path], environment: environment)
+      #expect(down.status == 0)
+      let log = try String(contentsOf: directory.appendingPathComponent("logs/session.log"), encoding: .utf8)
+      let line = log.split(separator: "\n").first { $0.contains("inspect.session.v1.UserService/AuthenticateToken") }
+      #expect(line?.contains("trace.id=\(traceID)") == true, "\(log)")
+    }
+  }
+}

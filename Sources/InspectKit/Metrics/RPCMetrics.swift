@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import Logging
 import Prometheus
 
 /// The Prometheus registry of one service and the RPC metrics every service records:
@@ -52,13 +53,16 @@ public final class RPCMetrics: Sendable {
   }
 }
 
-/// Records every RPC of a server in ``RPCMetrics``: its final status (also for streams, when
-/// they end) and its duration.
+/// Records every RPC of a server in ``RPCMetrics`` — its final status (also for streams, when
+/// they end) and its duration — and logs it (`debug`; `error` for INTERNAL and UNKNOWN, which
+/// are bugs). The log line carries the RPC's `trace.id`.
 public struct ServerMetricsInterceptor: ServerInterceptor {
   let metrics: RPCMetrics
+  let logger: Logger?
 
-  public init(metrics: RPCMetrics) {
+  public init(metrics: RPCMetrics, logger: Logger? = nil) {
     self.metrics = metrics
+    self.logger = logger
   }
 
   public func intercept<Input: Sendable, Output: Sendable>(
@@ -69,27 +73,41 @@ public struct ServerMetricsInterceptor: ServerInterceptor {
     let clock = ContinuousClock()
     let start = clock.now
     let method = context.descriptor
-    let metrics = self.metrics
+    let (metrics, logger) = (self.metrics, self.logger)
+    @Sendable func finish(_ code: RPCError.Code?, _ message: String = "") {
+      let duration = clock.now - start
+      metrics.record(method: method, code: code, duration: duration)
+      guard let logger else { return }
+      let level: Logger.Level = code == .internalError || code == .unknown ? .error : .debug
+      logger.log(
+        level: level, "rpc finished",
+        metadata: [
+          "rpc.method": "\(method.fullyQualifiedMethod)", "rpc.status": "\(RPCMetrics.statusName(code))",
+          "rpc.duration_ms":
+            "\(Double(duration.components.attoseconds) / 1e15 + Double(duration.components.seconds) * 1000)",
+          "rpc.message": "\(message)",
+        ])
+    }
     let response: StreamingServerResponse<Output>
     do {
       response = try await next(request, context)
     } catch {
-      metrics.record(method: method, code: Self.code(of: error), duration: clock.now - start)
+      finish(Self.code(of: error), "\(error)")
       throw error
     }
     switch response.accepted {
     case .failure(let error):
-      metrics.record(method: method, code: error.code, duration: clock.now - start)
+      finish(error.code, error.message)
       return response
     case .success(var contents):
       let producer = contents.producer
       contents.producer = { writer in
         do {
           let trailers = try await producer(writer)
-          metrics.record(method: method, code: nil, duration: clock.now - start)
+          finish(nil)
           return trailers
         } catch {
-          metrics.record(method: method, code: Self.code(of: error), duration: clock.now - start)
+          finish(Self.code(of: error), "\(error)")
           throw error
         }
       }

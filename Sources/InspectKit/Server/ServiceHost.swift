@@ -29,6 +29,7 @@ public struct ServiceHost: Sendable {
   /// A router with the JSON error middleware and the admin routes; the Gateway adds its API.
   public func makeRouter<Context: RequestContext>(context: Context.Type = BasicRequestContext.self) -> Router<Context> {
     let router = Router(context: Context.self)
+    router.add(middleware: HTTPTracingMiddleware())
     router.add(middleware: JSONErrorMiddleware())
     router.addRoutes(AdminRoutes(service: configuration.service, health: health, metrics: metrics).endpoints)
     return router
@@ -66,7 +67,9 @@ public struct ServiceHost: Sendable {
       transportSecurity: .plaintext,
       config: config
     )
-    var common: [any ServerInterceptor] = [ServerTracingInterceptor(), ServerMetricsInterceptor(metrics: metrics)]
+    var common: [any ServerInterceptor] = [
+      ServerTracingInterceptor(), ServerMetricsInterceptor(metrics: metrics, logger: logger),
+    ]
     if trustCallerMetadata { common.append(CallerInterceptor()) }
     return GRPCServer(
       transport: transport,
