@@ -22,14 +22,6 @@ public struct CallerInterceptor: ServerInterceptor {
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
     let user = request.metadata[stringValues: InspectCaller.metadataKey].first(where: { !$0.isEmpty })
-    var response = try await InspectCaller.$userID.withValue(user) { try await next(request, context) }
-    if case .success(var contents) = response.accepted {
-      let producer = contents.producer
-      contents.producer = { writer in
-        try await InspectCaller.$userID.withValue(user) { try await producer(writer) }
-      }
-      response.accepted = .success(contents)
-    }
-    return response
+    return try await InspectCaller.$userID.bindForRPC(user, request: request, context: context, next: next)
   }
 }

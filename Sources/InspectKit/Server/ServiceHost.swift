@@ -122,6 +122,18 @@ public struct BuiltService: Sendable {
     )
   }
 
+  /// A service none of whose RPCs is built yet: health, admin routes, and `UNIMPLEMENTED` naming
+  /// `missing` for every method of `service`.
+  public static func unbuilt(
+    _ configuration: ServiceConfiguration, service: ServiceDescriptor, methods: [MethodDescriptor], missing: String
+  ) throws -> BuiltService {
+    let host = ServiceHost(configuration: configuration, servedServices: [service])
+    return BuiltService(
+      host: host,
+      grpcServer: try host.makeGRPCServer(services: [UnimplementedService(methods: methods, missing: missing)]),
+      httpServer: host.makeHTTPServer(router: host.makeRouter()))
+  }
+
   /// Runs until SIGTERM/SIGINT, then shuts down gracefully.
   public func run() async throws {
     try await makeServiceGroup().run()

@@ -11,19 +11,8 @@ public struct ServerTracingInterceptor: ServerInterceptor {
     context: ServerContext,
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
-    let trace = TraceMetadata.continuing(from: request.metadata)
-    var response = try await TraceMetadata.$current.withValue(trace) {
-      try await next(request, context)
-    }
-    // The response stream is produced after `next` returns, outside the task-local scope above.
-    if case .success(var contents) = response.accepted {
-      let producer = contents.producer
-      contents.producer = { writer in
-        try await TraceMetadata.$current.withValue(trace) { try await producer(writer) }
-      }
-      response.accepted = .success(contents)
-    }
-    return response
+    try await TraceMetadata.$current.bindForRPC(
+      TraceMetadata.continuing(from: request.metadata), request: request, context: context, next: next)
   }
 }
 
