@@ -225,3 +225,76 @@ struct TraceAcrossProcessesTests {
     }
   }
 }
+
+@Suite("inspect up when a service never becomes ready", .serialized)
+struct SlowStartTests {
+  /// A binary directory with the real services except SandboxService, which starts but never
+  /// listens (a shell script that sleeps).
+  func binariesWithHungSandbox(in directory: URL) throws -> URL {
+    let bin = directory.appendingPathComponent("bin", isDirectory: true)
+    try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+    for service in InspectService.allCases where service != .sandbox {
+      try FileManager.default.createSymbolicLink(
+        atPath: bin.appendingPathComponent(service.binaryName).path,
+        withDestinationPath: Binaries.path(service.binaryName))
+    }
+    try FileManager.default.createSymbolicLink(
+      atPath: bin.appendingPathComponent("inspect").path, withDestinationPath: Binaries.path("inspect"))
+    let script = bin.appendingPathComponent("SandboxService")
+    try "#!/bin/sh\necho hung sandbox starting\nexec sleep 300\n".write(to: script, atomically: true, encoding: .utf8)
+    try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+    return bin
+  }
+
+  @Test("a service that never reports SERVING fails start-up after --timeout, naming it; nothing is left")
+  func timeout() async throws {
+    try await TemporaryDirectory.with { directory in
+      let bin = try binariesWithHungSandbox(in: directory)
+      var environment = try freePortEnvironment()
+      environment["INSPECT_BIN_DIR"] = bin.path
+      let data = directory.appendingPathComponent("data")
+      let up = try await runCommand(
+        bin.appendingPathComponent("inspect").path, ["up", "--detach", "--timeout", "2", "--data-dir", data.path],
+        environment: environment)
+      #expect(up.status == 1)
+      #expect(up.output.contains("SandboxService did not report SERVING within 2 s"), "\(up.output)")
+      #expect(up.output.contains("hung sandbox starting"))
+      let leftovers = try await runCommand("/usr/bin/pgrep", ["-f", "sleep 300"], environment: [:])
+      #expect(leftovers.output.isEmpty, "\(leftovers.output)")
+    }
+  }
+
+  @Test("SIGTERM during start-up stops what had started and exits 130")
+  func interrupted() async throws {
+    try await TemporaryDirectory.with { directory in
+      let bin = try binariesWithHungSandbox(in: directory)
+      var environment = try freePortEnvironment()
+      environment["INSPECT_BIN_DIR"] = bin.path
+      let data = directory.appendingPathComponent("data")
+      let output = directory.appendingPathComponent("up.out")
+      let up = try ChildProcess.spawn(
+        executable: bin.appendingPathComponent("inspect").path, arguments: ["up", "--data-dir", data.path],
+        environment: environment, logFile: output, detachment: .processGroup)
+      let sandboxLog = data.appendingPathComponent("logs/sandbox.log")
+      let deadline = ContinuousClock.now + .seconds(30)
+      while !((try? String(contentsOf: sandboxLog, encoding: .utf8))?.contains("hung sandbox") ?? false),
+        ContinuousClock.now < deadline
+      {
+        try await Task.sleep(for: .milliseconds(20))
+      }
+      let pids = try JSONDecoder().decode(
+        LauncherTests.UpState.self, from: Data(contentsOf: data.appendingPathComponent("run/up.json"))
+      ).processes.map(\.pid)
+      #expect(pids.count == 3)
+      up.signal(SIGTERM)
+      var code: Int32?
+      while code == nil, ContinuousClock.now < deadline {
+        code = up.exitCodeIfExited()
+        try await Task.sleep(for: .milliseconds(20))
+      }
+      #expect(code == 130, "\((try? String(contentsOf: output, encoding: .utf8)) ?? "")")
+      #expect(pids.allSatisfy { !ChildProcess.isAlive($0) })
+      #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("run/up.json").path))
+    }
+  }
+}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import InspectKit
+import Synchronization
 import UnixSignals
 
 #if canImport(Glibc)
@@ -37,46 +38,44 @@ struct UpCommand: AsyncParsableCommand {
     }
     let binaries = try BinaryLocator(environment: environment)
     let plan = try LaunchPlan.make(dataDirectory: dataDirectory, environment: environment)
-    let logs = dataDirectory.appendingPathComponent("logs", isDirectory: true)
-    try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(
+      at: dataDirectory.appendingPathComponent("logs", isDirectory: true), withIntermediateDirectories: true)
 
-    // Start the services one by one, each once the ones it calls are SERVING, so that no
-    // service's first connection to a peer fails and backs off.
+    // Ctrl-C or SIGTERM from now on stops whatever has started (the services sit in their own
+    // process group, so the terminal's signal reaches only this launcher).
+    let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
     let clock = ContinuousClock()
     let started = clock.now
-    let deadline = clock.now + .seconds(timeout)
-    var running: [RunningService] = []
-    var state = RunState(launcherPID: detach ? nil : getpid(), startedAt: Date(), processes: [])
-    do {
-      for entry in plan.entries {
-        let log = logs.appendingPathComponent("\(entry.service.shortName).log")
-        let offset = (try? FileManager.default.attributesOfItem(atPath: log.path)[.size] as? Int) ?? 0
-        let child = try ChildProcess.spawn(
-          executable: binaries.path(of: entry.service),
-          environment: plan.environment(for: entry, inheriting: environment),
-          logFile: log, detachment: detach ? .session : .processGroup)
-        let service = RunningService(entry: entry, child: child, log: log, logOffset: offset)
-        running.append(service)
-        state.processes.append(
-          .init(service: entry.service, pid: child.pid, grpc: entry.grpc, http: entry.http, log: log.path))
-        try state.save(to: dataDirectory)
-        try await waitUntilServing(service, deadline: deadline)
+    let launched = Launched()
+    let startup: Result<Void, any Error> = await withTaskGroup(of: Result<Void, any Error>?.self) { group in
+      group.addTask {
+        for await signal in signals { return .failure(Interrupted(signal: "\(signal)")) }
+        return nil
       }
-    } catch {
+      group.addTask {
+        do {
+          try await startServices(plan: plan, binaries: binaries, environment: environment, into: launched)
+          return .success(())
+        } catch {
+          return .failure(error)
+        }
+      }
+      let first = await group.next() ?? nil
+      group.cancelAll()
+      return first ?? .success(())
+    }
+    let running = launched.services
+    if case .failure(let error) = startup {
       // Nothing is left half-started: stop what did start.
       StandardError.write((error as? StartupFailure)?.report ?? "inspect: \(error)\n")
       await Supervisor.stop(running.reversed().map { ($0.entry.service, $0.child) })
       RunState.remove(from: dataDirectory)
-      throw ExitCode(1)
+      throw ExitCode(error is Interrupted ? 130 : 1)
     }
     let elapsed = clock.now - started
     printSummary(plan: plan, dataDirectory: dataDirectory, elapsed: elapsed)
 
-    if detach {
-      state.launcherPID = nil
-      try state.save(to: dataDirectory)
-      return
-    }
+    if detach { return }
     let outcome = await Supervisor(running: running).superviseInForeground()
     await Supervisor.stop(running.reversed().map { ($0.entry.service, $0.child) })
     RunState.remove(from: dataDirectory)
@@ -87,6 +86,27 @@ struct UpCommand: AsyncParsableCommand {
       StandardError.write(
         "inspect: \(service.rawValue) \(how); stopped the others. Last lines of its log:\n\(lastLines)\n")
       throw ExitCode(1)
+    }
+  }
+
+  /// Starts the services one by one, each once the ones it calls are SERVING, so that no
+  /// service's first connection to a peer fails and backs off. Records each in `launched` (and
+  /// the run state file) as it starts, so a failure or a signal can stop exactly those.
+  private func startServices(
+    plan: LaunchPlan, binaries: BinaryLocator, environment: [String: String], into launched: Launched
+  ) async throws {
+    let logs = plan.dataDirectory.appendingPathComponent("logs", isDirectory: true)
+    let deadline = ContinuousClock.now + .seconds(timeout)
+    for entry in plan.entries {
+      let log = logs.appendingPathComponent("\(entry.service.shortName).log")
+      let offset = (try? FileManager.default.attributesOfItem(atPath: log.path)[.size] as? Int) ?? 0
+      let child = try ChildProcess.spawn(
+        executable: binaries.path(of: entry.service),
+        environment: plan.environment(for: entry, inheriting: environment),
+        logFile: log, detachment: detach ? .session : .processGroup)
+      let service = RunningService(entry: entry, child: child, log: log, logOffset: offset)
+      try launched.add(service, launcherPID: detach ? nil : getpid(), saveTo: plan.dataDirectory)
+      try await waitUntilServing(service, deadline: deadline)
     }
   }
 
@@ -128,6 +148,32 @@ struct UpCommand: AsyncParsableCommand {
         : "Press Ctrl-C to stop every service.")
     StandardOutput.writeLine(lines.joined(separator: "\n"))
   }
+}
+
+/// The services started so far and the run state that records them.
+final class Launched: Sendable {
+  private let contents = Mutex<(services: [RunningService], state: RunState?)>(([], nil))
+
+  var services: [RunningService] { contents.withLock { $0.services } }
+  func add(_ service: RunningService, launcherPID: Int32?, saveTo dataDirectory: URL) throws {
+    let state = contents.withLock { contents in
+      contents.services.append(service)
+      var state = contents.state ?? RunState(launcherPID: launcherPID, startedAt: Date(), processes: [])
+      state.processes.append(
+        .init(
+          service: service.entry.service, pid: service.child.pid, grpc: service.entry.grpc,
+          http: service.entry.http, log: service.log.path))
+      contents.state = state
+      return state
+    }
+    try state.save(to: dataDirectory)
+  }
+}
+
+/// Start-up was interrupted by a signal.
+struct Interrupted: Error, CustomStringConvertible {
+  let signal: String
+  var description: String { "interrupted by \(signal) during start-up; stopped what had started" }
 }
 
 /// A started service process and its log file.
