@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import random
 import socket
 import subprocess
 import sys
@@ -133,13 +134,24 @@ class InspectSystem:
 
 
 def free_loopback_ports(count: int) -> list[int]:
-    """`count` distinct ports that were free on 127.0.0.1 a moment ago (all held open at once)."""
+    """`count` distinct ports that were free on 127.0.0.1 a moment ago (all held open at once).
+
+    They come from 20000-32767, below Linux's ephemeral range, so that no outgoing connection can
+    take one before the service binds it (as the Swift tests' FreePort does)."""
     sockets = []
     try:
-        for _ in range(count):
+        for port in random.sample(range(20000, 32768), 2000):
+            if len(sockets) == count:
+                break
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((LOOPBACK, 0))
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                s.close()
+                continue
             sockets.append(s)
+        if len(sockets) < count:
+            raise RuntimeError(f"found only {len(sockets)} free ports in 20000-32767")
         return [s.getsockname()[1] for s in sockets]
     finally:
         for s in sockets:

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -38,6 +39,8 @@ public struct ChildProcess: Sendable {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, logFile.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    // Nothing else the launcher has open (sockets, files being written) leaks into the child.
+    Self.closeFrom?(&actions, 3)
 
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
@@ -58,7 +61,13 @@ public struct ChildProcess: Sendable {
       envp.forEach { free($0) }
     }
     var pid: pid_t = 0
-    let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+    var result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+    // ETXTBSY: a script just written is still open in a child that another thread is starting
+    // (between its fork and its exec); that passes in milliseconds.
+    for _ in 0..<50 where result == ETXTBSY {
+      usleep(10_000)
+      result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+    }
     guard result == 0 else {
       throw ConfigurationError("cannot start \(executable): \(String(cString: strerror(result)))")
     }
@@ -99,6 +108,16 @@ public struct ChildProcess: Sendable {
     kill(pid, signal)
   }
 
+  /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), which Swift's Glibc module does
+  /// not import; looked up once at run time.
+  private static let closeFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = {
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else {
+      return nil
+    }
+    return unsafeBitCast(
+      symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+  }()
+
   static func describe(_ status: Int32) -> String {
     let signal = status & 0x7f
     if signal == 0 { return "exited with status \((status >> 8) & 0xff)" }
@@ -107,24 +126,35 @@ public struct ChildProcess: Sendable {
 }
 
 /// Free TCP ports on the loopback interface, for `inspect up` with port 0 and for tests.
+///
+/// Ports come from 20000–32767, below Linux's ephemeral range (32768–60999), so that an outgoing
+/// connection cannot take a port between the moment it is picked and the moment a service binds
+/// it; no port is handed out twice by one process.
 public enum FreePort {
-  /// Binds port 0 on 127.0.0.1, reads the port the kernel chose and closes the socket.
+  private static let handedOut = Mutex<Set<Int>>([])
+
+  /// A port in 20000–32767 that nobody listens on now and that this process has not handed out.
   public static func pick() throws -> Int {
+    for _ in 0..<1000 {
+      let port = Int.random(in: 20000...32767)
+      let fresh = handedOut.withLock { $0.insert(port).inserted }
+      if fresh, isBindable(port) { return port }
+    }
+    throw ConfigurationError("found no free port in 20000-32767 on 127.0.0.1")
+  }
+
+  static func isBindable(_ port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw ConfigurationError("socket() failed: \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { return false }
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-      pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress -> Int32 in
-        guard bind(fd, socketAddress, length) == 0 else { return -1 }
-        return getsockname(fd, socketAddress, &length)
+    return withUnsafePointer(to: &address) { pointer in
+      pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
       }
     }
-    guard bound == 0 else { throw ConfigurationError("cannot bind a free port: \(String(cString: strerror(errno)))") }
-    return Int(UInt16(bigEndian: address.sin_port))
   }
 }
