@@ -1,5 +1,6 @@
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import InspectKit
 import InspectProtos
 
@@ -12,16 +13,21 @@ extension SessionServiceApp {
       servedServices: [Inspect_Session_V1_SessionService.descriptor, Inspect_Session_V1_UserService.descriptor])
     let index = try IndexDatabase.open(at: SessionPaths(configuration.dataDirectory).index)
     try await DevelopmentCredentials.ensure(in: index, dataDirectory: configuration.dataDirectory, logger: host.logger)
+    let sandboxAddress = configuration.peers[.sandbox]
+    let sandboxClient = try GRPCClient.peer(sandboxAddress)
+    let runner = SandboxAgentRunner(
+      client: Inspect_Sandbox_V1_SandboxService.Client(wrapping: sandboxClient), address: sandboxAddress)
+    let registry = SessionRegistry(
+      index: index, paths: SessionPaths(configuration.dataDirectory), runner: runner, logger: host.logger)
     let grpcServices: [any RegistrableRPCService] = [
-      UnimplementedService(
-        methods: Inspect_Session_V1_SessionService.Method.descriptors,
-        missing: "this version of Inspect stores no sessions yet"),
+      SessionRPCService(registry: registry),
       UserService(database: index),
     ]
     return BuiltService(
       host: host,
       grpcServer: try host.makeGRPCServer(services: grpcServices),
-      httpServer: host.makeHTTPServer(router: host.makeRouter()))
+      httpServer: host.makeHTTPServer(router: host.makeRouter()),
+      dependencies: [GRPCClientService(client: sandboxClient), registry])
   }
 }
 
@@ -30,4 +36,6 @@ struct SessionPaths {
   let root: URL
   init(_ dataDirectory: URL) { root = dataDirectory.appendingPathComponent("sessions", isDirectory: true) }
   var index: URL { root.appendingPathComponent("index.sqlite") }
+  /// `sessions/<session-id>.sqlite`; ids are validated before they reach a path.
+  func file(for sessionID: String) -> URL { root.appendingPathComponent("\(sessionID).sqlite") }
 }

@@ -275,16 +275,18 @@ struct SlowStartTests {
       let up = try ChildProcess.spawn(
         executable: bin.appendingPathComponent("inspect").path, arguments: ["up", "--data-dir", data.path],
         environment: environment, logFile: output, detachment: .processGroup)
-      let sandboxLog = data.appendingPathComponent("logs/sandbox.log")
+      // Wait until the hung SandboxService (the third service) is recorded as started.
+      let stateFile = data.appendingPathComponent("run/up.json")
       let deadline = ContinuousClock.now + .seconds(30)
-      while !((try? String(contentsOf: sandboxLog, encoding: .utf8))?.contains("hung sandbox") ?? false),
-        ContinuousClock.now < deadline
-      {
+      var pids: [Int32] = []
+      while pids.count < 3, ContinuousClock.now < deadline {
         try await Task.sleep(for: .milliseconds(20))
+        pids =
+          ((try? Data(contentsOf: stateFile)).flatMap {
+            try? JSONDecoder().decode(LauncherTests.UpState.self, from: $0)
+          })?
+          .processes.map(\.pid) ?? []
       }
-      let pids = try JSONDecoder().decode(
-        LauncherTests.UpState.self, from: Data(contentsOf: data.appendingPathComponent("run/up.json"))
-      ).processes.map(\.pid)
       #expect(pids.count == 3)
       up.signal(SIGTERM)
       var code: Int32?

@@ -39,14 +39,14 @@ struct GatewayTests {
     }
   }
 
-  @Test("authenticated calls to unbuilt session RPCs answer 501 naming the RPC")
-  func unimplementedThroughHTTP() async throws {
+  @Test("an unknown session is 404 with a message naming it")
+  func unknownSessionThroughHTTP() async throws {
     try await withGatewayStack { stack in
       let response = try await stack.http.get("/v1/sessions/ses-0-abc", headers: stack.authorized())
-      #expect(response.status == 501)
+      #expect(response.status == 404)
       let body = try response.errorBody()
-      #expect(body.code == "UNIMPLEMENTED")
-      #expect(body.message.contains("SessionService/GetSession"))
+      #expect(body.code == "NOT_FOUND")
+      #expect(body.message.contains("ses-0-abc"))
     }
   }
 
@@ -69,10 +69,14 @@ struct GatewayTests {
 
         let sessions = Inspect_Session_V1_SessionService.Client(wrapping: client)
         let unbuilt = await #expect(throws: RPCError.self) {
-          _ = try await sessions.getSession(.with { $0.sessionID = "ses-0-x" }, metadata: stack.tokenMetadata)
+          _ = try await sessions.stopSession(.with { $0.sessionID = "ses-0-x" }, metadata: stack.tokenMetadata)
         }
         #expect(unbuilt?.code == .unimplemented, "\(String(describing: unbuilt))")
-        #expect(unbuilt?.message.contains("GetSession") == true)
+        #expect(unbuilt?.message.contains("StopSession") == true)
+        let unknownSession = await #expect(throws: RPCError.self) {
+          _ = try await sessions.getSession(.with { $0.sessionID = "ses-0-x" }, metadata: stack.tokenMetadata)
+        }
+        #expect(unknownSession?.code == .notFound)
 
         // AuthenticateToken is internal: the public port does not expose it.
         let internalOnly = await #expect(throws: RPCError.self) {
@@ -144,5 +148,46 @@ struct GatewayTests {
         }
       }
     }
+  }
+}
+
+@Suite("Live streams end cleanly")
+struct LiveStreamShutdownTests {
+  @Test(
+    "a Subscribe held open through the Gateway ends when the services shut down, and a cancelled one is let go",
+    .timeLimit(.minutes(1)))
+  func subscribeDoesNotHoldShutdown() async throws {
+    let held = try await withGatewayStack { stack in
+      let id = try await withClient(stack.gateway.grpc) { client in
+        let sessions = Inspect_Session_V1_SessionService.Client(wrapping: client)
+        let id = try await sessions.createSession(.with { $0.repository = "local/demo" }, metadata: stack.tokenMetadata)
+          .session.id
+        // A subscriber that leaves after the first event.
+        let first = try await sessions.subscribe(.with { $0.sessionID = id }, metadata: stack.tokenMetadata) {
+          response in
+          for try await message in response.messages { return message.events.first?.seq }
+          return nil
+        }
+        #expect(first == 1)
+        return id
+      }
+      // A subscriber still reading when the services shut down: they must not wait for it.
+      let held = Task {
+        try await withClient(stack.gateway.grpc) { client in
+          try await Inspect_Session_V1_SessionService.Client(wrapping: client).subscribe(
+            .with { $0.sessionID = id }, metadata: stack.tokenMetadata
+          ) { response in
+            var count = 0
+            for try await message in response.messages { count += message.events.count }
+            return count
+          }
+        }
+      }
+      try await Task.sleep(for: .milliseconds(300))
+      return held
+    }
+    // The held stream ended (cleanly or with an error) once the services were gone.
+    let result = await held.result
+    if case .success(let count) = result { #expect(count >= 1) }
   }
 }

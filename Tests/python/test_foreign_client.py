@@ -125,16 +125,46 @@ def test_list_users_through_gateway_without_valid_token_is_unauthenticated(chann
     assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED, raised.value.details()
 
 
-def test_get_session_through_gateway_is_unimplemented(inspect_system, channels, proto_stubs):
+def test_session_through_gateway_create_prompt_subscribe(inspect_system, channels, proto_stubs):
+    """CreateSession -> SendPrompt -> Subscribe, as any gRPC client would, until the turn ends.
+
+    SandboxService cannot run agents in this version, so the turn ends FAILED in the SANDBOX
+    phase with a reason that says so; the stream shows every event in order, seq from 1."""
     messages = proto_stubs.load("session.v1.session_service_pb2")
     services = proto_stubs.load("session.v1.session_service_pb2_grpc")
     sessions = services.SessionServiceStub(channels["Gateway"])
+    metadata = bearer(inspect_system.token)
+
+    created = sessions.CreateSession(
+        messages.CreateSessionRequest(repository="local/demo", title="from python"),
+        metadata=metadata, timeout=CALL_TIMEOUT_S)
+    session_id = created.session.id
+    assert session_id.startswith("ses-0-")
+    sent = sessions.SendPrompt(
+        messages.SendPromptRequest(session_id=session_id, text="make the tests pass"),
+        metadata=metadata, timeout=CALL_TIMEOUT_S)
+    assert sent.queue_position == 1
+
+    events = []
+    stream = sessions.Subscribe(
+        messages.SubscribeRequest(session_id=session_id, after_seq=0), metadata=metadata, timeout=30)
+    for response in stream:
+        events.extend(response.events)
+        if any(event.WhichOneof("kind") == "turn_finished" for event in events):
+            stream.cancel()
+            break
+    assert [event.seq for event in events] == list(range(1, len(events) + 1))
+    kinds = [event.WhichOneof("kind") for event in events]
+    assert kinds[:3] == ["session_created", "prompt_queued", "turn_started"], kinds
+    finished = events[-1].turn_finished
+    assert finished.outcome == 2, finished  # TURN_OUTCOME_FAILED
+    assert "RunAgent" in finished.reason, finished.reason
+
     with pytest.raises(grpc.RpcError) as raised:
         sessions.GetSession(
             messages.GetSessionRequest(session_id="ses-0-01jabcdefghjkmnpqrstvwxyz0"),
-            metadata=bearer(inspect_system.token), timeout=CALL_TIMEOUT_S)
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED, raised.value.details()
-    assert "not implemented" in (raised.value.details() or ""), raised.value.details()
+            metadata=metadata, timeout=CALL_TIMEOUT_S)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND, raised.value.details()
 
 
 # --- an internal service, directly --------------------------------------------------------------

@@ -20,6 +20,9 @@ struct Downstream: Sendable {
   }
 
   func map(_ error: any Error) -> RPCError {
+    if error is CancellationError {
+      return RPCError(code: .cancelled, message: "the call to \(service.rawValue) was cancelled")
+    }
     guard let error = error as? RPCError else {
       return RPCError(code: .internalError, message: "calling \(service.rawValue) failed: \(error)")
     }

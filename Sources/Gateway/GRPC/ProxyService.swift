@@ -35,7 +35,8 @@ struct ProxyService: RegistrableRPCService {
         }
         let forwarded = ClientRequest(message: message, metadata: metadata)
         return StreamingServerResponse { writer in
-          try await forward(forwarded, method: method, to: writer)
+          // A client that goes away cancels the call downstream too.
+          try await untilRPCCancelled { try await forward(forwarded, method: method, to: writer) }
         }
       }
     }

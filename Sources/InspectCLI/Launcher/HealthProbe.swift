@@ -13,7 +13,7 @@ import InspectProtos
 enum HealthProbe {
   /// The gRPC health status of the whole server at `address`, or nil when it does not answer.
   static func grpcStatus(
-    _ address: HostAndPort, timeout: Duration = .seconds(2)
+    _ address: HostAndPort, timeout: Duration = .seconds(5)
   ) async -> Grpc_Health_V1_HealthCheckResponse.ServingStatus? {
     do {
       return try await withGRPCClient(
@@ -30,7 +30,7 @@ enum HealthProbe {
   }
 
   /// What `/healthz` says (service name and version), or nil when it does not answer.
-  static func healthz(_ address: HostAndPort, timeout: TimeInterval = 2) async -> HealthReport? {
+  static func healthz(_ address: HostAndPort, timeout: TimeInterval = 5) async -> HealthReport? {
     guard let url = URL(string: "http://\(address)/healthz") else { return nil }
     var request = URLRequest(url: url)
     request.timeoutInterval = timeout

@@ -27,8 +27,11 @@ public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
     response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
     context: ServerContext
   ) async throws {
-    for await status in board.watch(request.service) {
-      try await response.write(.with { $0.status = status })
+    let updates = board.watch(request.service)
+    try await untilRPCCancelled {
+      for await status in updates {
+        try await response.write(.with { $0.status = status })
+      }
     }
   }
 }

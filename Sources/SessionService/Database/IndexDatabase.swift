@@ -54,6 +54,26 @@ struct IndexDatabase: Sendable {
         table.column("revokedAt", .datetime)
       }
     }
+    migrator.registerMigration("v2: sessions") { db in
+      try db.create(table: "session") { table in
+        table.primaryKey("id", .text)
+        table.column("title", .text).notNull().defaults(to: "")
+        table.column("repository", .text).notNull()
+        table.column("baseBranch", .text).notNull()
+        table.column("branch", .text).notNull()
+        table.column("state", .text).notNull()
+        table.column("model", .text).notNull().defaults(to: "")
+        table.column("client", .text).notNull().defaults(to: "")
+        table.column("externalKey", .text).unique()
+        table.column("createdBy", .text).notNull().references("user")
+        table.column("createdAt", .datetime).notNull()
+        table.column("updatedAt", .datetime).notNull()
+        table.column("lastSeq", .integer).notNull().defaults(to: 0)
+        table.column("currentTurnId", .text)
+        table.column("queuedPrompts", .integer).notNull().defaults(to: 0)
+      }
+      try db.create(index: "session_on_updatedAt", on: "session", columns: ["updatedAt"])
+    }
     return migrator
   }
 

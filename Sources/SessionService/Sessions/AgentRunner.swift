@@ -1,0 +1,70 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import InspectKit
+import InspectProtos
+
+/// Runs one turn of the agent and streams its events back. SessionService's seam to
+/// SandboxService (tests substitute their own).
+protocol AgentRunner: Sendable {
+  /// Runs the turn; calls `onEvent` for each event in order (not `turn_finished`) and returns
+  /// how the turn finished. Throws ``TurnFailure`` when the turn could not run or broke off.
+  func run(
+    start: Inspect_Sandbox_V1_StartTurn,
+    onEvent: @escaping @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void
+  ) async throws -> Inspect_Session_V1_TurnFinished
+}
+
+/// Runs turns in SandboxService through the bidirectional `RunAgent` stream.
+struct SandboxAgentRunner: AgentRunner {
+  let client: Inspect_Sandbox_V1_SandboxService.Client<HTTP2ClientTransport.Posix>
+  let address: HostAndPort
+
+  func run(
+    start: Inspect_Sandbox_V1_StartTurn,
+    onEvent: @escaping @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void
+  ) async throws -> Inspect_Session_V1_TurnFinished {
+    // The request side stays open for the whole turn: later control messages (stop, tool
+    // decisions) travel on it. It closes when the response side ends.
+    let (controls, controlsContinuation) = AsyncStream.makeStream(of: Inspect_Sandbox_V1_RunAgentRequest.self)
+    defer { controlsContinuation.finish() }
+    var options = CallOptions.defaults
+    options.waitForReady = false
+    let finished: Inspect_Session_V1_TurnFinished?
+    do {
+      finished = try await client.runAgent(
+        request: StreamingClientRequest { writer in
+          try await writer.write(.with { $0.start = start })
+          for await control in controls { try await writer.write(control) }
+        },
+        options: options
+      ) { response in
+        defer { controlsContinuation.finish() }
+        for try await message in response.messages {
+          if case .turnFinished(let finished) = message.event.kind { return finished }
+          try await onEvent(message.event)
+        }
+        return nil
+      }
+    } catch let error as RPCError {
+      throw Self.failure(for: error, address: address)
+    }
+    guard let finished else {
+      throw TurnFailure(
+        phase: .connection, reason: "SandboxService ended the agent's stream without finishing the turn")
+    }
+    return finished
+  }
+
+  static func failure(for error: RPCError, address: HostAndPort) -> TurnFailure {
+    switch error.code {
+    case .unavailable, .deadlineExceeded:
+      TurnFailure(phase: .connection, reason: "SandboxService is unavailable at \(address): \(error.message)")
+    case .unimplemented:
+      TurnFailure(phase: .sandbox, reason: "SandboxService cannot run the agent: \(error.message)")
+    default:
+      TurnFailure(
+        phase: .sandbox,
+        reason: "SandboxService failed the turn (\(RPCMetrics.statusName(error.code))): \(error.message)")
+    }
+  }
+}

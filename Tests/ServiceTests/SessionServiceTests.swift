@@ -1,0 +1,346 @@
+import Foundation
+import GRPCCore
+import GRPCInProcessTransport
+import InspectKit
+import InspectProtos
+import InspectTestSupport
+import Logging
+import Synchronization
+import Testing
+
+@testable import SessionService
+
+/// An agent that streams a few text deltas per turn; a turn can be held open until released.
+final class FakeAgentRunner: AgentRunner, Sendable {
+  let turns = Mutex<[Inspect_Sandbox_V1_StartTurn]>([])
+  let gate: AsyncStream<Void>?
+  private let gateContinuation: AsyncStream<Void>.Continuation?
+  let failure: TurnFailure?
+
+  init(holdTurns: Bool = false, failure: TurnFailure? = nil) {
+    if holdTurns {
+      let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+      (gate, gateContinuation) = (stream, continuation)
+    } else {
+      (gate, gateContinuation) = (nil, nil)
+    }
+    self.failure = failure
+  }
+
+  /// Lets one held turn finish.
+  func release() { gateContinuation?.yield() }
+
+  func run(
+    start: Inspect_Sandbox_V1_StartTurn,
+    onEvent: @escaping @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void
+  ) async throws -> Inspect_Session_V1_TurnFinished {
+    turns.withLock { $0.append(start) }
+    if let failure { throw failure }
+    try await onEvent(.with { $0.textDelta = .with { $0.text = "Working on: " } })
+    if let gate {
+      for await _ in gate { break }
+    }
+    try await onEvent(.with { $0.textDelta = .with { $0.text = start.prompts.map(\.text).joined(separator: " + ") } })
+    return .with { $0.outcome = .succeeded }
+  }
+}
+
+/// SessionService's RPC service in-process, acting as one user, with a fake agent.
+struct SessionHarness {
+  let directory: TemporaryDirectory
+  let index: IndexDatabase
+  let registry: SessionRegistry
+  let service: SessionRPCService
+  let user: UserRecord
+
+  init(runner: any AgentRunner) async throws {
+    directory = try TemporaryDirectory()
+    index = try IndexDatabase.open(at: SessionPaths(directory.url).index)
+    registry = SessionRegistry(
+      index: index, paths: SessionPaths(directory.url), runner: runner, logger: Logger(label: "test"))
+    service = SessionRPCService(registry: registry)
+    user = try await index.createUser(displayName: "Ada", email: "", githubLogin: "", isAdmin: false)
+  }
+
+  /// Runs `body` with a client of the service (and the registry's turn loop running).
+  func run<T: Sendable>(
+    _ body: @Sendable (Inspect_Session_V1_SessionService.Client<InProcessTransport.Client>, Metadata) async throws -> T
+  ) async throws -> T {
+    let transport = InProcessTransport()
+    var metadata = Metadata()
+    metadata.addString(user.id, forKey: InspectCaller.metadataKey)
+    let server = GRPCServer(transport: transport.server, services: [service], interceptors: [CallerInterceptor()])
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+      group.addTask {
+        try await server.serve()
+        return nil
+      }
+      group.addTask {
+        try await registry.run()
+        return nil
+      }
+      defer {
+        server.beginGracefulShutdown()
+        group.cancelAll()
+        directory.remove()
+      }
+      return try await withGRPCClient(transport: transport.client) { client in
+        try await body(Inspect_Session_V1_SessionService.Client(wrapping: client), metadata)
+      }
+    }
+  }
+}
+
+/// Reads a session's stream until `stop` says so (or `count` events arrived).
+func collectEvents(
+  _ sessions: Inspect_Session_V1_SessionService.Client<InProcessTransport.Client>, metadata: Metadata,
+  session: String, after: UInt64 = 0, until stop: @escaping @Sendable ([Inspect_Session_V1_SessionEvent]) -> Bool
+) async throws -> [Inspect_Session_V1_SessionEvent] {
+  try await sessions.subscribe(
+    .with {
+      $0.sessionID = session; $0.afterSeq = after
+    }, metadata: metadata
+  ) { response in
+    var events: [Inspect_Session_V1_SessionEvent] = []
+    for try await message in response.messages {
+      events += message.events
+      if stop(events) { break }
+    }
+    return events
+  }
+}
+
+func finishedTurns(_ events: [Inspect_Session_V1_SessionEvent]) -> Int {
+  events.filter { if case .turnFinished = $0.kind { true } else { false } }.count
+}
+
+@Suite("SessionService: sessions, queued prompts, turns and the live stream")
+struct SessionServiceTests {
+  @Test("a created session starts its log with session_created at seq 1 and is found by Get and List")
+  func createGetList() async throws {
+    let harness = try await SessionHarness(runner: FakeAgentRunner())
+    try await harness.run { sessions, metadata in
+      let created = try await sessions.createSession(
+        .with {
+          $0.repository = "local/demo"; $0.title = "Fix the test"
+        }, metadata: metadata)
+      #expect(created.created)
+      let id = created.session.id
+      #expect(Identifier.isValid(id, kind: .session))
+      #expect(created.session.branch == "inspect/\(id)")
+      #expect(created.session.createdBy.displayName == "Ada")
+      let fetched = try await sessions.getSession(.with { $0.sessionID = id }, metadata: metadata)
+      #expect(fetched.session.repository.fullName == "local/demo")
+      #expect(fetched.session.lastSeq == 1)
+      let listed = try await sessions.listSessions(.init(), metadata: metadata)
+      #expect(listed.sessions.map(\.id) == [id])
+      let events = try await collectEvents(sessions, metadata: metadata, session: id) { $0.count >= 1 }
+      #expect(events.first?.seq == 1)
+      guard case .sessionCreated(let payload) = events.first?.kind else {
+        Issue.record("first event is not session_created")
+        return
+      }
+      #expect(payload.session.id == id)
+    }
+  }
+
+  @Test(
+    "bad requests: unknown session NOT_FOUND, empty prompt and bad repository INVALID_ARGUMENT, no user UNAUTHENTICATED"
+  )
+  func badRequests() async throws {
+    let harness = try await SessionHarness(runner: FakeAgentRunner())
+    try await harness.run { sessions, metadata in
+      let unknown = await #expect(throws: RPCError.self) {
+        _ = try await sessions.sendPrompt(
+          .with {
+            $0.sessionID = "ses-0-nope"; $0.text = "hi"
+          }, metadata: metadata)
+      }
+      #expect(unknown?.code == .notFound)
+      let traversal = await #expect(throws: RPCError.self) {
+        _ = try await sessions.getSession(.with { $0.sessionID = "../../index" }, metadata: metadata)
+      }
+      #expect(traversal?.code == .notFound)
+      let created = try await sessions.createSession(.with { $0.repository = "local/demo" }, metadata: metadata)
+      let empty = await #expect(throws: RPCError.self) {
+        _ = try await sessions.sendPrompt(
+          .with {
+            $0.sessionID = created.session.id; $0.text = "  \n"
+          }, metadata: metadata)
+      }
+      #expect(empty?.code == .invalidArgument)
+      for repository in ["", "demo", "a/b/c", "../x", "a/.."] {
+        let bad = await #expect(throws: RPCError.self) {
+          _ = try await sessions.createSession(.with { $0.repository = repository }, metadata: metadata)
+        }
+        #expect(bad?.code == .invalidArgument, "\(repository)")
+      }
+      let anonymous = await #expect(throws: RPCError.self) {
+        _ = try await sessions.listSessions(.init())
+      }
+      #expect(anonymous?.code == .unauthenticated)
+    }
+  }
+
+  @Test("a prompt runs a turn; seq is gap-free; the stream replays and then goes live")
+  func promptRunsATurn() async throws {
+    let harness = try await SessionHarness(runner: FakeAgentRunner())
+    try await harness.run { sessions, metadata in
+      let id = try await sessions.createSession(.with { $0.repository = "local/demo" }, metadata: metadata).session.id
+      let sent = try await sessions.sendPrompt(
+        .with {
+          $0.sessionID = id; $0.text = "fix it"
+        }, metadata: metadata)
+      #expect(sent.queuePosition == 1)
+      #expect(sent.seq == 2)
+      let events = try await collectEvents(sessions, metadata: metadata, session: id) { finishedTurns($0) == 1 }
+      #expect(events.map(\.seq) == Array(1...UInt64(events.count)))
+      #expect(
+        events.map(\.kindName) == [
+          "session_created", "prompt_queued", "turn_started", "text_delta", "text_delta", "turn_finished",
+        ])
+      guard case .turnFinished(let finished) = events.last?.kind else { return }
+      #expect(finished.outcome == .succeeded)
+      let turnID = events[2].turnID
+      #expect(events[2...].allSatisfy { $0.turnID == turnID })
+      // A later subscriber resuming after seq 3 gets exactly the rest.
+      let resumed = try await collectEvents(sessions, metadata: metadata, session: id, after: 3) {
+        finishedTurns($0) == 1
+      }
+      #expect(resumed.map(\.seq) == [4, 5, 6])
+      let session = try await sessions.getSession(.with { $0.sessionID = id }, metadata: metadata).session
+      #expect(session.state == .idle)
+    }
+  }
+
+  @Test("prompts sent during a turn wait in the queue and run in the next turn, never injected")
+  func promptsQueueDuringATurn() async throws {
+    let runner = FakeAgentRunner(holdTurns: true)
+    let harness = try await SessionHarness(runner: runner)
+    try await harness.run { sessions, metadata in
+      let id = try await sessions.createSession(.with { $0.repository = "local/demo" }, metadata: metadata).session.id
+      _ = try await sessions.sendPrompt(
+        .with {
+          $0.sessionID = id; $0.text = "first"
+        }, metadata: metadata)
+      // Wait until the first turn is running, then queue two more.
+      _ = try await collectEvents(sessions, metadata: metadata, session: id) {
+        $0.contains { $0.kindName == "text_delta" }
+      }
+      let second = try await sessions.sendPrompt(
+        .with {
+          $0.sessionID = id; $0.text = "second"
+        }, metadata: metadata)
+      let third = try await sessions.sendPrompt(
+        .with {
+          $0.sessionID = id; $0.text = "third"
+        }, metadata: metadata)
+      #expect(second.queuePosition == 1)
+      #expect(third.queuePosition == 2)
+      let queued = try await sessions.getSession(.with { $0.sessionID = id }, metadata: metadata)
+      #expect(queued.session.state == .running)
+      #expect(queued.queuedPrompts.map(\.text) == ["second", "third"])
+      runner.release()
+      runner.release()
+      let events = try await collectEvents(sessions, metadata: metadata, session: id) { finishedTurns($0) == 2 }
+      #expect(events.map(\.seq) == Array(1...UInt64(events.count)))
+      let turns = runner.turns.withLock { $0 }
+      #expect(turns.map { $0.prompts.map(\.text) } == [["first"], ["second", "third"]])
+      let started = events.compactMap { event -> [String]? in
+        if case .turnStarted(let started) = event.kind { return started.promptIds } else { return nil }
+      }
+      #expect(started == [[turns[0].prompts[0].promptID], [second.promptID, third.promptID]])
+    }
+  }
+
+  @Test("a turn the agent cannot run ends FAILED with the phase and the reason")
+  func failedTurn() async throws {
+    let runner = FakeAgentRunner(failure: TurnFailure(phase: .sandbox, reason: "no sandbox for you"))
+    let harness = try await SessionHarness(runner: runner)
+    try await harness.run { sessions, metadata in
+      let id = try await sessions.createSession(
+        .with {
+          $0.repository = "local/demo"; $0.prompt = "go"
+        }, metadata: metadata
+      ).session.id
+      let events = try await collectEvents(sessions, metadata: metadata, session: id) { finishedTurns($0) == 1 }
+      guard case .turnFinished(let finished) = events.last?.kind else {
+        Issue.record("no turn_finished")
+        return
+      }
+      #expect(finished.outcome == .failed)
+      #expect(finished.failedPhase == .sandbox)
+      #expect(finished.reason == "no sandbox for you")
+    }
+  }
+
+  @Test("the same idempotency key queues a prompt once")
+  func idempotentPrompts() async throws {
+    let harness = try await SessionHarness(runner: FakeAgentRunner(holdTurns: true))
+    try await harness.run { sessions, metadata in
+      let id = try await sessions.createSession(.with { $0.repository = "local/demo" }, metadata: metadata).session.id
+      let first = try await sessions.sendPrompt(
+        .with {
+          $0.sessionID = id; $0.text = "once"; $0.idempotencyKey = "k1"
+        }, metadata: metadata)
+      let again = try await sessions.sendPrompt(
+        .with {
+          $0.sessionID = id; $0.text = "once"; $0.idempotencyKey = "k1"
+        }, metadata: metadata)
+      #expect(first.promptID == again.promptID)
+    }
+  }
+
+  @Test("an event is on disk (synchronous=FULL) before SendPrompt answers")
+  func durableBeforeAcknowledged() async throws {
+    let harness = try await SessionHarness(runner: FakeAgentRunner(holdTurns: true))
+    let paths = SessionPaths(harness.directory.url)
+    try await harness.run { sessions, metadata in
+      let id = try await sessions.createSession(.with { $0.repository = "local/demo" }, metadata: metadata).session.id
+      let sent = try await sessions.sendPrompt(
+        .with {
+          $0.sessionID = id; $0.text = "persist me"
+        }, metadata: metadata)
+      let file = try SessionDatabase.open(at: paths.file(for: id))
+      #expect(try await file.synchronousMode() == 2)
+      let stored = try await file.events(after: sent.seq - 1, through: sent.seq)
+      guard case .promptQueued(let queued) = stored.first?.kind else {
+        Issue.record("prompt_queued not stored")
+        return
+      }
+      #expect(queued.text == "persist me")
+    }
+  }
+}
+
+@Suite("Subscriptions never hold the session back")
+struct SubscriptionTests {
+  func events(_ seqs: ClosedRange<UInt64>) -> [Inspect_Session_V1_SessionEvent] {
+    seqs.map { seq in .with { $0.seq = seq } }
+  }
+
+  @Test("a subscriber that falls more than its limit behind is told to resync from what it has")
+  func slowSubscriberResyncs() async {
+    let subscription = Subscription(after: 0, limit: 5)
+    #expect(subscription.offer(events(1...3)))
+    #expect(!subscription.offer(events(4...7)))  // 3 waiting + 4 > 5
+    var items: [Subscription.Item] = []
+    for await item in subscription.stream { items.append(item) }
+    #expect(items.count == 2)
+    if case .events(let first) = items[0] { #expect(first.map(\.seq) == [1, 2, 3]) }
+    if case .resync(let after) = items[1] { #expect(after == 3) } else { Issue.record("no resync") }
+  }
+
+  @Test("events already given are not given twice")
+  func noDuplicates() async {
+    let subscription = Subscription(after: 2)
+    subscription.offer(events(1...4))
+    subscription.offer(events(4...5))
+    subscription.close()
+    var seqs: [UInt64] = []
+    for await item in subscription.stream {
+      if case .events(let batch) = item { seqs += batch.map(\.seq) }
+    }
+    #expect(seqs == [3, 4, 5])
+  }
+}
