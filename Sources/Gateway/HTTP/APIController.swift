@@ -48,8 +48,9 @@ struct APIController {
         try await sessions.sendPrompt(body, metadata: metadata, options: Downstream.callOptions)
       }
     }
-    routes.get("sessions/:id/events") { _, _ -> Response in
-      throw APIError(.notImplemented, "live session events over SSE are not implemented yet in this version of Inspect")
+    routes.get("sessions/:id/events") { request, context in
+      try await SessionEventStream(sessions: sessions, downstream: downstream).response(
+        request: request, context: context)
     }
     return routes
   }

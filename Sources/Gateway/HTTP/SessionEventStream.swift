@@ -1,0 +1,109 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Hummingbird
+import InspectKit
+import InspectProtos
+import ServiceLifecycle
+
+/// `GET /v1/sessions/{id}/events`: a session's events as Server-Sent Events.
+///
+/// Each event is a frame `id: <seq>`, `event: <kind>`, `data: <event as JSON>`; a `: ping`
+/// comment keeps idle connections open. A client resumes with `Last-Event-ID` (or
+/// `?after_seq=`) and gets every later event exactly once. A subscriber too slow to keep up gets
+/// an `event: resync` frame naming the seq to resume after, and the stream ends.
+struct SessionEventStream {
+  let sessions: Inspect_Session_V1_SessionService.Client<HTTP2ClientTransport.Posix>
+  let downstream: Downstream
+  var pingInterval: Duration = .seconds(15)
+
+  /// One SSE frame's text.
+  enum Frame: Sendable {
+    case event(Inspect_Session_V1_SessionEvent)
+    case resync(afterSeq: UInt64)
+    case ping
+
+    var text: String {
+      switch self {
+      case .event(let event):
+        let json = (try? event.jsonString()) ?? "{}"
+        return "id: \(event.seq)\nevent: \(event.kindName)\ndata: \(json)\n\n"
+      case .resync(let afterSeq):
+        return "event: resync\ndata: {\"afterSeq\":\"\(afterSeq)\"}\n\n"
+      case .ping:
+        return ": ping\n\n"
+      }
+    }
+  }
+
+  func response(request: Request, context: GatewayRequestContext) async throws -> Response {
+    let user = try context.requireUser()
+    let id = try context.parameters.require("id")
+    let after = try Self.resumePoint(request)
+    let metadata: Metadata = {
+      var metadata = Metadata()
+      metadata.addString(user.id, forKey: InspectCaller.metadataKey)
+      return metadata
+    }()
+    // A missing session is a 404 now, not an empty stream later.
+    do {
+      _ = try await sessions.getSession(
+        .with { $0.sessionID = id }, metadata: metadata, options: Downstream.callOptions)
+    } catch {
+      throw APIError(downstream.map(error))
+    }
+    let (sessions, downstream, pingInterval) = (self.sessions, self.downstream, self.pingInterval)
+    return Response(
+      status: .ok,
+      headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", .init("X-Accel-Buffering")!: "no"],
+      body: ResponseBody { writer in
+        let (frames, continuation) = AsyncThrowingStream.makeStream(of: Frame.self)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+          group.addTask {
+            do {
+              try await sessions.subscribe(
+                .with {
+                  $0.sessionID = id; $0.afterSeq = after
+                }, metadata: metadata
+              ) {
+                response in
+                for try await message in response.messages {
+                  for event in message.events { continuation.yield(.event(event)) }
+                  if message.hasResync { continuation.yield(.resync(afterSeq: message.resync.afterSeq)) }
+                }
+              }
+              continuation.finish()
+            } catch {
+              continuation.finish(throwing: downstream.map(error))
+            }
+          }
+          group.addTask {
+            while true {
+              try await Task.sleep(for: pingInterval)
+              continuation.yield(.ping)
+            }
+          }
+          do {
+            for try await frame in frames.cancelOnGracefulShutdown() {
+              try await writer.write(ByteBuffer(string: frame.text))
+            }
+          } catch {
+            // The stream broke after the headers went out: say why in a comment and end.
+            try? await writer.write(ByteBuffer(string: ": error \(error)\n\n"))
+          }
+          group.cancelAll()
+        }
+        try await writer.finish(nil)
+      })
+  }
+
+  /// The seq to resume after: `Last-Event-ID`, else `?after_seq=`, else 0.
+  static func resumePoint(_ request: Request) throws -> UInt64 {
+    let text = request.headers[.init("Last-Event-ID")!] ?? request.uri.queryParameters["after_seq"].map(String.init)
+    guard let text, !text.isEmpty else { return 0 }
+    guard let value = UInt64(text) else {
+      throw APIError(.badRequest, "Last-Event-ID or after_seq must be a sequence number, not '\(text)'")
+    }
+    return value
+  }
+}
