@@ -1,12 +1,23 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
 import InspectKit
 import InspectProtos
 
 extension SandboxServiceApp {
-  /// Builds the service; none of its RPCs is built yet, so each answers `UNIMPLEMENTED`.
+  /// Builds the service: the local driver under the data directory and the agent runtime, which
+  /// calls ModelRouter.
   static func build(_ configuration: ServiceConfiguration) async throws -> BuiltService {
-    try BuiltService.unbuilt(
-      configuration, service: Inspect_Sandbox_V1_SandboxService.descriptor,
-      methods: Inspect_Sandbox_V1_SandboxService.Method.descriptors,
-      missing: "this version of Inspect has no images, sandboxes or agent runtime yet")
+    let host = ServiceHost(configuration: configuration, servedServices: [Inspect_Sandbox_V1_SandboxService.descriptor])
+    let modelAddress = configuration.peers[.modelRouter]
+    let modelClient = try GRPCClient.peer(modelAddress)
+    let driver = LocalDriver(paths: SandboxPaths(configuration.dataDirectory), logger: host.logger)
+    let agent = AgentLoop(
+      model: Inspect_Model_V1_ModelRouterService.Client(wrapping: modelClient), modelAddress: modelAddress,
+      driver: driver, logger: host.logger)
+    return BuiltService(
+      host: host,
+      grpcServer: try host.makeGRPCServer(services: [SandboxRPCService(agent: agent)]),
+      httpServer: host.makeHTTPServer(router: host.makeRouter()),
+      dependencies: [GRPCClientService(client: modelClient)])
   }
 }

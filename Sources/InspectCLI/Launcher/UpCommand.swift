@@ -40,6 +40,7 @@ struct UpCommand: AsyncParsableCommand {
     let plan = try LaunchPlan.make(dataDirectory: dataDirectory, environment: environment)
     try FileManager.default.createDirectory(
       at: dataDirectory.appendingPathComponent("logs", isDirectory: true), withIntermediateDirectories: true)
+    try installExamples(dataDirectory: dataDirectory, binaries: binaries, environment: environment)
 
     // Ctrl-C or SIGTERM from now on stops whatever has started (the services sit in their own
     // process group, so the terminal's signal reaches only this launcher).
@@ -86,6 +87,26 @@ struct UpCommand: AsyncParsableCommand {
       StandardError.write(
         "inspect: \(service.rawValue) \(how); stopped the others. Last lines of its log:\n\(lastLines)\n")
       throw ExitCode(1)
+    }
+  }
+
+  /// Creates `remotes/demo.git` (registered as `local/demo`) from `examples/demo-repo` when it
+  /// is missing, and copies the example transcripts to `<data-dir>/transcripts/`.
+  private func installExamples(dataDirectory: URL, binaries: BinaryLocator, environment: [String: String]) throws {
+    guard let source = DemoRepository.source(environment: environment, start: binaries.directory) else {
+      StandardError.write("inspect: examples/demo-repo not found (set INSPECT_EXAMPLES_DIR); local/demo is not set up\n")
+      return
+    }
+    if try DemoRepository.ensureRemote(in: dataDirectory, from: source) {
+      StandardOutput.writeLine("inspect: created \(DemoRepository.remote(in: dataDirectory).path) (local/demo)")
+    }
+    let examples = source.deletingLastPathComponent()
+    let transcripts = dataDirectory.appendingPathComponent("transcripts", isDirectory: true)
+    try FileManager.default.createDirectory(at: transcripts, withIntermediateDirectories: true)
+    for file in try FileManager.default.contentsOfDirectory(atPath: examples.path) where file.hasSuffix(".transcript.jsonl") {
+      let target = transcripts.appendingPathComponent(file)
+      try? FileManager.default.removeItem(at: target)
+      try FileManager.default.copyItem(at: examples.appendingPathComponent(file), to: target)
     }
   }
 

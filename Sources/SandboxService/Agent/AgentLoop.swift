@@ -1,0 +1,293 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import InspectKit
+import InspectProtos
+import Logging
+import SwiftProtobuf
+
+/// One turn of the agent next to its sandbox: get a sandbox, then ask the model, run the tools it
+/// calls, give it their results, and repeat until it answers without tools or the step budget
+/// runs out. Every token and every tool call's lifecycle is streamed through `emit`.
+struct AgentLoop: Sendable {
+  typealias Event = Inspect_Session_V1_SessionEvent
+
+  let model: Inspect_Model_V1_ModelRouterService.Client<HTTP2ClientTransport.Posix>
+  let modelAddress: HostAndPort
+  let driver: LocalDriver
+  let logger: Logger
+  var tools: [Tool] = BuiltinTools.all
+
+  static let defaultMaxSteps: UInt32 = 40
+  static let systemPrompt = """
+    You are Inspect, a coding agent working in a sandbox that holds a checkout of the repository \
+    (your working directory, /workspace). Read the code, run the tests with run_command, make the \
+    smallest correct change with edit_file or write_file, run the tests again, and when they pass \
+    call git_commit_and_push with a short commit message. The sandbox has no network.
+    """
+
+  /// Runs the turn and says how it finished (never throws: failures are outcomes).
+  func run(_ turn: Inspect_Sandbox_V1_StartTurn, emit: @escaping @Sendable (Event) async throws -> Void) async
+    -> Inspect_Session_V1_TurnFinished
+  {
+    let clock = ContinuousClock()
+    let started = clock.now
+    do {
+      try await emit(.with { $0.sandboxStatus = .with { $0.phase = .provisioning } })
+      let repository = try RepositoryName(turn.repository.fullName)
+      let image = try await driver.image(for: repository, branch: turn.sessionBranch, fallback: turn.baseBranch)
+      let imageReady = clock.now
+      let sandbox = try await driver.createSandbox(from: image, repository: repository)
+      defer { driver.terminate(sandbox) }
+      try await emit(
+        .with {
+          $0.sandboxStatus = .with {
+            $0.phase = .ready
+            $0.sandboxID = sandbox.id
+            $0.imageID = image.id
+            $0.commit = image.commit
+            $0.timings = [
+              "image": .init(rounding: imageReady - started), "sandbox": .init(rounding: clock.now - imageReady),
+            ]
+          }
+        })
+      return try await steps(turn, sandbox: sandbox, emit: emit)
+    } catch let failure as TurnEnd {
+      return failure.finished
+    } catch let error as SandboxError {
+      return .failed(.sandbox, "the sandbox could not be prepared: \(error)")
+    } catch {
+      return .failed(.internal, "the turn failed: \(error)")
+    }
+  }
+
+  private func steps(
+    _ turn: Inspect_Sandbox_V1_StartTurn, sandbox: Sandbox, emit: @escaping @Sendable (Event) async throws -> Void
+  ) async throws -> Inspect_Session_V1_TurnFinished {
+    var messages: [Inspect_Model_V1_Message] = [
+      .with {
+        $0.role = .system
+        $0.text = Self.systemPrompt
+      },
+      .with {
+        $0.role = .user
+        $0.text = turn.prompts.map { "\($0.author.displayName.isEmpty ? "Someone" : $0.author.displayName): \($0.text)" }
+          .joined(separator: "\n\n")
+      },
+    ]
+    let maxSteps = turn.budgets.maxSteps == 0 ? Self.defaultMaxSteps : turn.budgets.maxSteps
+    var totals = (input: UInt64(0), output: UInt64(0), cost: 0.0)
+    for step in 1...maxSteps {
+      let reply = try await generate(turn, messages: messages, emit: emit)
+      totals.input += UInt64(reply.usage.inputTokens)
+      totals.output += UInt64(reply.usage.outputTokens)
+      totals.cost += reply.usage.costUsd
+      let ids = reply.calls.map { _ in Identifier.make(.toolCall) }
+      try await emit(
+        .with {
+          $0.assistantMessage = .with {
+            $0.text = reply.text
+            $0.toolCallIds = ids
+            $0.model = reply.model
+          }
+        })
+      guard !reply.calls.isEmpty else {
+        return .with {
+          $0.outcome = .succeeded
+          $0.steps = step
+          $0.inputTokens = totals.input
+          $0.outputTokens = totals.output
+          $0.costUsd = totals.cost
+        }
+      }
+      messages.append(
+        .with {
+          $0.role = .assistant
+          $0.text = reply.text
+          $0.toolCalls = reply.calls
+        })
+      var results: [Inspect_Model_V1_ToolResult] = []
+      for (call, id) in zip(reply.calls, ids) {
+        results.append(try await runTool(call, id: id, turn: turn, sandbox: sandbox, emit: emit))
+      }
+      messages.append(
+        .with {
+          $0.role = .tool
+          $0.toolResults = results
+        })
+    }
+    return .failed(.budget, "the agent used all \(maxSteps) steps of its budget without finishing")
+  }
+
+  // MARK: - The model
+
+  struct Reply {
+    var text = ""
+    var calls: [Inspect_Model_V1_ToolCall] = []
+    var usage = Inspect_Model_V1_Usage()
+    var model = ""
+  }
+
+  private func generate(
+    _ turn: Inspect_Sandbox_V1_StartTurn, messages: [Inspect_Model_V1_Message],
+    emit: @escaping @Sendable (Event) async throws -> Void
+  ) async throws -> Reply {
+    let request = Inspect_Model_V1_GenerateRequest.with {
+      $0.model = turn.model
+      $0.task = .code
+      $0.client = turn.client
+      $0.sessionID = turn.sessionID
+      $0.turnID = turn.turnID
+      $0.messages = messages
+      $0.tools = tools.map(\.proto)
+    }
+    do {
+      return try await model.generate(request) { response in
+        var reply = Reply()
+        var calls: [UInt32: (id: String, name: String, arguments: String)] = [:]
+        var coalescer = TextCoalescer()
+        for try await message in response.messages {
+          switch message.kind {
+          case .textDelta(let delta):
+            reply.text += delta.text
+            if let text = coalescer.add(delta.text) { try await emit(.with { $0.textDelta = .with { $0.text = text } }) }
+          case .toolCallStart(let start):
+            calls[start.index] = (start.id, start.name, "")
+          case .toolCallArgumentsDelta(let delta):
+            calls[delta.index]?.arguments += delta.fragment
+          case .usage(let usage):
+            reply.usage = usage
+          case .finish(let finish):
+            reply.model = finish.model
+          case .toolCallEnd, .none:
+            break
+          }
+        }
+        if let text = coalescer.flush() { try await emit(.with { $0.textDelta = .with { $0.text = text } }) }
+        reply.calls = calls.keys.sorted().compactMap { index in
+          calls[index].map { call in
+            .with {
+              $0.id = call.id
+              $0.name = call.name
+              $0.argumentsJson = call.arguments
+            }
+          }
+        }
+        return reply
+      }
+    } catch let error as RPCError {
+      let kind = error.metadata[stringValues: "inspect-model-error"].first(where: { _ in true }).map { " [\($0)]" } ?? ""
+      let reason =
+        error.code == .unavailable
+        ? "ModelRouter is unavailable at \(modelAddress): \(error.message)"
+        : "the model call failed (\(RPCMetrics.statusName(error.code))\(kind)): \(error.message)"
+      throw TurnEnd(finished: .failed(.model, reason))
+    }
+  }
+
+  // MARK: - Tools
+
+  private func runTool(
+    _ call: Inspect_Model_V1_ToolCall, id: String, turn: Inspect_Sandbox_V1_StartTurn, sandbox: Sandbox,
+    emit: @escaping @Sendable (Event) async throws -> Void
+  ) async throws -> Inspect_Model_V1_ToolResult {
+    func event(_ state: Inspect_Session_V1_ToolCallState, _ fill: (inout Inspect_Session_V1_ToolCall) -> Void = { _ in })
+      -> Event
+    {
+      .with {
+        $0.toolCall = .with {
+          $0.toolCallID = id
+          $0.name = call.name
+          $0.state = state
+          $0.attempt = 1
+          fill(&$0)
+        }
+      }
+    }
+    try await emit(event(.queued) { $0.argumentsJson = call.argumentsJson })
+    try await emit(event(.running))
+    let clock = ContinuousClock()
+    let started = clock.now
+    let output: Result<ToolOutput, ToolFailure>
+    if let tool = tools.first(where: { $0.name == call.name }) {
+      let context = ToolContext(sandbox: sandbox, driver: driver, turn: turn, toolCallID: id, emit: emit)
+      do {
+        output = .success(try await tool.run(Data(call.argumentsJson.utf8), context))
+      } catch let failure as ToolFailure {
+        output = .failure(failure)
+      } catch {
+        output = .failure(ToolFailure("\(call.name) failed: \(error)"))
+      }
+    } else {
+      output = .failure(ToolFailure("there is no tool named \(call.name)"))
+    }
+    let duration = Google_Protobuf_Duration(rounding: clock.now - started)
+    switch output {
+    case .success(let result):
+      try await emit(
+        event(.succeeded) {
+          $0.resultSummary = result.summary
+          $0.result = result.content
+          $0.duration = duration
+        })
+      return .with {
+        $0.toolCallID = call.id
+        $0.content = result.content
+      }
+    case .failure(let failure):
+      try await emit(
+        event(.failed) {
+          $0.error = failure.description
+          $0.result = failure.description
+          $0.duration = duration
+        })
+      return .with {
+        $0.toolCallID = call.id
+        $0.content = failure.description
+        $0.isError = true
+      }
+    }
+  }
+}
+
+/// Ends a turn early with a given outcome.
+struct TurnEnd: Error {
+  let finished: Inspect_Session_V1_TurnFinished
+}
+
+extension Inspect_Session_V1_TurnFinished {
+  static func failed(_ phase: Inspect_Session_V1_TurnPhase, _ reason: String) -> Self {
+    .with {
+      $0.outcome = .failed
+      $0.failedPhase = phase
+      $0.reason = reason
+    }
+  }
+}
+
+/// Coalesces text deltas to at most about 20 events a second.
+struct TextCoalescer {
+  static let interval: Duration = .milliseconds(50)
+  private var pending = ""
+  private var lastFlush = ContinuousClock.now - .seconds(1)
+
+  mutating func add(_ text: String) -> String? {
+    pending += text
+    guard ContinuousClock.now - lastFlush >= Self.interval else { return nil }
+    return flush()
+  }
+
+  mutating func flush() -> String? {
+    guard !pending.isEmpty else { return nil }
+    defer { pending = "" }
+    lastFlush = ContinuousClock.now
+    return pending
+  }
+}
+
+extension Google_Protobuf_Duration {
+  init(rounding duration: Duration) {
+    let (seconds, attoseconds) = duration.components
+    self.init(seconds: seconds, nanos: Int32(attoseconds / 1_000_000_000))
+  }
+}

@@ -1,0 +1,261 @@
+import Foundation
+import InspectKit
+import InspectProtos
+
+/// What a tool needs while it runs: the sandbox, the driver, and a way to stream events.
+struct ToolContext: Sendable {
+  let sandbox: Sandbox
+  let driver: LocalDriver
+  let turn: Inspect_Sandbox_V1_StartTurn
+  let toolCallID: String
+  let emit: @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void
+}
+
+/// A tool's result: what the model sees, and a one-line summary for people.
+struct ToolOutput: Sendable {
+  var content: String
+  var summary: String
+}
+
+/// A tool the agent can call: its contract (name, description, JSON Schema of the arguments)
+/// and its handler. Handlers throw ``ToolFailure`` for errors the model should read.
+struct Tool: Sendable {
+  let name: String
+  let description: String
+  let schema: String
+  let run: @Sendable (_ arguments: Data, _ context: ToolContext) async throws -> ToolOutput
+
+  var proto: Inspect_Model_V1_Tool {
+    .with {
+      $0.name = name
+      $0.description_p = description
+      $0.jsonSchema = schema
+    }
+  }
+}
+
+/// An error a tool reports to the model (bad arguments, missing file, a failed command).
+struct ToolFailure: Error, CustomStringConvertible {
+  let description: String
+  init(_ description: String) { self.description = description }
+}
+
+/// The built-in tools of a turn.
+enum BuiltinTools {
+  static let all: [Tool] = [readFile, listFiles, editFile, writeFile, runCommand, gitCommitAndPush]
+
+  static func decode<T: Decodable>(_ type: T.Type, _ data: Data, tool: String) throws -> T {
+    do {
+      return try JSONDecoder().decode(T.self, from: data.isEmpty ? Data("{}".utf8) : data)
+    } catch {
+      throw ToolFailure("\(tool): the arguments are not valid: \(error)")
+    }
+  }
+
+  /// Output longer than this reaches the model as its head and tail with a note.
+  static let outputLimit = 16 * 1024
+
+  static func truncated(_ text: String) -> String {
+    guard text.utf8.count > outputLimit else { return text }
+    let head = String(decoding: text.utf8.prefix(outputLimit / 2), as: UTF8.self)
+    let tail = String(decoding: text.utf8.suffix(outputLimit / 2), as: UTF8.self)
+    return head + "\n… [\(text.utf8.count - outputLimit) bytes omitted] …\n" + tail
+  }
+
+  // MARK: - Files
+
+  static let readFile = Tool(
+    name: "read_file", description: "Read a text file of the repository.",
+    schema: #"{"type":"object","properties":{"path":{"type":"string","description":"Path relative to the repository root"}},"required":["path"]}"#
+  ) { data, context in
+    struct Arguments: Decodable { let path: String }
+    let arguments = try decode(Arguments.self, data, tool: "read_file")
+    let url = try Workspace(context.sandbox).resolve(arguments.path)
+    guard let contents = FileManager.default.contents(atPath: url.path) else {
+      throw ToolFailure("read_file: \(arguments.path) does not exist or is not a file")
+    }
+    let text = String(decoding: contents, as: UTF8.self)
+    return ToolOutput(content: truncated(text), summary: "read \(arguments.path) (\(contents.count) bytes)")
+  }
+
+  static let listFiles = Tool(
+    name: "list_files", description: "List the files of the repository (or of one directory), recursively.",
+    schema: #"{"type":"object","properties":{"path":{"type":"string","description":"Directory relative to the repository root; default the root"}}}"#
+  ) { data, context in
+    struct Arguments: Decodable { let path: String? }
+    let arguments = try decode(Arguments.self, data, tool: "list_files")
+    let workspace = Workspace(context.sandbox)
+    let root = try workspace.resolve(arguments.path ?? ".")
+    guard let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey])
+    else { throw ToolFailure("list_files: \(arguments.path ?? ".") is not a directory") }
+    var files: [String] = []
+    for case let url as URL in enumerator {
+      guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
+      files.append(workspace.relativePath(of: url))
+      if files.count >= 1000 { break }
+    }
+    files.sort()
+    return ToolOutput(content: files.joined(separator: "\n"), summary: "\(files.count) files")
+  }
+
+  static let editFile = Tool(
+    name: "edit_file",
+    description: "Replace an exact piece of text in a file. old_text must occur exactly once.",
+    schema: #"{"type":"object","properties":{"path":{"type":"string"},"old_text":{"type":"string"},"new_text":{"type":"string"}},"required":["path","old_text","new_text"]}"#
+  ) { data, context in
+    struct Arguments: Decodable {
+      let path: String
+      let old_text: String
+      let new_text: String
+    }
+    let arguments = try decode(Arguments.self, data, tool: "edit_file")
+    let url = try Workspace(context.sandbox).resolve(arguments.path)
+    guard let contents = FileManager.default.contents(atPath: url.path) else {
+      throw ToolFailure("edit_file: \(arguments.path) does not exist")
+    }
+    let text = String(decoding: contents, as: UTF8.self)
+    let occurrences = text.components(separatedBy: arguments.old_text).count - 1
+    guard !arguments.old_text.isEmpty, occurrences == 1 else {
+      throw ToolFailure("edit_file: old_text occurs \(occurrences) times in \(arguments.path); it must occur exactly once")
+    }
+    try Data(text.replacingOccurrences(of: arguments.old_text, with: arguments.new_text).utf8).write(to: url)
+    return ToolOutput(content: "edited \(arguments.path)", summary: "edited \(arguments.path)")
+  }
+
+  static let writeFile = Tool(
+    name: "write_file", description: "Create or overwrite a file with the given content.",
+    schema: #"{"type":"object","properties":{"path":{"type":"string"},"content":{"type":"string"}},"required":["path","content"]}"#
+  ) { data, context in
+    struct Arguments: Decodable {
+      let path: String
+      let content: String
+    }
+    let arguments = try decode(Arguments.self, data, tool: "write_file")
+    let url = try Workspace(context.sandbox).resolve(arguments.path)
+    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    try Data(arguments.content.utf8).write(to: url)
+    return ToolOutput(content: "wrote \(arguments.path)", summary: "wrote \(arguments.path) (\(arguments.content.utf8.count) bytes)")
+  }
+
+  // MARK: - Commands
+
+  static let runCommand = Tool(
+    name: "run_command",
+    description: "Run a shell command in the repository's sandbox (no network). Output streams live.",
+    schema: #"{"type":"object","properties":{"command":{"type":"string"},"timeout_seconds":{"type":"integer","minimum":1,"maximum":600}},"required":["command"]}"#
+  ) { data, context in
+    struct Arguments: Decodable {
+      let command: String
+      let timeout_seconds: Int?
+    }
+    let arguments = try decode(Arguments.self, data, tool: "run_command")
+    let timeout = Duration.seconds(min(max(arguments.timeout_seconds ?? 120, 1), 600))
+    let forwarder = OutputForwarder(toolCallID: context.toolCallID, emit: context.emit)
+    let result = try await context.driver.exec(context.sandbox, command: arguments.command, timeout: timeout) {
+      stream, data in forwarder.send(stream, data)
+    }
+    await forwarder.flush()
+    let output = String(decoding: result.stdout, as: UTF8.self) + String(decoding: result.stderr, as: UTF8.self)
+    let status = result.timedOut ? "timed out after \(timeout)" : "exit code \(result.exitCode)"
+    let content = "\(status)\n\(truncated(output))"
+    guard result.succeeded else { throw ToolFailure(content) }
+    return ToolOutput(content: content, summary: "\(arguments.command): \(status)")
+  }
+
+  // MARK: - Git
+
+  static let gitCommitAndPush = Tool(
+    name: "git_commit_and_push",
+    description: "Commit every change in the repository and push it to the session's branch.",
+    schema: #"{"type":"object","properties":{"message":{"type":"string","description":"The commit message"}},"required":["message"]}"#
+  ) { data, context in
+    struct Arguments: Decodable { let message: String }
+    let arguments = try decode(Arguments.self, data, tool: "git_commit_and_push")
+    guard !arguments.message.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+      throw ToolFailure("git_commit_and_push: the commit message is empty")
+    }
+    let turn = context.turn
+    let repository = try RepositoryName(turn.repository.fullName)
+    let author = turn.prompts.last.map { prompt in
+      prompt.hasCommitAuthor
+        ? (prompt.commitAuthor.name, prompt.commitAuthor.email)
+        : (prompt.author.displayName, prompt.author.email.isEmpty ? "\(prompt.author.userID)@users.inspect.local" : prompt.author.email)
+    } ?? ("Inspect", "bot@inspect.local")
+    let committer = turn.hasCommitter ? (turn.committer.name, turn.committer.email) : ("Inspect", "bot@inspect.local")
+    guard
+      let pushed = try await context.driver.commitAndPush(
+        context.sandbox, repository: repository, branch: turn.sessionBranch, message: arguments.message,
+        author: author, committer: committer)
+    else { throw ToolFailure("git_commit_and_push: there is nothing to commit") }
+    try await context.emit(
+      .with {
+        $0.branchPushed = .with {
+          $0.branch = turn.sessionBranch
+          $0.commit = pushed.commit
+          $0.remote = pushed.remote
+          $0.baseBranch = turn.baseBranch
+        }
+      })
+    return ToolOutput(
+      content: "committed \(pushed.commit) and pushed it to \(turn.sessionBranch)",
+      summary: "pushed \(String(pushed.commit.prefix(12))) to \(turn.sessionBranch)")
+  }
+}
+
+/// Sends a command's output as `command_output` events, in order, from the pipe callbacks.
+final class OutputForwarder: Sendable {
+  private let continuation: AsyncStream<(ProcessRunner.Stream, Data)>.Continuation
+  private let task: Task<Void, Never>
+
+  init(toolCallID: String, emit: @escaping @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void) {
+    let (stream, continuation) = AsyncStream.makeStream(of: (ProcessRunner.Stream, Data).self)
+    self.continuation = continuation
+    task = Task {
+      for await (kind, data) in stream {
+        try? await emit(
+          .with {
+            $0.commandOutput = .with {
+              $0.toolCallID = toolCallID
+              $0.stream = kind == .stdout ? .stdout : .stderr
+              $0.data = data
+            }
+          })
+      }
+    }
+  }
+
+  func send(_ stream: ProcessRunner.Stream, _ data: Data) { continuation.yield((stream, data)) }
+
+  /// Waits until everything sent has been emitted.
+  func flush() async {
+    continuation.finish()
+    await task.value
+  }
+}
+
+/// Paths inside a sandbox's workspace, confined to it: no absolute paths, no `..` out of it, no
+/// symbolic link that leads outside.
+struct Workspace {
+  let root: URL
+
+  init(_ sandbox: Sandbox) { root = sandbox.merged.resolvingSymlinksInPath() }
+
+  func resolve(_ path: String) throws -> URL {
+    guard !path.hasPrefix("/") else { throw ToolFailure("\(path): use a path relative to the repository root") }
+    let candidate = root.appendingPathComponent(path).standardizedFileURL
+    // Resolve symlinks of the deepest part that exists, then check the result stays inside.
+    var existing = candidate
+    while !FileManager.default.fileExists(atPath: existing.path), existing.path != root.path {
+      existing = existing.deletingLastPathComponent()
+    }
+    let resolved = existing.resolvingSymlinksInPath().path
+    let inside = { (text: String) in text == root.path || text.hasPrefix(root.path + "/") }
+    guard inside(resolved), inside(candidate.path) else { throw ToolFailure("\(path) is outside the repository") }
+    return candidate
+  }
+
+  func relativePath(of url: URL) -> String {
+    let path = url.resolvingSymlinksInPath().path
+    return path.hasPrefix(root.path + "/") ? String(path.dropFirst(root.path.count + 1)) : path
+  }
+}

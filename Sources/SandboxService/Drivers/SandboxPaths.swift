@@ -1,0 +1,66 @@
+import Foundation
+import InspectKit
+
+/// Where SandboxService keeps its files under the data directory (`docs/CONTRACTS.md`).
+struct SandboxPaths: Sendable {
+  let root: URL
+
+  init(_ dataDirectory: URL) { root = dataDirectory }
+
+  /// `repos/<owner>/<name>/mirror.git`: the bare mirror images are built from.
+  func mirror(_ repository: RepositoryName) -> URL {
+    root.appendingPathComponent("repos/\(repository.owner)/\(repository.name)/mirror.git", isDirectory: true)
+  }
+
+  /// `images/<image-id>/` (with `workspace/` and `meta/`) and `images/<image-id>.json`.
+  func image(_ id: String) -> URL { root.appendingPathComponent("images/\(id)", isDirectory: true) }
+  func imageMetadata(_ id: String) -> URL { root.appendingPathComponent("images/\(id).json") }
+  var images: URL { root.appendingPathComponent("images", isDirectory: true) }
+
+  /// `sandboxes/<sandbox-id>/` with `upper/`, `work/`, `merged/` and the host-side `git/`.
+  func sandbox(_ id: String) -> URL { root.appendingPathComponent("sandboxes/\(id)", isDirectory: true) }
+
+  /// Where a repository's remote is: `local/<name>` is the bare repository `remotes/<name>.git`.
+  func remote(_ repository: RepositoryName) throws -> URL {
+    guard repository.owner == "local" else {
+      throw SandboxError.unsupported(
+        "repository \(repository) is not local: only local/<name> repositories (remotes/<name>.git) can be used in this version")
+    }
+    let url = root.appendingPathComponent("remotes/\(repository.name).git", isDirectory: true)
+    guard FileManager.default.fileExists(atPath: url.path) else {
+      throw SandboxError.notFound("repository \(repository) has no remote at \(url.path)")
+    }
+    return url
+  }
+}
+
+/// A validated `owner/name`.
+struct RepositoryName: Sendable, Hashable, CustomStringConvertible {
+  let owner: String
+  let name: String
+
+  init(_ text: String) throws {
+    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+    let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+    guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && $0.allSatisfy(allowed.contains) })
+    else { throw SandboxError.invalid("repository '\(text)' is not owner/name") }
+    owner = String(parts[0])
+    name = String(parts[1])
+  }
+
+  var description: String { "\(owner)/\(name)" }
+}
+
+/// What goes wrong in sandboxes, mapped to gRPC codes in one place.
+enum SandboxError: Error, CustomStringConvertible {
+  case invalid(String)
+  case notFound(String)
+  case unsupported(String)
+  case failed(String)
+
+  var description: String {
+    switch self {
+    case .invalid(let message), .notFound(let message), .unsupported(let message), .failed(let message): message
+    }
+  }
+}
