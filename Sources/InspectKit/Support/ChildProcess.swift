@@ -33,12 +33,27 @@ public struct ChildProcess: Sendable {
     executable: String, arguments: [String] = [], environment: [String: String],
     logFile: URL, detachment: Detachment
   ) throws -> ChildProcess {
+    try spawn(
+      executable: executable, arguments: arguments, environment: environment, stdout: logFile, stderr: nil,
+      detachment: detachment)
+  }
+
+  /// Like the other `spawn`, with standard output and standard error in separate files (`stderr`
+  /// nil: both in `stdout`).
+  public static func spawn(
+    executable: String, arguments: [String] = [], environment: [String: String],
+    stdout: URL, stderr: URL?, detachment: Detachment
+  ) throws -> ChildProcess {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, logFile.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    posix_spawn_file_actions_addopen(&actions, 1, stdout.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    if let stderr {
+      posix_spawn_file_actions_addopen(&actions, 2, stderr.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    } else {
+      posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    }
     // Nothing else the launcher has open (sockets, files being written) leaks into the child.
     Self.closeFrom?(&actions, 3)
 

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import InspectKit
 
 #if canImport(Glibc)
   import Glibc
@@ -7,8 +7,10 @@ import Synchronization
 
 /// Runs a host program to completion with a timeout, streaming its output as it comes.
 ///
-/// Foundation's `Process` with a termination handler (never `waitUntilExit()`, which polls
-/// slowly); output is read until the process has exited and its pipes are drained.
+/// The program writes to two files that are read as they grow, and its exit is polled with
+/// `waitpid`: no pipe can hang the reader when a background child keeps it open, and nothing
+/// depends on Foundation's `Process` noticing the exit. On timeout its whole process group is
+/// killed.
 enum ProcessRunner {
   struct Result: Sendable {
     var exitCode: Int32
@@ -22,94 +24,73 @@ enum ProcessRunner {
 
   enum Stream: Sendable, Hashable { case stdout, stderr }
 
+  /// How often output and exit are checked.
+  static let pollInterval: Duration = .milliseconds(5)
+
   /// Runs `executable` with `arguments`; `onOutput` sees each chunk as it arrives.
   static func run(
-    _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-    directory: URL? = nil, timeout: Duration = .seconds(120),
-    onOutput: (@Sendable (Stream, Data) -> Void)? = nil
+    _ executable: String, _ arguments: [String], environment: [String: String] = [:],
+    timeout: Duration = .seconds(120), onOutput: (@Sendable (Stream, Data) -> Void)? = nil
   ) async throws -> Result {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    if let directory { process.currentDirectoryURL = directory }
-    let stdoutPipe = Pipe()
-    let stderrPipe = Pipe()
-    process.standardOutput = stdoutPipe
-    process.standardError = stderrPipe
-    process.standardInput = FileHandle.nullDevice
-    let collected = Collected()
-    for (pipe, stream) in [(stdoutPipe, Stream.stdout), (stderrPipe, Stream.stderr)] {
-      pipe.fileHandleForReading.readabilityHandler = { handle in
-        let data = handle.availableData
-        guard !data.isEmpty else {
-          handle.readabilityHandler = nil
-          collected.closed(stream)
-          return
-        }
-        collected.append(data, to: stream)
-        onOutput?(stream, data)
-      }
-    }
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("inspect-run-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let files = (stdout: directory.appendingPathComponent("stdout"), stderr: directory.appendingPathComponent("stderr"))
     let clock = ContinuousClock()
     let start = clock.now
-    let exited = AsyncStream<Int32>.makeStream()
-    process.terminationHandler = { exited.continuation.yield($0.terminationStatus) }
-    try process.run()
+    let child = try ChildProcess.spawn(
+      executable: executable, arguments: arguments, environment: environment, stdout: files.stdout,
+      stderr: files.stderr, detachment: .processGroup)
+    var readers = (stdout: GrowingFile(files.stdout), stderr: GrowingFile(files.stderr))
+    var output = (stdout: Data(), stderr: Data())
+    func drain() {
+      if let data = readers.stdout.readNew() {
+        output.stdout.append(data)
+        onOutput?(.stdout, data)
+      }
+      if let data = readers.stderr.readNew() {
+        output.stderr.append(data)
+        onOutput?(.stderr, data)
+      }
+    }
     var timedOut = false
-    let code: Int32 = try await withThrowingTaskGroup(of: Int32?.self) { group in
-      group.addTask {
-        for await code in exited.stream { return code }
-        return nil
-      }
-      group.addTask {
-        try await Task.sleep(for: timeout)
-        return nil
-      }
-      defer { group.cancelAll() }
-      while let next = try await group.next() {
-        if let code = next { return code }
+    var code: Int32
+    while true {
+      if let exited = child.exitCodeIfExited() {
+        code = exited
         break
       }
-      // Timed out (or cancelled): kill the process group's leader and wait for its status.
-      timedOut = true
-      kill(process.processIdentifier, SIGKILL)
-      for await code in exited.stream { return code }
-      return -1
+      drain()
+      if clock.now - start > timeout || Task.isCancelled {
+        timedOut = true
+        kill(-child.pid, SIGKILL)
+        kill(child.pid, SIGKILL)
+      }
+      try? await Task.sleep(for: pollInterval)
     }
-    // Drain what the pipes still hold (a background child may keep them open: do not wait for it).
-    await collected.waitForClose(timeout: .milliseconds(500))
-    for pipe in [stdoutPipe, stderrPipe] { pipe.fileHandleForReading.readabilityHandler = nil }
-    let (stdout, stderr) = collected.contents
-    return Result(exitCode: code, stdout: stdout, stderr: stderr, timedOut: timedOut, duration: clock.now - start)
+    // What a background child of the program writes later is not waited for.
+    kill(-child.pid, SIGKILL)
+    drain()
+    if Task.isCancelled { throw CancellationError() }
+    return Result(
+      exitCode: code, stdout: output.stdout, stderr: output.stderr, timedOut: timedOut, duration: clock.now - start)
   }
 }
 
-/// Output gathered from a process's two pipes.
-private final class Collected: Sendable {
-  private struct State {
-    var stdout = Data()
-    var stderr = Data()
-    var open: Set<ProcessRunner.Stream> = [.stdout, .stderr]
-  }
-  private let state = Mutex(State())
+/// Reads what was appended to a file since the last read.
+private struct GrowingFile {
+  let url: URL
+  var offset: UInt64 = 0
+  var handle: FileHandle?
 
-  func append(_ data: Data, to stream: ProcessRunner.Stream) {
-    state.withLock {
-      if stream == .stdout { $0.stdout.append(data) } else { $0.stderr.append(data) }
-    }
-  }
+  init(_ url: URL) { self.url = url }
 
-  func closed(_ stream: ProcessRunner.Stream) {
-    _ = state.withLock { $0.open.remove(stream) }
-  }
-
-  var contents: (Data, Data) { state.withLock { ($0.stdout, $0.stderr) } }
-
-  func waitForClose(timeout: Duration) async {
-    let deadline = ContinuousClock.now + timeout
-    while state.withLock({ !$0.open.isEmpty }), ContinuousClock.now < deadline {
-      try? await Task.sleep(for: .milliseconds(5))
-    }
+  mutating func readNew() -> Data? {
+    if handle == nil { handle = try? FileHandle(forReadingFrom: url) }
+    guard let handle else { return nil }
+    try? handle.seek(toOffset: offset)
+    guard let data = try? handle.readToEnd(), !data.isEmpty else { return nil }
+    offset += UInt64(data.count)
+    return data
   }
 }
