@@ -1,12 +1,37 @@
+import Foundation
+import GRPCCore
 import InspectKit
 import InspectProtos
 
 extension ModelRouterApp {
-  /// Builds the service; none of its RPCs is built yet, so each answers `UNIMPLEMENTED`.
+  /// Reads the provider settings from the environment (see ``ModelRouterSettings``) and builds
+  /// the service.
   static func build(_ configuration: ServiceConfiguration) async throws -> BuiltService {
-    try BuiltService.unbuilt(
-      configuration, service: Inspect_Model_V1_ModelRouterService.descriptor,
-      methods: Inspect_Model_V1_ModelRouterService.Method.descriptors,
-      missing: "this version of Inspect has no model providers or routing yet")
+    let settings = try ModelRouterSettings(
+      environment: ProcessInfo.processInfo.environment, dataDirectory: configuration.dataDirectory)
+    return try await build(configuration, settings: settings)
+  }
+
+  /// Builds the service with explicit provider settings; tests point these at stand-ins.
+  static func build(_ configuration: ServiceConfiguration, settings: ModelRouterSettings) async throws -> BuiltService {
+    let host = ServiceHost(
+      configuration: configuration, servedServices: [Inspect_Model_V1_ModelRouterService.descriptor])
+    let http = ProviderHTTPClient(connectTimeout: settings.openAI?.connectTimeout ?? .seconds(10))
+    let routing = ModelRouting(
+      scripted: ScriptedProvider(directory: settings.transcriptsDirectory),
+      openAI: settings.openAI.map { OpenAIProvider(settings: $0, http: http) },
+      defaultModel: settings.defaultModel)
+    host.logger.info(
+      "model providers",
+      metadata: [
+        "model.transcripts": "\(settings.transcriptsDirectory.path)",
+        "model.openai": "\(settings.openAI?.baseURL ?? "not configured")",
+        "model.default": "\((try? routing.route("").id) ?? "none")",
+      ])
+    return BuiltService(
+      host: host,
+      grpcServer: try host.makeGRPCServer(services: [ModelRouterService(routing: routing, logger: host.logger)]),
+      httpServer: host.makeHTTPServer(router: host.makeRouter()),
+      dependencies: [http])
   }
 }

@@ -15,9 +15,9 @@ struct MetricsTests {
       try await withRunningService(built) { addresses in
         let http = HTTPTestClient(addresses.http)
         let counter =
-          "rpc_server_requests_total{rpc_method=\"inspect.model.v1.ModelRouterService/ListModels\",rpc_grpc_status_code=\"UNIMPLEMENTED\"}"
+          "rpc_server_requests_total{rpc_method=\"inspect.model.v1.ModelRouterService/Transcribe\",rpc_grpc_status_code=\"UNIMPLEMENTED\"}"
         let histogram =
-          "rpc_server_duration_seconds_count{rpc_method=\"inspect.model.v1.ModelRouterService/ListModels\"}"
+          "rpc_server_duration_seconds_count{rpc_method=\"inspect.model.v1.ModelRouterService/Transcribe\"}"
         let okCounter =
           "rpc_server_requests_total{rpc_method=\"grpc.health.v1.Health/Check\",rpc_grpc_status_code=\"OK\"}"
         let before = try await http.get("/metrics").text
@@ -25,7 +25,7 @@ struct MetricsTests {
         try await withClient(addresses.grpc) { client in
           let router = Inspect_Model_V1_ModelRouterService.Client(wrapping: client)
           for _ in 0..<n {
-            await #expect(throws: RPCError.self) { _ = try await router.listModels(.init()) }
+            await #expect(throws: RPCError.self) { _ = try await router.transcribe(.init()) }
           }
           let health = Grpc_Health_V1_Health.Client(wrapping: client)
           for _ in 0..<3 { _ = try await health.check(.init()) }

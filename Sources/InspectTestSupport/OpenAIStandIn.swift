@@ -1,0 +1,357 @@
+import Foundation
+import Hummingbird
+import InspectKit
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A loopback stand-in for an OpenAI-compatible Chat Completions server, for tests and
+/// benchmarks that need a model without a network. It answers `POST /v1/chat/completions` with
+/// scripted ``Reply``s in order, streamed as SSE the way OpenAI streams them (text in several
+/// chunks, each tool call's arguments split across several chunks, then `finish_reason`, a usage
+/// chunk and `data: [DONE]`), and records every request it receives so a test can assert what was
+/// sent (e.g. the tool results of the previous turn). It binds 127.0.0.1 only.
+///
+/// ```swift
+/// try await withOpenAIStandIn([.toolCalls([.init(name: "read_file", arguments: #"{"path":"a.py"}"#)]), .text("Done.")]) { standIn in
+///   // point the OpenAI provider at standIn.baseURL, run the conversation, then:
+///   #expect(standIn.requests[1].messages.last?.role == "tool")
+/// }
+/// ```
+public final class OpenAIStandIn: Sendable {
+  private let state: Mutex<State>
+
+  private struct State {
+    var port = 0
+    var replies: [Reply]
+    var whenExhausted: Reply?
+    var requests: [ReceivedRequest] = []
+  }
+
+  fileprivate init(replies: [Reply], whenExhausted: Reply?) {
+    state = Mutex(State(replies: replies, whenExhausted: whenExhausted))
+  }
+
+  /// Where it listens (127.0.0.1 and the port it was given).
+  public var address: HostAndPort { HostAndPort(host: "127.0.0.1", port: state.withLock { $0.port }) }
+
+  /// The base URL to configure (`OPENAI_BASE_URL`): `http://127.0.0.1:<port>/v1`.
+  public var baseURL: String { "http://\(address)/v1" }
+
+  /// The requests received so far, oldest first.
+  public var requests: [ReceivedRequest] { state.withLock { $0.requests } }
+
+  /// Appends replies to the script.
+  public func enqueue(_ replies: Reply...) {
+    state.withLock { $0.replies += replies }
+  }
+
+  fileprivate func bound(to port: Int) {
+    state.withLock { $0.port = port }
+  }
+
+  /// Records `request` and takes the next reply (a 500 naming the problem once the script is used up).
+  fileprivate func next(for request: ReceivedRequest) -> Reply {
+    state.withLock { state in
+      state.requests.append(request)
+      if !state.replies.isEmpty { return state.replies.removeFirst() }
+      return state.whenExhausted
+        ?? .error(
+          status: 500, type: "server_error",
+          message: "the OpenAI stand-in has no scripted reply left for request \(state.requests.count)")
+    }
+  }
+}
+
+// MARK: - Replies
+
+extension OpenAIStandIn {
+  /// A tool call the stand-in's model makes.
+  public struct ToolCall: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    /// The arguments JSON, streamed in several fragments.
+    public var arguments: String
+
+    public init(id: String? = nil, name: String, arguments: String) {
+      self.id = id ?? "call_standin_\(name)"
+      self.name = name
+      self.arguments = arguments
+    }
+  }
+
+  /// One scripted answer: a streamed completion, an HTTP error, or raw event-stream bytes.
+  public struct Reply: Sendable {
+    enum Kind: Sendable {
+      case completion(text: String, toolCalls: [ToolCall], finishReason: String?, usage: (prompt: Int, completion: Int))
+      case error(status: Int, body: String, retryAfter: String?)
+      case raw(String)
+    }
+
+    let kind: Kind
+    /// A pause before each chunk (zero: as fast as possible).
+    public var chunkDelay: Duration = .zero
+
+    /// Answer text, streamed a word or so per chunk; finish reason `stop`.
+    public static func text(_ text: String, usage: (prompt: Int, completion: Int) = (12, 5)) -> Reply {
+      Reply(kind: .completion(text: text, toolCalls: [], finishReason: "stop", usage: usage))
+    }
+
+    /// Tool calls (after optional text), each call's arguments split across several chunks;
+    /// finish reason `tool_calls`.
+    public static func toolCalls(
+      _ calls: [ToolCall], text: String = "", usage: (prompt: Int, completion: Int) = (12, 5)
+    ) -> Reply {
+      Reply(kind: .completion(text: text, toolCalls: calls, finishReason: "tool_calls", usage: usage))
+    }
+
+    /// A completion with any `finish_reason` (`length`, `content_filter`…; nil sends none).
+    public static func completion(
+      text: String, toolCalls: [ToolCall] = [], finishReason: String?, usage: (prompt: Int, completion: Int) = (12, 5)
+    ) -> Reply {
+      Reply(kind: .completion(text: text, toolCalls: toolCalls, finishReason: finishReason, usage: usage))
+    }
+
+    /// An HTTP error with OpenAI's body `{"error": {message, type, code}}` and, when given, a
+    /// `retry-after` header (seconds or an HTTP date).
+    public static func error(
+      status: Int, type: String, code: String? = nil, message: String, retryAfter: String? = nil
+    ) -> Reply {
+      var error: [String: Any] = ["message": message, "type": type]
+      error["code"] = code ?? NSNull()
+      return Reply(kind: .error(status: status, body: jsonText(["error": error]), retryAfter: retryAfter))
+    }
+
+    /// A 200 `text/event-stream` body sent exactly as given (for broken or unusual streams).
+    public static func raw(_ eventStream: String) -> Reply {
+      Reply(kind: .raw(eventStream))
+    }
+
+    /// The same reply with a pause before each chunk.
+    public func delayed(_ delay: Duration) -> Reply {
+      var copy = self
+      copy.chunkDelay = delay
+      return copy
+    }
+  }
+}
+
+// MARK: - Recorded requests
+
+extension OpenAIStandIn {
+  /// A request the stand-in received.
+  public struct ReceivedRequest: Sendable {
+    public var path: String
+    /// The `Authorization` header, if any.
+    public var authorization: String?
+    /// The raw JSON body.
+    public var body: Data
+
+    /// The body as a JSON object (empty when it is not one).
+    public var json: [String: Any] {
+      (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:]
+    }
+
+    public var model: String? { json["model"] as? String }
+
+    /// The messages sent, simplified: content as text (parts' texts joined), tool calls, tool call id.
+    public var messages: [Message] {
+      (json["messages"] as? [[String: Any]] ?? []).map(Message.init)
+    }
+
+    /// The names of the offered tools.
+    public var toolNames: [String] {
+      (json["tools"] as? [[String: Any]] ?? []).compactMap { ($0["function"] as? [String: Any])?["name"] as? String }
+    }
+
+    /// One message of a received request.
+    public struct Message: Sendable, Equatable {
+      public var role: String
+      public var content: String?
+      public var toolCallID: String?
+      public var toolCalls: [ToolCall]
+
+      init(_ object: [String: Any]) {
+        role = object["role"] as? String ?? ""
+        if let text = object["content"] as? String {
+          content = text
+        } else if let parts = object["content"] as? [[String: Any]] {
+          content = parts.compactMap { $0["text"] as? String }.joined()
+        }
+        toolCallID = object["tool_call_id"] as? String
+        toolCalls = (object["tool_calls"] as? [[String: Any]] ?? []).map { call in
+          let function = call["function"] as? [String: Any] ?? [:]
+          return ToolCall(
+            id: call["id"] as? String, name: function["name"] as? String ?? "",
+            arguments: function["arguments"] as? String ?? "")
+        }
+      }
+    }
+  }
+}
+
+// MARK: - Running
+
+/// Runs an ``OpenAIStandIn`` on 127.0.0.1 (a free port) answering with `replies` in order (then
+/// `whenExhausted`, else a 500 saying the script is used up) for the duration of `body`.
+public func withOpenAIStandIn<T: Sendable>(
+  _ replies: [OpenAIStandIn.Reply],
+  whenExhausted: OpenAIStandIn.Reply? = nil,
+  _ body: @Sendable (OpenAIStandIn) async throws -> T
+) async throws -> T {
+  let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+  let standIn = OpenAIStandIn(replies: replies, whenExhausted: whenExhausted)
+  let router = Router()
+  router.post("/v1/chat/completions") { request, _ -> Response in
+    let bytes = try await request.body.collect(upTo: 64 << 20)
+    let received = OpenAIStandIn.ReceivedRequest(
+      path: request.uri.path, authorization: request.headers[.authorization], body: Data(bytes.readableBytesView))
+    return standIn.next(for: received).response(model: received.model ?? "stand-in")
+  }
+  var logger = Logger(label: "inspect.test.openai-stand-in")
+  logger.logLevel = .warning
+  let app = Application(
+    router: router,
+    configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "openai-stand-in"),
+    onServerRunning: { channel in
+      portContinuation.yield(channel.localAddress?.port ?? 0)
+      portContinuation.finish()
+    },
+    logger: logger)
+  let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+  return try await withThrowingTaskGroup(of: T?.self) { tasks in
+    tasks.addTask {
+      defer { portContinuation.finish() }
+      try await group.run()
+      return nil
+    }
+    var port: Int?
+    for await bound in ports { port = bound }
+    guard let port, port > 0 else {
+      await group.triggerGracefulShutdown()
+      try await tasks.waitForAll()
+      throw ConfigurationError("the OpenAI stand-in did not start listening on 127.0.0.1")
+    }
+    standIn.bound(to: port)
+    let result: T
+    do {
+      result = try await body(standIn)
+    } catch {
+      await group.triggerGracefulShutdown()
+      try? await tasks.waitForAll()
+      throw error
+    }
+    await group.triggerGracefulShutdown()
+    try await tasks.waitForAll()
+    return result
+  }
+}
+
+// MARK: - Streaming a reply
+
+extension OpenAIStandIn.Reply {
+  /// Arguments are cut into at least this many fragments (when long enough).
+  static let argumentFragments = 3
+
+  func response(model: String) -> Response {
+    switch kind {
+    case .error(let status, let body, let retryAfter):
+      var fields: HTTPFields = [.contentType: "application/json"]
+      if let retryAfter { fields[.retryAfter] = retryAfter }
+      return Response(status: .init(code: status), headers: fields, body: .init(byteBuffer: ByteBuffer(string: body)))
+    case .raw(let text):
+      return eventStream([text])
+    case .completion(let text, let toolCalls, let finishReason, let usage):
+      return eventStream(
+        events(model: model, text: text, toolCalls: toolCalls, finishReason: finishReason, usage: usage))
+    }
+  }
+
+  private func eventStream(_ pieces: [String]) -> Response {
+    let delay = chunkDelay
+    return Response(
+      status: .ok,
+      headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+      body: ResponseBody { writer in
+        for piece in pieces {
+          if delay > .zero { try await Task.sleep(for: delay) }
+          // Each event goes out in two writes cut mid-line, so clients must reassemble lines.
+          let bytes = Array(piece.utf8)
+          let cut = bytes.count / 2
+          try await writer.write(ByteBuffer(bytes: bytes[..<cut]))
+          try await writer.write(ByteBuffer(bytes: bytes[cut...]))
+        }
+        try await writer.finish(nil)
+      })
+  }
+
+  /// The SSE events of a completion, as OpenAI sends them.
+  private func events(
+    model: String, text: String, toolCalls: [OpenAIStandIn.ToolCall], finishReason: String?,
+    usage: (prompt: Int, completion: Int)
+  ) -> [String] {
+    func chunk(_ choices: [[String: Any]], usage: [String: Any]? = nil) -> String {
+      var object: [String: Any] = [
+        "id": "chatcmpl-standin", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": choices,
+      ]
+      if let usage { object["usage"] = usage }
+      return "data: \(jsonText(object))\n\n"
+    }
+    func delta(_ delta: [String: Any], finish: String? = nil) -> String {
+      chunk([["index": 0, "delta": delta, "finish_reason": finish ?? NSNull()]])
+    }
+    var events = [": the stand-in is thinking\n\n", delta(["role": "assistant", "content": ""])]
+    for word in words(text) { events.append(delta(["content": word])) }
+    for (index, call) in toolCalls.enumerated() {
+      events.append(
+        delta([
+          "tool_calls": [
+            ["index": index, "id": call.id, "type": "function", "function": ["name": call.name, "arguments": ""]]
+          ]
+        ]))
+      for fragment in fragments(call.arguments) {
+        events.append(delta(["tool_calls": [["index": index, "function": ["arguments": fragment]]]]))
+      }
+    }
+    events.append(delta([:], finish: finishReason))
+    events.append(
+      chunk(
+        [],
+        usage: [
+          "prompt_tokens": usage.prompt, "completion_tokens": usage.completion,
+          "total_tokens": usage.prompt + usage.completion,
+        ]))
+    events.append("data: [DONE]\n\n")
+    return events
+  }
+
+  private func words(_ text: String) -> [String] {
+    var pieces: [String] = []
+    var current = ""
+    for character in text {
+      if !character.isWhitespace, current.last?.isWhitespace == true {
+        pieces.append(current)
+        current = ""
+      }
+      current.append(character)
+    }
+    if !current.isEmpty { pieces.append(current) }
+    return pieces
+  }
+
+  private func fragments(_ arguments: String) -> [String] {
+    let characters = Array(arguments)
+    guard characters.count >= Self.argumentFragments else { return characters.isEmpty ? [] : [arguments] }
+    let size = (characters.count + Self.argumentFragments - 1) / Self.argumentFragments
+    return stride(from: 0, to: characters.count, by: size).map {
+      String(characters[$0..<min($0 + size, characters.count)])
+    }
+  }
+}
+
+/// Compact JSON with sorted keys.
+private func jsonText(_ object: [String: Any]) -> String {
+  let data =
+    (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+  return String(decoding: data, as: UTF8.self)
+}

@@ -1,0 +1,82 @@
+import Foundation
+import GRPCCore
+import InspectProtos
+import Logging
+
+/// `inspect.model.v1.ModelRouterService`: one API in front of every model provider. Routing is
+/// ``ModelRouting``; the providers live in `Providers/`; failures are ``ModelError``s.
+struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProtocol {
+  let routing: ModelRouting
+  let logger: Logger
+
+  func generate(
+    request: Inspect_Model_V1_GenerateRequest,
+    response: RPCWriter<Inspect_Model_V1_GenerateResponse>,
+    context: ServerContext
+  ) async throws {
+    guard !request.messages.isEmpty else {
+      throw ModelError.invalidRequest("the request has no messages; send at least one USER message")
+    }
+    for tool in request.tools where !tool.jsonSchema.isEmpty {
+      guard case .object? = try? JSONValue.parse(tool.jsonSchema) else {
+        throw ModelError.invalidRequest("the json_schema of tool '\(tool.name)' is not a JSON object")
+      }
+    }
+    let route = try routing.route(request.model)
+    logger.debug(
+      "generate",
+      metadata: [
+        "model.id": "\(route.id)", "model.messages": "\(request.messages.count)",
+        "session.id": "\(request.sessionID)", "turn.id": "\(request.turnID)",
+      ])
+    do {
+      try await route.provider.generate(
+        request, model: route.model, into: GenerateSink { try await response.write($0) })
+    } catch let error as ModelError {
+      logger.notice("generate failed", metadata: ["model.id": "\(route.id)", "model.error": "\(error)"])
+      throw error
+    }
+  }
+
+  func listModels(
+    request: Inspect_Model_V1_ListModelsRequest, context: ServerContext
+  ) async throws -> Inspect_Model_V1_ListModelsResponse {
+    var models = routing.providers.flatMap { $0.models() }
+    // The model a request without one gets is marked; an OpenAI default named by
+    // INSPECT_DEFAULT_MODEL rather than OPENAI_MODEL is listed too.
+    if let route = try? routing.route("") {
+      if !models.contains(where: { $0.id == route.id }), let openAI = route.provider as? OpenAIProvider {
+        models.append(openAI.info(for: route.model))
+      }
+      for index in models.indices where models[index].id == route.id {
+        models[index].defaultForTasks = [.code, .classify, .title, .compact]
+      }
+    }
+    return .with { $0.models = models }
+  }
+
+  /// An estimate (about four characters a token, see ``TokenEstimate``), so `exact` is false; no
+  /// provider is asked.
+  func countTokens(
+    request: Inspect_Model_V1_CountTokensRequest, context: ServerContext
+  ) async throws -> Inspect_Model_V1_CountTokensResponse {
+    guard !request.messages.isEmpty else {
+      throw ModelError.invalidRequest("the request has no messages; send at least one message to count")
+    }
+    let route = try routing.route(request.model)
+    return .with {
+      $0.inputTokens = UInt32(clamping: TokenEstimate.tokens(messages: request.messages, tools: request.tools))
+      $0.model = route.id
+      $0.exact = false
+    }
+  }
+
+  func transcribe(
+    request: Inspect_Model_V1_TranscribeRequest, context: ServerContext
+  ) async throws -> Inspect_Model_V1_TranscribeResponse {
+    throw RPCError(
+      code: .unimplemented,
+      message: "\(Inspect_Model_V1_ModelRouterService.Method.Transcribe.descriptor.fullyQualifiedMethod) is not "
+        + "implemented yet: no provider of this version can transcribe audio")
+  }
+}

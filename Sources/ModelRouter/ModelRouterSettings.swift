@@ -1,0 +1,83 @@
+import Foundation
+import InspectKit
+
+/// ModelRouter's provider configuration. `build` reads it from the environment; tests construct
+/// it directly (e.g. pointing the OpenAI provider at a loopback stand-in) without `setenv`.
+///
+/// | variable | meaning |
+/// |---|---|
+/// | `INSPECT_TRANSCRIPTS_DIR` | where `scripted:<name>` finds `<name>.transcript.jsonl` (default `<data-dir>/transcripts`) |
+/// | `INSPECT_DEFAULT_MODEL` | the model for requests that name none (e.g. `scripted:demo`, `openai:gpt-4.1-mini`) |
+/// | `OPENAI_API_KEY` | enables the OpenAI provider; sent as `Authorization: Bearer …` |
+/// | `OPENAI_BASE_URL` | an OpenAI-compatible endpoint including `/v1` (vLLM, Ollama, llama.cpp…); enables the provider without a key |
+/// | `OPENAI_MODEL` | the OpenAI model used when a request names none and `INSPECT_DEFAULT_MODEL` is unset (default `gpt-4.1-mini`) |
+struct ModelRouterSettings: Sendable {
+  /// Where scripted transcripts live.
+  var transcriptsDirectory: URL
+  /// The model for requests with an empty `model`; nil lets the configured providers decide.
+  var defaultModel: String?
+  /// The OpenAI-compatible provider; nil when neither a key nor a base URL is configured.
+  var openAI: OpenAISettings?
+
+  init(transcriptsDirectory: URL, defaultModel: String? = nil, openAI: OpenAISettings? = nil) {
+    self.transcriptsDirectory = transcriptsDirectory
+    self.defaultModel = defaultModel
+    self.openAI = openAI
+  }
+
+  /// Reads the variables in the table above; throws when one is set but unusable.
+  init(environment: [String: String], dataDirectory: URL) throws {
+    func value(_ name: String) -> String? {
+      guard let text = environment[name]?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty
+      else { return nil }
+      return text
+    }
+    let transcripts =
+      value("INSPECT_TRANSCRIPTS_DIR").map { URL(fileURLWithPath: $0, isDirectory: true).standardizedFileURL }
+      ?? dataDirectory.appendingPathComponent("transcripts", isDirectory: true)
+    var openAI: OpenAISettings?
+    let apiKey = value("OPENAI_API_KEY")
+    let baseURL = value("OPENAI_BASE_URL")
+    if apiKey != nil || baseURL != nil {
+      openAI = try OpenAISettings(
+        baseURL: baseURL ?? OpenAISettings.defaultBaseURL, apiKey: apiKey,
+        defaultModel: value("OPENAI_MODEL") ?? OpenAISettings.fallbackModel, source: "OPENAI_BASE_URL")
+    }
+    self.init(transcriptsDirectory: transcripts, defaultModel: value("INSPECT_DEFAULT_MODEL"), openAI: openAI)
+  }
+}
+
+/// Where and how to reach an OpenAI-compatible Chat Completions endpoint.
+struct OpenAISettings: Sendable {
+  static let defaultBaseURL = "https://api.openai.com/v1"
+  static let fallbackModel = "gpt-4.1-mini"
+
+  /// The base URL including the version path (`https://api.openai.com/v1`,
+  /// `http://127.0.0.1:11434/v1`), without a trailing slash; requests go to
+  /// `<baseURL>/chat/completions`.
+  var baseURL: String
+  /// Sent as a bearer token when set; local servers often need none.
+  var apiKey: String?
+  /// The model used when routing picks this provider for a request that names none.
+  var defaultModel: String
+  /// How long to keep trying to connect before the call fails UNAVAILABLE.
+  var connectTimeout: Duration = .seconds(10)
+
+  /// - Parameter source: names where `baseURL` came from, for the error message.
+  init(baseURL: String, apiKey: String?, defaultModel: String = fallbackModel, source: String = "baseURL") throws {
+    var trimmed = baseURL
+    while trimmed.hasSuffix("/") { trimmed.removeLast() }
+    guard let url = URL(string: trimmed), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+      url.host != nil
+    else {
+      throw ConfigurationError(
+        "\(source)=\(baseURL) is not an http(s) URL; use e.g. https://api.openai.com/v1 or http://127.0.0.1:11434/v1")
+    }
+    self.baseURL = trimmed
+    self.apiKey = apiKey
+    self.defaultModel = defaultModel
+  }
+
+  /// The Chat Completions endpoint.
+  var chatCompletionsURL: String { baseURL + "/chat/completions" }
+}

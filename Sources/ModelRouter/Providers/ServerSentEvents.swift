@@ -1,0 +1,76 @@
+/// One server-sent event: its `event:` name (nil when absent) and its `data:` lines joined by
+/// newlines.
+struct ServerSentEvent: Sendable, Equatable {
+  var event: String?
+  var data: String
+}
+
+/// Decodes a `text/event-stream` body fed in arbitrary pieces (a line may straddle two network
+/// reads). Lines end in LF or CRLF; `:` lines are comments; a blank line dispatches the event;
+/// fields other than `event` and `data` (`id`, `retry`) are ignored, as providers do not use them.
+struct ServerSentEventDecoder {
+  /// A line longer than this is a broken stream, not an event worth buffering.
+  static let maximumLineLength = 8 << 20
+
+  struct LineTooLong: Error, CustomStringConvertible {
+    var description: String { "an event-stream line exceeded \(ServerSentEventDecoder.maximumLineLength) bytes" }
+  }
+
+  private var partialLine: [UInt8] = []
+  private var eventName: String?
+  private var dataLines: [String] = []
+
+  /// Feeds the next bytes and returns the events they complete.
+  mutating func feed(_ bytes: some Sequence<UInt8>) throws -> [ServerSentEvent] {
+    var events: [ServerSentEvent] = []
+    for byte in bytes {
+      if byte == UInt8(ascii: "\n") {
+        if partialLine.last == UInt8(ascii: "\r") { partialLine.removeLast() }
+        if let event = process(line: String(decoding: partialLine, as: UTF8.self)) { events.append(event) }
+        partialLine.removeAll(keepingCapacity: true)
+      } else {
+        partialLine.append(byte)
+        if partialLine.count > Self.maximumLineLength { throw LineTooLong() }
+      }
+    }
+    return events
+  }
+
+  /// At the end of the body: the last event if the stream omitted its final blank line.
+  mutating func finish() -> ServerSentEvent? {
+    if !partialLine.isEmpty {
+      let line = String(decoding: partialLine, as: UTF8.self)
+      partialLine.removeAll()
+      if let event = process(line: line) { return event }
+    }
+    return process(line: "")
+  }
+
+  private mutating func process(line: String) -> ServerSentEvent? {
+    if line.isEmpty {
+      defer {
+        eventName = nil
+        dataLines = []
+      }
+      guard !dataLines.isEmpty else { return nil }
+      return ServerSentEvent(event: eventName, data: dataLines.joined(separator: "\n"))
+    }
+    if line.hasPrefix(":") { return nil }
+    let field: Substring
+    var value: Substring
+    if let colon = line.firstIndex(of: ":") {
+      field = line[..<colon]
+      value = line[line.index(after: colon)...]
+      if value.hasPrefix(" ") { value = value.dropFirst() }
+    } else {
+      field = line[...]
+      value = ""
+    }
+    switch field {
+    case "data": dataLines.append(String(value))
+    case "event": eventName = String(value)
+    default: break
+    }
+    return nil
+  }
+}
