@@ -1,0 +1,69 @@
+import Foundation
+import GRPCCore
+import InspectProtos
+
+/// `inspect.classifier.v1.RepoClassifierService`: the repository catalog and the lexical
+/// classification of a message (with its thread and channel) to a repository. Nothing here
+/// calls a model, so `Classify` never answers UNAVAILABLE.
+struct RepoClassifierService: Inspect_Classifier_V1_RepoClassifierService.SimpleServiceProtocol {
+  let catalog: RepoCatalog
+
+  // MARK: - Classify
+
+  func classify(
+    request: Inspect_Classifier_V1_ClassifyRequest, context: ServerContext
+  ) async throws -> Inspect_Classifier_V1_ClassifyResponse {
+    let blank = { (text: String) in text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }
+    guard !blank(request.text) || !request.thread.allSatisfy(blank) else { throw ClassifierError.emptyMessage }
+    let index = catalog.index
+    guard !index.repos.isEmpty else { throw ClassifierError.emptyCatalog }
+    let ranking = LexicalScorer.rank(
+      text: request.text, thread: request.thread, channel: request.channel, in: index)
+    return .with {
+      $0.candidates = ranking.candidates.map { candidate in
+        .with {
+          $0.repo = candidate.repo
+          $0.score = candidate.score
+          $0.reason = candidate.reason
+        }
+      }
+      $0.decision = ranking.decision.proto
+    }
+  }
+
+  // MARK: - Catalog
+
+  func listRepos(
+    request: Inspect_Classifier_V1_ListReposRequest, context: ServerContext
+  ) async throws -> Inspect_Classifier_V1_ListReposResponse {
+    .with { $0.repos = catalog.repos.map(\.proto) }
+  }
+
+  func upsertRepo(
+    request: Inspect_Classifier_V1_UpsertRepoRequest, context: ServerContext
+  ) async throws -> Inspect_Classifier_V1_UpsertRepoResponse {
+    let entry = CatalogEntry(proto: request.repo)
+    let created = try catalog.upsert(entry)
+    return .with {
+      $0.repo = entry.proto
+      $0.created = created
+    }
+  }
+
+  func recordChoice(
+    request: Inspect_Classifier_V1_RecordChoiceRequest, context: ServerContext
+  ) async throws -> Inspect_Classifier_V1_RecordChoiceResponse {
+    try catalog.recordChoice(channel: request.channel, repo: request.repo)
+    return .init()
+  }
+}
+
+extension LexicalScorer.Decision {
+  var proto: Inspect_Classifier_V1_Decision {
+    switch self {
+    case .confident: .confident
+    case .ambiguous: .ambiguous
+    case .none: .none
+    }
+  }
+}

@@ -1,0 +1,207 @@
+import Foundation
+
+/// Ranks the catalog for a message by the words they share, and decides how sure that is.
+///
+/// Each repository collects points from evidence; one piece of evidence counts once, at full
+/// weight when it is in the message and at ``threadFactor`` of it when only the thread has it:
+///
+/// | evidence | points |
+/// |---|---|
+/// | `owner/name` or an alias, as consecutive words | ``nameWeight`` |
+/// | the name without its owner (`demo`) | ``bareNameWeight`` |
+/// | each hint, as consecutive words | ``hintWeight`` |
+/// | each description word not already counted above | ``descriptionWordWeight`` ÷ number of repositories whose description has it, at most ``descriptionCap`` in all |
+/// | the channel is one of the repository's `channels` | ``listedChannelPrior`` |
+/// | people picked it in this channel | ``choicePrior`` × picks ÷ (all picks in the channel + ``choiceSmoothing``) |
+///
+/// The reported score is `points / (points + scoreHalfPoint)`: in [0, 1), 0.5 at one
+/// `scoreHalfPoint` of evidence, rising ever more slowly after that. See ``decide(_:)`` for the
+/// decision.
+enum LexicalScorer {
+  // MARK: - Weights
+
+  /// Naming the repository (`owner/name`) or an alias: the strongest evidence there is.
+  static let nameWeight = 1.0
+  /// The name without its owner: almost as strong, but bare names are often ordinary words.
+  static let bareNameWeight = 0.8
+  /// A hint (a word, path or product name the catalog says points at the repository).
+  static let hintWeight = 0.5
+  /// One description word shared by one repository; split among repositories that share it.
+  static let descriptionWordWeight = 0.15
+  /// At most this much from description words, so a long description cannot outweigh a name.
+  static let descriptionCap = 0.45
+  /// What evidence found only in the thread is worth, relative to the message itself.
+  static let threadFactor = 0.4
+  /// The channel lists the repository as its usual one.
+  static let listedChannelPrior = 0.3
+  /// The most that recorded picks in the channel add (approached when every pick there chose
+  /// it): a steady habit (three picks of three: 0.3) weighs as much as a listing, and with it
+  /// breaks a tie between two hints.
+  static let choicePrior = 0.4
+  /// Added to the channel's pick count, so a single pick is worth less than a steady habit.
+  static let choiceSmoothing = 1.0
+
+  // MARK: - Decision
+
+  /// CONFIDENT needs at least this many points: a hint and a description word, a bare name, or
+  /// a channel's listing backed by its picks. Less is never more than AMBIGUOUS.
+  static let confidentMinimum = 0.5
+  /// CONFIDENT needs the runner-up at most `1 - confidentLead` (65 %) of the leader's points.
+  static let confidentLead = 0.35
+  /// Points at which the reported score is 0.5.
+  static let scoreHalfPoint = 0.5
+  /// Candidates returned, best first.
+  static let maximumCandidates = 5
+
+  /// How sure the ranking is (mirrors `inspect.classifier.v1.Decision`).
+  enum Decision: Sendable, Equatable {
+    case confident, ambiguous, none
+  }
+
+  /// A repository that scored, with its points, its score in [0, 1) and the evidence in words.
+  struct Candidate: Sendable, Equatable {
+    var repo: String
+    var points: Double
+    var score: Double
+    var reason: String
+  }
+
+  /// The candidates, best first, and the decision.
+  struct Ranking: Sendable {
+    var candidates: [Candidate]
+    var decision: Decision
+  }
+
+  // MARK: - Ranking
+
+  /// Ranks `index`'s repositories for `text`, the earlier messages of its `thread` and its
+  /// `channel` (may be empty).
+  static func rank(text: String, thread: [String], channel: String, in index: CatalogIndex) -> Ranking {
+    let message = MessageWords(text: text, thread: thread)
+    let channelKey = ChannelName.normalized(channel)
+    let ranked = index.repos
+      .map { repo in
+        var evidence = evidence(for: repo, in: message, frequency: index.descriptionFrequency)
+        if !channelKey.isEmpty {
+          evidence.addPriors(
+            for: repo, channel: channel.trimmingCharacters(in: .whitespaces), key: channelKey,
+            picks: index.choices[channelKey] ?? [:])
+        }
+        return Candidate(
+          repo: repo.entry.name, points: evidence.points, score: evidence.points / (evidence.points + scoreHalfPoint),
+          reason: evidence.reason)
+      }
+      .filter { $0.points > 0 }
+      .sorted { ($0.points, $1.repo) > ($1.points, $0.repo) }
+    return Ranking(candidates: Array(ranked.prefix(maximumCandidates)), decision: decide(ranked))
+  }
+
+  /// NONE when nothing scored; CONFIDENT when the leader has at least ``confidentMinimum``
+  /// points and the runner-up (if any) at most `1 - confidentLead` of the leader's; otherwise
+  /// AMBIGUOUS (several are close, or the only evidence is weak).
+  static func decide(_ ranked: [Candidate]) -> Decision {
+    guard let leader = ranked.first else { return .none }
+    let runnerUp = ranked.dropFirst().first?.points ?? 0
+    if leader.points >= confidentMinimum, runnerUp <= leader.points * (1 - confidentLead) { return .confident }
+    return .ambiguous
+  }
+
+  private static func evidence(
+    for repo: CatalogIndex.Repo, in message: MessageWords, frequency: [String: Int]
+  ) -> Evidence {
+    var evidence = Evidence()
+    var counted: Set<String> = []
+    // The name counts once: the best of the full name, an alias and the bare name.
+    var best: (points: Double, factor: Double, label: String, words: [String])?
+    for (index, name) in repo.names.enumerated() {
+      guard let factor = message.factor(of: name.words) else { continue }
+      let label = index == 0 ? "name '\(name.text)'" : "alias '\(name.text)'"
+      if nameWeight * factor > best?.points ?? 0 { best = (nameWeight * factor, factor, label, name.words) }
+    }
+    if let factor = message.factor(of: repo.bareName.words), bareNameWeight * factor > best?.points ?? 0 {
+      best = (bareNameWeight * factor, factor, "name '\(repo.bareName.text)'", repo.bareName.words)
+    }
+    if let best {
+      evidence.add(best.points, best.label, factor: best.factor)
+      counted.formUnion(best.words)
+    }
+    for hint in repo.hints {
+      guard let factor = message.factor(of: hint.words) else { continue }
+      evidence.add(hintWeight * factor, "hint '\(hint.text)'", factor: factor)
+      counted.formUnion(hint.words)
+    }
+    var descriptionPoints = 0.0
+    for word in repo.descriptionWords.subtracting(counted).sorted() {
+      guard let factor = message.factor(of: word) else { continue }
+      let points = descriptionWordWeight * factor / Double(max(frequency[word] ?? 1, 1))
+      descriptionPoints += points
+      evidence.add(0, "description word '\(word)'", factor: factor)
+    }
+    evidence.points += min(descriptionPoints, descriptionCap)
+    return evidence
+  }
+}
+
+// MARK: - Evidence
+
+/// The words of a message and of its thread.
+private struct MessageWords {
+  let text: [String]
+  let textSet: Set<String>
+  let thread: [[String]]
+  let threadSet: Set<String>
+
+  init(text: String, thread: [String]) {
+    self.text = Tokenizer.words(text)
+    self.thread = thread.map(Tokenizer.words)
+    textSet = Set(self.text)
+    threadSet = Set(self.thread.joined())
+  }
+
+  /// 1 when the message has `phrase`, ``LexicalScorer/threadFactor`` when only one message of
+  /// the thread has it, nil when neither does.
+  func factor(of phrase: [String]) -> Double? {
+    if Tokenizer.contains(text, phrase: phrase) { return 1 }
+    if thread.contains(where: { Tokenizer.contains($0, phrase: phrase) }) { return LexicalScorer.threadFactor }
+    return nil
+  }
+
+  func factor(of word: String) -> Double? {
+    if textSet.contains(word) { return 1 }
+    return threadSet.contains(word) ? LexicalScorer.threadFactor : nil
+  }
+}
+
+/// Points and the words behind them, grouped by where they were found.
+private struct Evidence {
+  var points = 0.0
+  var inMessage: [String] = []
+  var inThread: [String] = []
+  var inChannel: [String] = []
+
+  mutating func add(_ points: Double, _ label: String, factor: Double) {
+    self.points += points
+    if factor == 1 { inMessage.append(label) } else { inThread.append(label) }
+  }
+
+  /// The channel's listing and its recorded picks.
+  mutating func addPriors(for repo: CatalogIndex.Repo, channel: String, key: String, picks: [String: Int]) {
+    if repo.channels.contains(key) {
+      points += LexicalScorer.listedChannelPrior
+      inChannel.append("usual repository of \(channel)")
+    }
+    let mine = picks[repo.entry.key] ?? 0
+    guard mine > 0 else { return }
+    let all = picks.values.reduce(0, +)
+    points += LexicalScorer.choicePrior * Double(mine) / (Double(all) + LexicalScorer.choiceSmoothing)
+    inChannel.append("picked \(mine) of \(all) times in \(channel)")
+  }
+
+  /// E.g. `message: name 'local/demo', hint 'calculator'; thread: description word 'python'`.
+  var reason: String {
+    [("message", inMessage), ("thread", inThread), ("channel", inChannel)]
+      .filter { !$0.1.isEmpty }
+      .map { "\($0.0): \($0.1.joined(separator: ", "))" }
+      .joined(separator: "; ")
+  }
+}

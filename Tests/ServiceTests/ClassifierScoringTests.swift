@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+
+@testable import RepoClassifier
+
+@Suite("RepoClassifier ranks repositories by the words of a message, its thread and its channel")
+struct ClassifierScoringTests {
+  typealias Fixtures = ClassifierFixtures
+
+  func rank(
+    _ text: String, thread: [String] = [], channel: String = "", in index: CatalogIndex = Fixtures.index()
+  )
+    -> LexicalScorer.Ranking
+  {
+    LexicalScorer.rank(text: text, thread: thread, channel: channel, in: index)
+  }
+
+  @Test("words are lowercased, split on punctuation, stripped of stopwords and plurals folded")
+  func tokenizer() {
+    #expect(Tokenizer.words("Fix the Unit-Tests in calc.py, please!") == ["fix", "unit", "test", "calc", "py"])
+    #expect(Tokenizer.words("the class is a bus") == ["class", "bus"])
+    #expect(Tokenizer.contains(["run", "unit", "test"], phrase: ["unit", "test"]))
+    #expect(!Tokenizer.contains(["unit", "run", "test"], phrase: ["unit", "test"]))
+  }
+
+  @Test("a message naming a repository, or one of its aliases, is CONFIDENT for it")
+  func namingIsConfident() throws {
+    let named = rank("Please fix the failing test in local/demo")
+    #expect(named.decision == .confident)
+    let top = try #require(named.candidates.first)
+    #expect(top.repo == "local/demo")
+    #expect(top.reason.contains("name 'local/demo'"))
+    #expect(top.score > 0.5 && top.score < 1)
+
+    let aliased = rank("the calc rounds 0.1 + 0.2 wrong")
+    #expect(aliased.decision == .confident)
+    #expect(aliased.candidates.first?.repo == "local/demo")
+    #expect(aliased.candidates.first?.reason.contains("alias 'calc'") == true)
+  }
+
+  @Test("a message matching two repositories equally is AMBIGUOUS and lists both")
+  func equalMatchesAreAmbiguous() {
+    let ranking = rank("the deploy failed again")
+    #expect(ranking.decision == .ambiguous)
+    #expect(Set(ranking.candidates.prefix(2).map(\.repo)) == ["acme/web", "acme/payments-api"])
+    #expect(ranking.candidates[0].score == ranking.candidates[1].score)
+    #expect(ranking.candidates.allSatisfy { $0.reason.contains("hint 'deploy'") })
+  }
+
+  @Test("an unrelated message is NONE with no candidates")
+  func unrelatedIsNone() {
+    let ranking = rank("what is for lunch today?")
+    #expect(ranking.decision == .none)
+    #expect(ranking.candidates.isEmpty)
+  }
+
+  @Test("the thread's words help, but count less than the message's")
+  func threadContextHelps() {
+    #expect(rank("it crashes when dividing by zero").decision == .none)
+
+    let withThread = rank(
+      "it crashes when dividing by zero", thread: ["I am looking at the calculator in local/demo", "ok"])
+    #expect(withThread.decision == .confident)
+    #expect(withThread.candidates.first?.repo == "local/demo")
+    #expect(withThread.candidates.first?.reason.hasPrefix("thread: ") == true)
+
+    let messageWins = rank("the checkout in acme/web is broken", thread: ["yesterday we talked about local/demo"])
+    #expect(messageWins.decision == .confident)
+    #expect(messageWins.candidates.map(\.repo) == ["acme/web", "local/demo"])
+  }
+
+  @Test("a channel prior decides a tie: a listed channel, or the picks people recorded there")
+  func channelPriorDecidesATie() {
+    let listed = rank("the deploy failed again", channel: "#payments")
+    #expect(listed.decision == .confident)
+    #expect(listed.candidates.first?.repo == "acme/payments-api")
+    #expect(listed.candidates.first?.reason.contains("channel: usual repository of #payments") == true)
+
+    let picked = rank(
+      "the deploy failed again", channel: "ops", in: Fixtures.index(choices: ["ops": ["acme/web": 3]]))
+    #expect(picked.decision == .confident)
+    #expect(picked.candidates.first?.repo == "acme/web")
+    #expect(picked.candidates.first?.reason.contains("picked 3 of 3 times in ops") == true)
+
+    // A prior never outweighs a repository named in the message.
+    let named = rank("deploy acme/web please", channel: "#payments")
+    #expect(named.candidates.first?.repo == "acme/web")
+  }
+
+  @Test("candidates are best first with scores in [0, 1]; NONE, AMBIGUOUS and CONFIDENT follow the margins")
+  func decisionMargins() {
+    typealias Candidate = LexicalScorer.Candidate
+    func candidates(_ points: Double...) -> [Candidate] {
+      points.enumerated().map { Candidate(repo: "o/r\($0.offset)", points: $0.element, score: 0, reason: "") }
+    }
+    let minimum = LexicalScorer.confidentMinimum
+    let lead = LexicalScorer.confidentLead
+    #expect(LexicalScorer.decide([]) == .none)
+    #expect(LexicalScorer.decide(candidates(minimum)) == .confident)
+    #expect(LexicalScorer.decide(candidates(minimum * 0.9)) == .ambiguous)
+    #expect(LexicalScorer.decide(candidates(1, 1 - lead)) == .confident)
+    #expect(LexicalScorer.decide(candidates(1, 1 - lead + 0.01)) == .ambiguous)
+
+    let ranking = rank("calculator checkout stripe refund react unit tests")
+    #expect(ranking.candidates.map(\.score) == ranking.candidates.map(\.score).sorted(by: >))
+    #expect(ranking.candidates.allSatisfy { $0.score > 0 && $0.score < 1 })
+  }
+}
