@@ -10,7 +10,9 @@ struct InspectCommand: AsyncParsableCommand {
     commandName: "inspect",
     abstract: "Inspect, a hosted background coding agent: run it locally and talk to it.",
     version: InspectVersion.current,
-    subcommands: [UpCommand.self, DownCommand.self, StatusCommand.self, RunCommand.self, FollowCommand.self, DemoCommand.self]
+    subcommands: [
+      UpCommand.self, DownCommand.self, StatusCommand.self, RunCommand.self, FollowCommand.self, DemoCommand.self,
+    ]
   )
 }
 

@@ -40,21 +40,28 @@ struct SandboxTests {
       let interfaces = try await fixture.driver.exec(
         sandbox, command: "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '", timeout: .seconds(10))
       #expect(String(decoding: interfaces.stdout, as: UTF8.self).split(separator: "\n") == ["lo"])
-      let init1 = try await fixture.driver.exec(sandbox, command: "tr '\\0' ' ' < /proc/1/cmdline", timeout: .seconds(10))
+      let init1 = try await fixture.driver.exec(
+        sandbox, command: "tr '\\0' ' ' < /proc/1/cmdline", timeout: .seconds(10))
       let hostInit = (try? String(contentsOfFile: "/proc/1/cmdline", encoding: .utf8)) ?? ""
       #expect(!String(decoding: init1.stdout, as: UTF8.self).isEmpty)
       #expect(String(decoding: init1.stdout, as: UTF8.self) != hostInit.replacingOccurrences(of: "\0", with: " "))
-      let write = try await fixture.driver.exec(sandbox, command: "echo scratch > made-in-sandbox.txt", timeout: .seconds(10))
+      let write = try await fixture.driver.exec(
+        sandbox, command: "echo scratch > made-in-sandbox.txt", timeout: .seconds(10))
       #expect(write.succeeded)
-      let imageFile = fixture.driver.paths.image(sandbox.image.id).appendingPathComponent("workspace/made-in-sandbox.txt")
+      let imageFile = fixture.driver.paths.image(sandbox.image.id).appendingPathComponent(
+        "workspace/made-in-sandbox.txt")
       #expect(!FileManager.default.fileExists(atPath: imageFile.path))
       #expect(FileManager.default.fileExists(atPath: sandbox.merged.appendingPathComponent("made-in-sandbox.txt").path))
       let nonce = try await fixture.driver.exec(sandbox, command: "cat /inspect/nonce", timeout: .seconds(10))
-      #expect(String(decoding: nonce.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == sandbox.image.nonce)
-      let remount = try await fixture.driver.exec(sandbox, command: "mount -o remount,rw /inspect", timeout: .seconds(10))
+      #expect(
+        String(decoding: nonce.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+          == sandbox.image.nonce)
+      let remount = try await fixture.driver.exec(
+        sandbox, command: "mount -o remount,rw /inspect", timeout: .seconds(10))
       #expect(!remount.succeeded)
       let network = try await fixture.driver.exec(
-        sandbox, command: "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 9), 1)'", timeout: .seconds(10))
+        sandbox, command: "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 9), 1)'",
+        timeout: .seconds(10))
       #expect(!network.succeeded)
     }
   }
@@ -93,14 +100,18 @@ struct SandboxTests {
     try await fixture.withSandbox { sandbox in
       let calc = sandbox.merged.appendingPathComponent("calc.py")
       let fixed = try String(contentsOf: calc, encoding: .utf8)
-        .replacingOccurrences(of: "    return sum(numbers) / len(numbers)", with: "    return sum(numbers) / len(numbers) if numbers else 0")
+        .replacingOccurrences(
+          of: "    return sum(numbers) / len(numbers)", with: "    return sum(numbers) / len(numbers) if numbers else 0"
+        )
       try fixed.write(to: calc, atomically: true, encoding: .utf8)
       let pushed = try await fixture.driver.commitAndPush(
         sandbox, repository: fixture.repository, branch: "inspect/ses-0-test", message: "Average of nothing is 0",
         author: ("Ada", "ada@example.com"), committer: ("Inspect", "bot@inspect.local"))
       let result = try #require(pushed)
       let remote = DemoRepository.remote(in: fixture.directory.url).path
-      let log = try await Git.run(["--git-dir", remote, "log", "-1", "--format=%an <%ae> | %cn | %s", "inspect/ses-0-test"])
+      let log = try await Git.run([
+        "--git-dir", remote, "log", "-1", "--format=%an <%ae> | %cn | %s", "inspect/ses-0-test",
+      ])
       #expect(log == "Ada <ada@example.com> | Inspect | Average of nothing is 0")
       #expect(try await Git.run(["--git-dir", remote, "rev-parse", "inspect/ses-0-test"]) == result.commit)
       let nothing = try await fixture.driver.commitAndPush(

@@ -126,22 +126,20 @@ def test_list_users_through_gateway_without_valid_token_is_unauthenticated(chann
 
 
 def test_session_through_gateway_create_prompt_subscribe(inspect_system, channels, proto_stubs):
-    """CreateSession -> SendPrompt -> Subscribe, as any gRPC client would, until the turn ends.
-
-    SandboxService cannot run agents in this version, so the turn ends FAILED in the SANDBOX
-    phase with a reason that says so; the stream shows every event in order, seq from 1."""
+    """CreateSession -> SendPrompt -> Subscribe, as any gRPC client would, until the session's
+    turn ends: the demo with the scripted model succeeds; the stream shows every event in order."""
     messages = proto_stubs.load("session.v1.session_service_pb2")
     services = proto_stubs.load("session.v1.session_service_pb2_grpc")
     sessions = services.SessionServiceStub(channels["Gateway"])
     metadata = bearer(inspect_system.token)
 
     created = sessions.CreateSession(
-        messages.CreateSessionRequest(repository="local/demo", title="from python"),
+        messages.CreateSessionRequest(repository="local/demo", title="from python", model="scripted:demo"),
         metadata=metadata, timeout=CALL_TIMEOUT_S)
     session_id = created.session.id
     assert session_id.startswith("ses-0-")
     sent = sessions.SendPrompt(
-        messages.SendPromptRequest(session_id=session_id, text="make the tests pass"),
+        messages.SendPromptRequest(session_id=session_id, text="average([]) should be 0: fix it and push"),
         metadata=metadata, timeout=CALL_TIMEOUT_S)
     assert sent.queue_position == 1
 
@@ -157,8 +155,8 @@ def test_session_through_gateway_create_prompt_subscribe(inspect_system, channel
     kinds = [event.WhichOneof("kind") for event in events]
     assert kinds[:3] == ["session_created", "prompt_queued", "turn_started"], kinds
     finished = events[-1].turn_finished
-    assert finished.outcome == 2, finished  # TURN_OUTCOME_FAILED
-    assert "RunAgent" in finished.reason, finished.reason
+    assert finished.outcome == 1, finished  # TURN_OUTCOME_SUCCEEDED
+    assert "branch_pushed" in kinds
 
     with pytest.raises(grpc.RpcError) as raised:
         sessions.GetSession(

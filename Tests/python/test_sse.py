@@ -10,8 +10,9 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def read_frames(response, count: int) -> list[dict]:
-    """Reads `count` SSE event frames (pings and other comments skipped) from a streaming response."""
+def read_frames(response, count: int, until: str | None = None) -> list[dict]:
+    """Reads `count` SSE event frames (pings and other comments skipped) from a streaming
+    response, or fewer when a frame of the event kind `until` arrives."""
     frames, frame = [], {}
     for raw in response.iter_lines(decode_unicode=True):
         if raw is None:
@@ -20,7 +21,7 @@ def read_frames(response, count: int) -> list[dict]:
             if frame:
                 frames.append(frame)
                 frame = {}
-                if len(frames) == count:
+                if len(frames) == count or (until and frames[-1].get("event") == until):
                     return frames
             continue
         if raw.startswith(":"):
@@ -57,19 +58,24 @@ def test_sse_frames_and_resume_with_last_event_id(inspect_system):
     assert json.loads(head[1]["data"])["promptQueued"]["text"] == "make the tests pass"
 
     # Reconnect after a disconnect: every later event exactly once, in order, up to the turn's end.
+    # No model is named and none is configured, so the turn fails in the MODEL phase saying how
+    # to configure one.
     headers = {**auth(inspect_system.token), "Last-Event-ID": head[-1]["id"]}
+    rest = []
     with requests.get(url, headers=headers, stream=True, timeout=TIMEOUT_S) as resumed:
-        rest = read_frames(resumed, 2)
-    assert [frame["id"] for frame in rest] == ["3", "4"]
-    assert [frame["event"] for frame in rest] == ["turn_started", "turn_finished"]
-    finished = json.loads(rest[1]["data"])["turnFinished"]
+        rest = read_frames(resumed, 100, until="turn_finished")
+    assert [int(frame["id"]) for frame in rest] == list(range(3, 3 + len(rest)))
+    assert rest[0]["event"] == "turn_started"
+    finished = json.loads(rest[-1]["data"])["turnFinished"]
     assert finished["outcome"] == "TURN_OUTCOME_FAILED"
-    assert finished["failedPhase"] == "TURN_PHASE_SANDBOX"
-    assert "RunAgent" in finished["reason"]
+    assert finished["failedPhase"] == "TURN_PHASE_MODEL"
+    assert "OPENAI_API_KEY" in finished["reason"]
 
     # ?after_seq= works the same way.
-    with requests.get(url + "?after_seq=3", headers=auth(inspect_system.token), stream=True, timeout=TIMEOUT_S) as query:
-        assert [frame["id"] for frame in read_frames(query, 1)] == ["4"]
+    last = int(rest[-1]["id"])
+    with requests.get(url + f"?after_seq={last - 1}", headers=auth(inspect_system.token), stream=True,
+                      timeout=TIMEOUT_S) as query:
+        assert [frame["id"] for frame in read_frames(query, 1)] == [str(last)]
 
 
 def test_sse_bad_requests(inspect_system):

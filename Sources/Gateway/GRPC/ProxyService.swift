@@ -36,7 +36,7 @@ struct ProxyService: RegistrableRPCService {
         let forwarded = ClientRequest(message: message, metadata: metadata)
         return StreamingServerResponse { writer in
           // A client that goes away cancels the call downstream too.
-          try await untilRPCCancelled { try await forward(forwarded, method: method, to: writer) }
+          try await untilRPCCancelled(cancelledValue: [:]) { try await forward(forwarded, method: method, to: writer) }
         }
       }
     }

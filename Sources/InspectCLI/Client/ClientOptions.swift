@@ -9,7 +9,10 @@ import InspectProtos
 struct ClientOptions: ParsableArguments {
   @OptionGroup var dataDirectory: DataDirectoryOption
 
-  @Option(help: "The Gateway's gRPC address (default: from `inspect up`'s run state, else $INSPECT_GATEWAY_ADDR or 127.0.0.1:50050).")
+  @Option(
+    help:
+      "The Gateway's gRPC address (default: from `inspect up`'s run state, else $INSPECT_GATEWAY_ADDR or 127.0.0.1:50050)."
+  )
   var gateway: String?
 
   @Option(help: "API token (default: $INSPECT_TOKEN, else <data-dir>/dev-token).")
@@ -21,7 +24,9 @@ struct ClientOptions: ParsableArguments {
       guard let address = HostAndPort(text) else { throw ValidationError("'\(text)' is not host:port") }
       return address
     }
-    if let state = RunState.load(from: dataDirectory.url), let entry = state.processes.first(where: { $0.service == .gateway }) {
+    if let state = RunState.load(from: dataDirectory.url),
+      let entry = state.processes.first(where: { $0.service == .gateway })
+    {
       return LaunchPlan.Entry(service: .gateway, grpc: entry.grpc, http: entry.http).reachableGRPC
     }
     return HostAndPort(host: "127.0.0.1", port: InspectService.gateway.defaultGRPCPort)
@@ -35,7 +40,8 @@ struct ClientOptions: ParsableArguments {
         ?? (try? String(contentsOf: file, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines),
       !value.isEmpty
     else {
-      throw ValidationError("no API token: pass --token, set INSPECT_TOKEN, or run `inspect up` (it writes \(file.path))")
+      throw ValidationError(
+        "no API token: pass --token, set INSPECT_TOKEN, or run `inspect up` (it writes \(file.path))")
     }
     var metadata = Metadata()
     metadata.addString("Bearer \(value)", forKey: "authorization")

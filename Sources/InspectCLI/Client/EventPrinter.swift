@@ -33,8 +33,9 @@ struct EventPrinter {
       default: break
       }
     case .commandOutput(let output):
-      write(String(decoding: output.data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-        .map { $0.isEmpty ? "" : "  │ \($0)" }.joined(separator: "\n"))
+      write(
+        String(decoding: output.data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+          .map { $0.isEmpty ? "" : "  │ \($0)" }.joined(separator: "\n"))
     case .branchPushed(let pushed):
       line("⇪ pushed \(pushed.branch) at \(pushed.commit.prefix(12)) to \(pushed.remote)")
     case .turnFinished(let finished):

@@ -33,7 +33,8 @@ struct RunCommand: AsyncParsableCommand {
           $0.prompt = prompt
         }, metadata: metadata)
     }
-    StandardOutput.writeLine("session \(created.session.id) (\(created.session.repository.fullName), branch \(created.session.branch))")
+    StandardOutput.writeLine(
+      "session \(created.session.id) (\(created.session.repository.fullName), branch \(created.session.branch))")
     let finished = try await Follower(client: client).follow(created.session.id, after: 0, untilTurnEnds: true)
     if finished?.outcome != .succeeded { throw ExitCode(1) }
   }
@@ -77,7 +78,11 @@ struct Follower {
       let outcome: (seq: UInt64, finished: Inspect_Session_V1_TurnFinished?, printer: EventPrinter)
       do {
         outcome = try await client.withSessions { [printer] sessions, metadata in
-          try await sessions.subscribe(.with { $0.sessionID = session; $0.afterSeq = cursor }, metadata: metadata) {
+          try await sessions.subscribe(
+            .with {
+              $0.sessionID = session; $0.afterSeq = cursor
+            }, metadata: metadata
+          ) {
             response in
             var printer = printer
             var seq = cursor

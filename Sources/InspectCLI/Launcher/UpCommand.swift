@@ -94,7 +94,8 @@ struct UpCommand: AsyncParsableCommand {
   /// is missing, and copies the example transcripts to `<data-dir>/transcripts/`.
   private func installExamples(dataDirectory: URL, binaries: BinaryLocator, environment: [String: String]) throws {
     guard let source = DemoRepository.source(environment: environment, start: binaries.directory) else {
-      StandardError.write("inspect: examples/demo-repo not found (set INSPECT_EXAMPLES_DIR); local/demo is not set up\n")
+      StandardError.write(
+        "inspect: examples/demo-repo not found (set INSPECT_EXAMPLES_DIR); local/demo is not set up\n")
       return
     }
     if try DemoRepository.ensureRemote(in: dataDirectory, from: source) {
@@ -103,7 +104,8 @@ struct UpCommand: AsyncParsableCommand {
     let examples = source.deletingLastPathComponent()
     let transcripts = dataDirectory.appendingPathComponent("transcripts", isDirectory: true)
     try FileManager.default.createDirectory(at: transcripts, withIntermediateDirectories: true)
-    for file in try FileManager.default.contentsOfDirectory(atPath: examples.path) where file.hasSuffix(".transcript.jsonl") {
+    for file in try FileManager.default.contentsOfDirectory(atPath: examples.path)
+    where file.hasSuffix(".transcript.jsonl") {
       let target = transcripts.appendingPathComponent(file)
       try? FileManager.default.removeItem(at: target)
       try FileManager.default.copyItem(at: examples.appendingPathComponent(file), to: target)

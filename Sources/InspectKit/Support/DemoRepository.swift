@@ -37,7 +37,10 @@ public enum DemoRepository {
     try git(["init", "--quiet", "--initial-branch", "main"], in: work)
     try git(["add", "--all"], in: work)
     try git(
-      ["-c", "user.name=Inspect", "-c", "user.email=bot@inspect.local", "commit", "--quiet", "-m", "The demo repository"],
+      [
+        "-c", "user.name=Inspect", "-c", "user.email=bot@inspect.local", "commit", "--quiet", "-m",
+        "The demo repository",
+      ],
       in: work)
     try FileManager.default.createDirectory(at: remote.deletingLastPathComponent(), withIntermediateDirectories: true)
     try git(["clone", "--quiet", "--bare", work.path, remote.path], in: work)

@@ -27,7 +27,9 @@ struct AgentLoop: Sendable {
     """
 
   /// Runs the turn and says how it finished (never throws: failures are outcomes).
-  func run(_ turn: Inspect_Sandbox_V1_StartTurn, emit: @escaping @Sendable (Event) async throws -> Void) async
+  func run(
+    _ turn: Inspect_Sandbox_V1_StartTurn, emit: @escaping @Sendable (Event) async throws -> Void
+  ) async
     -> Inspect_Session_V1_TurnFinished
   {
     let clock = ContinuousClock()
@@ -71,8 +73,10 @@ struct AgentLoop: Sendable {
       },
       .with {
         $0.role = .user
-        $0.text = turn.prompts.map { "\($0.author.displayName.isEmpty ? "Someone" : $0.author.displayName): \($0.text)" }
-          .joined(separator: "\n\n")
+        $0.text = turn.prompts.map {
+          "\($0.author.displayName.isEmpty ? "Someone" : $0.author.displayName): \($0.text)"
+        }
+        .joined(separator: "\n\n")
       },
     ]
     let maxSteps = turn.budgets.maxSteps == 0 ? Self.defaultMaxSteps : turn.budgets.maxSteps
@@ -150,7 +154,9 @@ struct AgentLoop: Sendable {
           switch message.kind {
           case .textDelta(let delta):
             reply.text += delta.text
-            if let text = coalescer.add(delta.text) { try await emit(.with { $0.textDelta = .with { $0.text = text } }) }
+            if let text = coalescer.add(delta.text) {
+              try await emit(.with { $0.textDelta = .with { $0.text = text } })
+            }
           case .toolCallStart(let start):
             calls[start.index] = (start.id, start.name, "")
           case .toolCallArgumentsDelta(let delta):
@@ -176,7 +182,8 @@ struct AgentLoop: Sendable {
         return reply
       }
     } catch let error as RPCError {
-      let kind = error.metadata[stringValues: "inspect-model-error"].first(where: { _ in true }).map { " [\($0)]" } ?? ""
+      let kind =
+        error.metadata[stringValues: "inspect-model-error"].first(where: { _ in true }).map { " [\($0)]" } ?? ""
       let reason =
         error.code == .unavailable
         ? "ModelRouter is unavailable at \(modelAddress): \(error.message)"
@@ -191,7 +198,9 @@ struct AgentLoop: Sendable {
     _ call: Inspect_Model_V1_ToolCall, id: String, turn: Inspect_Sandbox_V1_StartTurn, sandbox: Sandbox,
     emit: @escaping @Sendable (Event) async throws -> Void
   ) async throws -> Inspect_Model_V1_ToolResult {
-    func event(_ state: Inspect_Session_V1_ToolCallState, _ fill: (inout Inspect_Session_V1_ToolCall) -> Void = { _ in })
+    func event(
+      _ state: Inspect_Session_V1_ToolCallState, _ fill: (inout Inspect_Session_V1_ToolCall) -> Void = { _ in }
+    )
       -> Event
     {
       .with {

@@ -66,7 +66,8 @@ enum BuiltinTools {
 
   static let readFile = Tool(
     name: "read_file", description: "Read a text file of the repository.",
-    schema: #"{"type":"object","properties":{"path":{"type":"string","description":"Path relative to the repository root"}},"required":["path"]}"#
+    schema:
+      #"{"type":"object","properties":{"path":{"type":"string","description":"Path relative to the repository root"}},"required":["path"]}"#
   ) { data, context in
     struct Arguments: Decodable { let path: String }
     let arguments = try decode(Arguments.self, data, tool: "read_file")
@@ -80,7 +81,8 @@ enum BuiltinTools {
 
   static let listFiles = Tool(
     name: "list_files", description: "List the files of the repository (or of one directory), recursively.",
-    schema: #"{"type":"object","properties":{"path":{"type":"string","description":"Directory relative to the repository root; default the root"}}}"#
+    schema:
+      #"{"type":"object","properties":{"path":{"type":"string","description":"Directory relative to the repository root; default the root"}}}"#
   ) { data, context in
     struct Arguments: Decodable { let path: String? }
     let arguments = try decode(Arguments.self, data, tool: "list_files")
@@ -101,12 +103,18 @@ enum BuiltinTools {
   static let editFile = Tool(
     name: "edit_file",
     description: "Replace an exact piece of text in a file. old_text must occur exactly once.",
-    schema: #"{"type":"object","properties":{"path":{"type":"string"},"old_text":{"type":"string"},"new_text":{"type":"string"}},"required":["path","old_text","new_text"]}"#
+    schema:
+      #"{"type":"object","properties":{"path":{"type":"string"},"old_text":{"type":"string"},"new_text":{"type":"string"}},"required":["path","old_text","new_text"]}"#
   ) { data, context in
     struct Arguments: Decodable {
       let path: String
-      let old_text: String
-      let new_text: String
+      let oldText: String
+      let newText: String
+      enum CodingKeys: String, CodingKey {
+        case path
+        case oldText = "old_text"
+        case newText = "new_text"
+      }
     }
     let arguments = try decode(Arguments.self, data, tool: "edit_file")
     let url = try Workspace(context.sandbox).resolve(arguments.path)
@@ -114,17 +122,19 @@ enum BuiltinTools {
       throw ToolFailure("edit_file: \(arguments.path) does not exist")
     }
     let text = String(decoding: contents, as: UTF8.self)
-    let occurrences = text.components(separatedBy: arguments.old_text).count - 1
-    guard !arguments.old_text.isEmpty, occurrences == 1 else {
-      throw ToolFailure("edit_file: old_text occurs \(occurrences) times in \(arguments.path); it must occur exactly once")
+    let occurrences = text.components(separatedBy: arguments.oldText).count - 1
+    guard !arguments.oldText.isEmpty, occurrences == 1 else {
+      throw ToolFailure(
+        "edit_file: old_text occurs \(occurrences) times in \(arguments.path); it must occur exactly once")
     }
-    try Data(text.replacingOccurrences(of: arguments.old_text, with: arguments.new_text).utf8).write(to: url)
+    try Data(text.replacingOccurrences(of: arguments.oldText, with: arguments.newText).utf8).write(to: url)
     return ToolOutput(content: "edited \(arguments.path)", summary: "edited \(arguments.path)")
   }
 
   static let writeFile = Tool(
     name: "write_file", description: "Create or overwrite a file with the given content.",
-    schema: #"{"type":"object","properties":{"path":{"type":"string"},"content":{"type":"string"}},"required":["path","content"]}"#
+    schema:
+      #"{"type":"object","properties":{"path":{"type":"string"},"content":{"type":"string"}},"required":["path","content"]}"#
   ) { data, context in
     struct Arguments: Decodable {
       let path: String
@@ -134,7 +144,8 @@ enum BuiltinTools {
     let url = try Workspace(context.sandbox).resolve(arguments.path)
     try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
     try Data(arguments.content.utf8).write(to: url)
-    return ToolOutput(content: "wrote \(arguments.path)", summary: "wrote \(arguments.path) (\(arguments.content.utf8.count) bytes)")
+    return ToolOutput(
+      content: "wrote \(arguments.path)", summary: "wrote \(arguments.path) (\(arguments.content.utf8.count) bytes)")
   }
 
   // MARK: - Commands
@@ -142,14 +153,19 @@ enum BuiltinTools {
   static let runCommand = Tool(
     name: "run_command",
     description: "Run a shell command in the repository's sandbox (no network). Output streams live.",
-    schema: #"{"type":"object","properties":{"command":{"type":"string"},"timeout_seconds":{"type":"integer","minimum":1,"maximum":600}},"required":["command"]}"#
+    schema:
+      #"{"type":"object","properties":{"command":{"type":"string"},"timeout_seconds":{"type":"integer","minimum":1,"maximum":600}},"required":["command"]}"#
   ) { data, context in
     struct Arguments: Decodable {
       let command: String
-      let timeout_seconds: Int?
+      let timeoutSeconds: Int?
+      enum CodingKeys: String, CodingKey {
+        case command
+        case timeoutSeconds = "timeout_seconds"
+      }
     }
     let arguments = try decode(Arguments.self, data, tool: "run_command")
-    let timeout = Duration.seconds(min(max(arguments.timeout_seconds ?? 120, 1), 600))
+    let timeout = Duration.seconds(min(max(arguments.timeoutSeconds ?? 120, 1), 600))
     let forwarder = OutputForwarder(toolCallID: context.toolCallID, emit: context.emit)
     let result = try await context.driver.exec(context.sandbox, command: arguments.command, timeout: timeout) {
       stream, data in forwarder.send(stream, data)
@@ -167,7 +183,8 @@ enum BuiltinTools {
   static let gitCommitAndPush = Tool(
     name: "git_commit_and_push",
     description: "Commit every change in the repository and push it to the session's branch.",
-    schema: #"{"type":"object","properties":{"message":{"type":"string","description":"The commit message"}},"required":["message"]}"#
+    schema:
+      #"{"type":"object","properties":{"message":{"type":"string","description":"The commit message"}},"required":["message"]}"#
   ) { data, context in
     struct Arguments: Decodable { let message: String }
     let arguments = try decode(Arguments.self, data, tool: "git_commit_and_push")
@@ -176,11 +193,15 @@ enum BuiltinTools {
     }
     let turn = context.turn
     let repository = try RepositoryName(turn.repository.fullName)
-    let author = turn.prompts.last.map { prompt in
-      prompt.hasCommitAuthor
-        ? (prompt.commitAuthor.name, prompt.commitAuthor.email)
-        : (prompt.author.displayName, prompt.author.email.isEmpty ? "\(prompt.author.userID)@users.inspect.local" : prompt.author.email)
-    } ?? ("Inspect", "bot@inspect.local")
+    let author =
+      turn.prompts.last.map { prompt in
+        prompt.hasCommitAuthor
+          ? (prompt.commitAuthor.name, prompt.commitAuthor.email)
+          : (
+            prompt.author.displayName,
+            prompt.author.email.isEmpty ? "\(prompt.author.userID)@users.inspect.local" : prompt.author.email
+          )
+      } ?? ("Inspect", "bot@inspect.local")
     let committer = turn.hasCommitter ? (turn.committer.name, turn.committer.email) : ("Inspect", "bot@inspect.local")
     guard
       let pushed = try await context.driver.commitAndPush(

@@ -43,7 +43,9 @@ struct LocalDriver: Sendable {
   func image(for repository: RepositoryName, branch: String, fallback: String) async throws -> Image {
     let mirror = try await refreshMirror(repository)
     let commit: String
-    if let found = try? await Git.run(["--git-dir", mirror.path, "rev-parse", "--verify", "refs/heads/\(branch)^{commit}"]) {
+    if let found = try? await Git.run([
+      "--git-dir", mirror.path, "rev-parse", "--verify", "refs/heads/\(branch)^{commit}",
+    ]) {
       commit = found
     } else {
       commit = try await Git.run(["--git-dir", mirror.path, "rev-parse", "--verify", "refs/heads/\(fallback)^{commit}"])
@@ -57,7 +59,9 @@ struct LocalDriver: Sendable {
     let remote = try paths.remote(repository)
     let mirror = paths.mirror(repository)
     if FileManager.default.fileExists(atPath: mirror.appendingPathComponent("HEAD").path) {
-      try await Git.run(["--git-dir", mirror.path, "fetch", "--prune", "--quiet", remote.path, "+refs/heads/*:refs/heads/*"])
+      try await Git.run([
+        "--git-dir", mirror.path, "fetch", "--prune", "--quiet", remote.path, "+refs/heads/*:refs/heads/*",
+      ])
     } else {
       try FileManager.default.createDirectory(at: mirror.deletingLastPathComponent(), withIntermediateDirectories: true)
       try await Git.run(["clone", "--mirror", "--quiet", remote.path, mirror.path])
@@ -88,7 +92,11 @@ struct LocalDriver: Sendable {
     try FileManager.default.createDirectory(at: workspace, withIntermediateDirectories: true)
     try FileManager.default.createDirectory(at: meta, withIntermediateDirectories: true)
     let extract = try await ProcessRunner.run(
-      "/bin/sh", ["-c", "git --git-dir=\"$0\" archive --format=tar \"$1\" | tar -x -C \"$2\"", mirror.path, commit, workspace.path],
+      "/bin/sh",
+      [
+        "-c", "git --git-dir=\"$0\" archive --format=tar \"$1\" | tar -x -C \"$2\"", mirror.path, commit,
+        workspace.path,
+      ],
       environment: ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent"])
     guard extract.succeeded else {
       throw SandboxError.failed("building the image of \(repository) at \(commit) failed: \(extract.combinedText)")
@@ -99,7 +107,8 @@ struct LocalDriver: Sendable {
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     try encoder.encode(image).write(to: meta.appendingPathComponent("image.json"))
     try encoder.encode(image).write(to: paths.imageMetadata(image.id), options: .atomic)
-    logger.info("built image", metadata: ["image.id": "\(image.id)", "repository": "\(repository)", "commit": "\(commit)"])
+    logger.info(
+      "built image", metadata: ["image.id": "\(image.id)", "repository": "\(repository)", "commit": "\(commit)"])
     return image
   }
 
@@ -148,7 +157,8 @@ struct LocalDriver: Sendable {
       "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
       "/bin/sh", "-c", command,
     ]
-    return try await ProcessRunner.run("/usr/bin/bwrap", arguments, environment: [:], timeout: timeout, onOutput: onOutput)
+    return try await ProcessRunner.run(
+      "/usr/bin/bwrap", arguments, environment: [:], timeout: timeout, onOutput: onOutput)
   }
 
   /// Commits everything in the sandbox (author and committer as given) and pushes it to the
@@ -169,7 +179,9 @@ struct LocalDriver: Sendable {
       ])
     let commit = try await Git.run(base + ["rev-parse", "HEAD"])
     let remote = try paths.remote(repository)
-    try await Git.run(["--git-dir", sandbox.gitDirectory.path, "push", "--quiet", remote.path, "HEAD:refs/heads/\(branch)"])
+    try await Git.run([
+      "--git-dir", sandbox.gitDirectory.path, "push", "--quiet", remote.path, "HEAD:refs/heads/\(branch)",
+    ])
     return (commit, remote.path)
   }
 

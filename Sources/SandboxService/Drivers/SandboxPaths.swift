@@ -24,7 +24,8 @@ struct SandboxPaths: Sendable {
   func remote(_ repository: RepositoryName) throws -> URL {
     guard repository.owner == "local" else {
       throw SandboxError.unsupported(
-        "repository \(repository) is not local: only local/<name> repositories (remotes/<name>.git) can be used in this version")
+        "repository \(repository) is not local: only local/<name> repositories (remotes/<name>.git) can be used in this version"
+      )
     }
     let url = root.appendingPathComponent("remotes/\(repository.name).git", isDirectory: true)
     guard FileManager.default.fileExists(atPath: url.path) else {
@@ -42,7 +43,8 @@ struct RepositoryName: Sendable, Hashable, CustomStringConvertible {
   init(_ text: String) throws {
     let parts = text.split(separator: "/", omittingEmptySubsequences: false)
     let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-    guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && $0.allSatisfy(allowed.contains) })
+    guard parts.count == 2,
+      parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && $0.allSatisfy(allowed.contains) })
     else { throw SandboxError.invalid("repository '\(text)' is not owner/name") }
     owner = String(parts[0])
     name = String(parts[1])
