@@ -33,13 +33,15 @@ python-test:
 compose-check:
 	docker-compose -f compose.yaml config -q
 
-# Starts Inspect in the background and leaves it running.
+# Starts Inspect in the background, runs the demo session end to end, and leaves Inspect running.
 demo: build
 	@bin="$$($(SWIFT) build --show-bin-path)"; \
-	"$$bin/inspect" up --detach --data-dir "$(DATA_DIR)" && \
-	echo "" && \
-	echo "make demo: Inspect is running. The end-to-end demo session (inspect demo) is not built yet;" && \
-	echo "this version stops here. Stop Inspect with: $$bin/inspect down --data-dir $(DATA_DIR)  (or: make stop)"
+	if ! "$$bin/inspect" status --data-dir "$(DATA_DIR)" >/dev/null 2>&1; then \
+	  "$$bin/inspect" up --detach --data-dir "$(DATA_DIR)" || exit 1; \
+	fi; \
+	"$$bin/inspect" demo --data-dir "$(DATA_DIR)" || exit 1; \
+	echo ""; \
+	echo "make demo: Inspect is still running. Stop it with: make stop  (or: $$bin/inspect down --data-dir $(DATA_DIR))"
 
 stop:
 	@"$$($(SWIFT) build --show-bin-path)/inspect" down --data-dir "$(DATA_DIR)"

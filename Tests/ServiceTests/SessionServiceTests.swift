@@ -344,3 +344,56 @@ struct SubscriptionTests {
     #expect(seqs == [3, 4, 5])
   }
 }
+
+@Suite("SessionService after a crash")
+struct SessionRecoveryTests {
+  @Test("a turn left running by a crash is marked FAILED on restart; every acknowledged event is still there")
+  func interruptedTurnFailsOnRestart() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let paths = SessionPaths(directory.url)
+    let index = try IndexDatabase.open(at: paths.index)
+    let user = try await index.createUser(displayName: "Ada", email: "", githubLogin: "", isAdmin: false)
+    let now = Date()
+    let id = Identifier.make(.session)
+    let record = SessionRecord(
+      id: id, title: "", repository: "local/demo", baseBranch: "main", branch: "inspect/\(id)", state: .idle, model: "",
+      client: "", externalKey: nil, createdBy: user.id, createdAt: now, updatedAt: now, lastSeq: 0,
+      currentTurnId: nil, queuedPrompts: 0)
+
+    // The first life: a prompt is taken by a turn that streams one delta, then the process dies.
+    let before = SessionRegistry(index: index, paths: paths, runner: FakeAgentRunner(), logger: Logger(label: "test"))
+    let session = try await before.create(record, creator: user)
+    _ = try await session.sendPrompt(text: "go", author: user, client: "", idempotencyKey: nil)
+    try await session.append([.with { $0.turnStarted = .with { $0.turnID = "turn-crashed" } }], turnID: "turn-crashed")
+    try await session.append([.with { $0.textDelta = .with { $0.text = "half" } }], turnID: "turn-crashed")
+    try await index.updateSession(id: id, state: .running, lastSeq: 4, currentTurnId: "turn-crashed", queuedPrompts: 0)
+
+    // The second life: a new registry over the same files recovers on start.
+    let after = SessionRegistry(index: index, paths: paths, runner: FakeAgentRunner(), logger: Logger(label: "test"))
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await after.run() }
+      let recovered = try #require(try after.session(id: id))
+      var events: [Inspect_Session_V1_SessionEvent] = []
+      let deadline = ContinuousClock.now + .seconds(10)
+      while !events.contains(where: { $0.kindName == "turn_finished" }), ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(20))
+        events = try await recovered.database.events(after: 0)
+      }
+      group.cancelAll()
+      #expect(events.map(\.seq) == Array(1...UInt64(events.count)))
+      #expect(events.prefix(4).map(\.kindName) == ["session_created", "prompt_queued", "turn_started", "text_delta"])
+      // seq 5: the crashed turn is closed. (The prompt, still queued in this setup, then runs.)
+      guard events.count > 4, case .turnFinished(let finished) = events[4].kind else {
+        Issue.record("no turn_finished right after the restart")
+        return
+      }
+      #expect(events[4].turnID == "turn-crashed")
+      #expect(finished.outcome == .failed)
+      #expect(finished.failedPhase == .internal)
+      #expect(finished.reason.contains("SessionService stopped while this turn was running"))
+      let summary = try await index.session(id: id)
+      #expect(summary?.currentTurnId != "turn-crashed")
+    }
+  }
+}
