@@ -11,6 +11,7 @@ goes to 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -202,6 +203,14 @@ def clean_environment(data_dir: Path, binaries: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def inspect_system(tmp_path_factory) -> InspectSystem:
+    with start_inspect(tmp_path_factory) as system:
+        yield system
+
+
+@contextlib.contextmanager
+def start_inspect(tmp_path_factory):
+    """`inspect up --detach` on free loopback ports in a new data directory; `inspect down` after,
+    failing if any process it started is left."""
     binaries = bin_dir()
     inspect = binaries / "inspect"
     missing = [b for b in ["inspect", *SERVICES] if not os.access(binaries / b, os.X_OK)]
