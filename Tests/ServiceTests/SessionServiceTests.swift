@@ -373,6 +373,7 @@ struct SessionRecoveryTests {
     let after = SessionRegistry(index: index, paths: paths, runner: FakeAgentRunner(), logger: Logger(label: "test"))
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await after.run() }
+      defer { group.cancelAll() }
       let recovered = try #require(try after.session(id: id))
       var events: [Inspect_Session_V1_SessionEvent] = []
       let deadline = ContinuousClock.now + .seconds(10)
@@ -380,7 +381,6 @@ struct SessionRecoveryTests {
         try await Task.sleep(for: .milliseconds(20))
         events = try await recovered.database.events(after: 0)
       }
-      group.cancelAll()
       #expect(events.map(\.seq) == Array(1...UInt64(events.count)))
       #expect(events.prefix(4).map(\.kindName) == ["session_created", "prompt_queued", "turn_started", "text_delta"])
       // seq 5: the crashed turn is closed. (The prompt, still queued in this setup, then runs.)
@@ -392,7 +392,12 @@ struct SessionRecoveryTests {
       #expect(finished.outcome == .failed)
       #expect(finished.failedPhase == .internal)
       #expect(finished.reason.contains("SessionService stopped while this turn was running"))
-      let summary = try await index.session(id: id)
+      // The index row follows right after the event (same recovery step).
+      var summary = try await index.session(id: id)
+      while summary?.currentTurnId == "turn-crashed", ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(20))
+        summary = try await index.session(id: id)
+      }
       #expect(summary?.currentTurnId != "turn-crashed")
     }
   }
