@@ -198,15 +198,7 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
   // MARK: - Helpers
 
   private func requireCaller() async throws -> UserRecord {
-    guard let id = InspectCaller.userID else {
-      throw RPCError(
-        code: .unauthenticated,
-        message: "the call carries no '\(InspectCaller.metadataKey)': call through the Gateway with a bearer token")
-    }
-    guard let user = try await index.user(id: id), !user.disabled else {
-      throw RPCError(code: .unauthenticated, message: "user '\(id)' does not exist or is disabled")
-    }
-    return user
+    try await index.requireCaller()
   }
 
   private func requireSession(_ id: String) throws -> SessionActor {
@@ -222,10 +214,7 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
   }
 
   static func isRepositoryName(_ text: String) -> Bool {
-    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-    let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-    return parts.count == 2
-      && parts.allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." && $0.allSatisfy(allowed.contains) }
+    (try? RepositoryName(text)) != nil
   }
 
   private static func missing(_ method: String) -> RPCError {

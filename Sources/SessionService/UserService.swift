@@ -139,15 +139,7 @@ struct UserService: Inspect_Session_V1_UserService.SimpleServiceProtocol {
   // MARK: - Helpers
 
   private func requireCaller() async throws -> UserRecord {
-    guard let id = InspectCaller.userID else {
-      throw RPCError(
-        code: .unauthenticated,
-        message: "the call carries no '\(InspectCaller.metadataKey)': call through the Gateway with a bearer token")
-    }
-    guard let user = try await database.user(id: id), !user.disabled else {
-      throw RPCError(code: .unauthenticated, message: "user '\(id)' does not exist or is disabled")
-    }
-    return user
+    try await database.requireCaller()
   }
 
   private func requireSelfOrAdmin(_ caller: UserRecord, _ userID: String) throws {

@@ -20,6 +20,8 @@ public final class HealthStatusBoard: Sendable {
     var watchers: [Int: Watcher] = [:]
     var nextWatcherID = 0
     var draining = false
+    /// Watch streams whose reader has not finished yet (still counted after a drain).
+    var openStreams = 0
   }
 
   private let state: Mutex<State>
@@ -62,6 +64,7 @@ public final class HealthStatusBoard: Sendable {
       let id = state.nextWatcherID
       state.nextWatcherID += 1
       state.watchers[id] = Watcher(service: service, continuation: continuation)
+      state.openStreams += 1
       return id
     }
     guard let id else {
@@ -69,7 +72,10 @@ public final class HealthStatusBoard: Sendable {
       return stream
     }
     continuation.onTermination = { [weak self] _ in
-      self?.state.withLock { _ = $0.watchers.removeValue(forKey: id) }
+      self?.state.withLock {
+        _ = $0.watchers.removeValue(forKey: id)
+        $0.openStreams -= 1
+      }
     }
     return stream
   }
@@ -85,6 +91,15 @@ public final class HealthStatusBoard: Sendable {
     for watcher in watchers {
       watcher.continuation.yield(.notServing)
       watcher.continuation.finish()
+    }
+  }
+
+  /// After ``drain()``: waits (at most `timeout`) until every watcher has read its last status,
+  /// so that stopping the server does not cut a Watch off before its NOT_SERVING is sent.
+  public func waitForWatchersToFinish(timeout: Duration) async {
+    let deadline = ContinuousClock.now + timeout
+    while state.withLock({ $0.openStreams > 0 }), ContinuousClock.now < deadline {
+      try? await Task.sleep(for: .milliseconds(5))
     }
   }
 

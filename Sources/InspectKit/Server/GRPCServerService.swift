@@ -37,6 +37,7 @@ public struct GRPCServerService: Service {
       // Wait for the shutdown signal; cancellation ends the wait too.
       try? await gracefulShutdown()
       health.drain()
+      await health.waitForWatchersToFinish(timeout: .seconds(1))
       server.beginGracefulShutdown()
       try await group.waitForAll()
     }

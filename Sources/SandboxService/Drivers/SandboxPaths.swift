@@ -35,24 +35,6 @@ struct SandboxPaths: Sendable {
   }
 }
 
-/// A validated `owner/name`.
-struct RepositoryName: Sendable, Hashable, CustomStringConvertible {
-  let owner: String
-  let name: String
-
-  init(_ text: String) throws {
-    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-    let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-    guard parts.count == 2,
-      parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." && $0.allSatisfy(allowed.contains) })
-    else { throw SandboxError.invalid("repository '\(text)' is not owner/name") }
-    owner = String(parts[0])
-    name = String(parts[1])
-  }
-
-  var description: String { "\(owner)/\(name)" }
-}
-
 /// What goes wrong in sandboxes, mapped to gRPC codes in one place.
 enum SandboxError: Error, CustomStringConvertible {
   case invalid(String)

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import GRPCCore
 import InspectKit
 
 /// `sessions/index.sqlite`: users and their API tokens (stored as SHA-256 hashes) for now;
@@ -12,13 +13,7 @@ struct IndexDatabase: Sendable {
 
   /// Opens (creating if needed) the index at `url` in WAL mode.
   static func open(at url: URL) throws -> IndexDatabase {
-    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-    var configuration = Configuration()
-    configuration.foreignKeysEnabled = true
-    let pool = try DatabasePool(path: url.path, configuration: configuration)
-    // DatabasePool switches its writer to synchronous=NORMAL when it enables WAL; put FULL back.
-    try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
-    return try IndexDatabase(writer: pool)
+    try IndexDatabase(writer: try DatabasePool.durable(at: url))
   }
 
   /// An in-memory index for unit tests.
@@ -80,6 +75,37 @@ struct IndexDatabase: Sendable {
   /// The `synchronous` pragma in force on the writer (2 = FULL), for tests and start-up checks.
   func synchronousMode() async throws -> Int {
     try await writer.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") ?? -1 }
+  }
+}
+
+extension DatabasePool {
+  /// A WAL database at `url` (its folder created if needed) with foreign keys on and
+  /// `synchronous=FULL`: what it acknowledges survives power loss, not only a crash.
+  static func durable(at url: URL) throws -> DatabasePool {
+    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+    var configuration = Configuration()
+    configuration.foreignKeysEnabled = true
+    let pool = try DatabasePool(path: url.path, configuration: configuration)
+    // DatabasePool switches its writer to synchronous=NORMAL when it enables WAL; put FULL back.
+    try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
+    return pool
+  }
+}
+
+// MARK: - Callers
+
+extension IndexDatabase {
+  /// The user the current call acts for (``InspectCaller/userID``), who must exist and be enabled.
+  func requireCaller() async throws -> UserRecord {
+    guard let id = InspectCaller.userID else {
+      throw RPCError(
+        code: .unauthenticated,
+        message: "the call carries no '\(InspectCaller.metadataKey)': call through the Gateway with a bearer token")
+    }
+    guard let user = try await user(id: id), !user.disabled else {
+      throw RPCError(code: .unauthenticated, message: "user '\(id)' does not exist or is disabled")
+    }
+    return user
   }
 }
 

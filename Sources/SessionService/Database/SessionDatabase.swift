@@ -13,11 +13,7 @@ struct SessionDatabase: Sendable {
   let writer: any DatabaseWriter
 
   static func open(at url: URL) throws -> SessionDatabase {
-    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-    let pool = try DatabasePool(path: url.path)
-    // DatabasePool switches its writer to synchronous=NORMAL when it enables WAL; put FULL back.
-    try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
-    return try SessionDatabase(writer: pool)
+    try SessionDatabase(writer: try DatabasePool.durable(at: url))
   }
 
   static func inMemory() throws -> SessionDatabase {
