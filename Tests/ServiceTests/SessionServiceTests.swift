@@ -246,6 +246,20 @@ struct SessionServiceTests {
       #expect(events.map(\.seq) == Array(1...UInt64(events.count)))
       let turns = runner.turns.withLock { $0 }
       #expect(turns.map { $0.prompts.map(\.text) } == [["first"], ["second", "third"]])
+      // The second turn carries the first as history: its prompt, then how it ended.
+      #expect(turns[0].history.items.isEmpty)
+      let history = turns[1].history.items
+      #expect(history.count == 2)
+      if case .prompt(let prompt) = history.first?.kind {
+        #expect(prompt.text == "first")
+      } else {
+        Issue.record("no prompt")
+      }
+      if case .turnEnd(let end) = history.last?.kind {
+        #expect(end.outcome == "SUCCEEDED")
+      } else {
+        Issue.record("no end")
+      }
       let started = events.compactMap { event -> [String]? in
         if case .turnStarted(let started) = event.kind { return started.promptIds } else { return nil }
       }

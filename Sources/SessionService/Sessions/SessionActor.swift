@@ -148,6 +148,8 @@ actor SessionActor {
   }
 
   private func runTurn(prompts: [PromptRecord], runner: any AgentRunner) async throws {
+    // The conversation so far (finished turns only), before this turn's first event.
+    let history = TurnHistory.build(from: try await database.events(after: 0, limit: .max))
     let turnID = Identifier.make(.turn)
     let promptIDs = prompts.map(\.id)
     let started = ContinuousClock.now
@@ -175,7 +177,8 @@ actor SessionActor {
 
     let finish: Inspect_Session_V1_TurnFinished
     do {
-      let outcome = try await runner.run(start: startTurn(turnID: turnID, prompts: prompts)) { event in
+      let outcome = try await runner.run(start: startTurn(turnID: turnID, prompts: prompts, history: history)) {
+        event in
         try await self.append([event], turnID: turnID)
       }
       finish = outcome
@@ -202,8 +205,11 @@ actor SessionActor {
       ])
   }
 
-  private func startTurn(turnID: String, prompts: [PromptRecord]) -> Inspect_Sandbox_V1_StartTurn {
+  private func startTurn(
+    turnID: String, prompts: [PromptRecord], history: Inspect_Sandbox_V1_History
+  ) -> Inspect_Sandbox_V1_StartTurn {
     .with {
+      $0.history = history
       $0.sessionID = id
       $0.turnID = turnID
       $0.repository = .with {
