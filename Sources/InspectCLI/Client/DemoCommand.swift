@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import InspectKit
+import InspectProtos
 
 /// `inspect demo`: the main job in one command — a session on `local/demo` with the scripted
 /// model: the tests fail, the agent edits the file, the tests pass, the branch is pushed.
@@ -16,26 +17,15 @@ struct DemoCommand: AsyncParsableCommand {
   static let prompt = "The test test_average_of_nothing_is_zero fails. Make average([]) return 0 and push the fix."
 
   func run() async throws {
-    var run = try RunCommand.parse(
-      ["--repo", DemoRepository.name, "--model", model, Self.prompt] + client.forwardedArguments)
-    try await run.run()
+    let (session, finished) = try await RunCommand.runSession(
+      client: client, repo: DemoRepository.name, model: model, prompt: Self.prompt)
+    guard finished?.outcome == .succeeded else { throw ExitCode(1) }
     let remote = DemoRepository.remote(in: client.dataDirectory.url).path
     StandardOutput.writeLine(
       """
 
-      The fix is on the session's branch in \(remote):
-        git clone --branch <the branch above> \(remote) demo && cd demo && python3 -m unittest
+      The fix is on \(session.branch) in \(remote):
+        git clone --branch \(session.branch) \(remote) demo && cd demo && python3 -m unittest
       """)
-  }
-}
-
-extension ClientOptions {
-  /// The flags that rebuild these options in another command.
-  var forwardedArguments: [String] {
-    var arguments: [String] = []
-    if let path = dataDirectory.path { arguments += ["--data-dir", path] }
-    if let gateway { arguments += ["--gateway", gateway] }
-    if let token { arguments += ["--token", token] }
-    return arguments
   }
 }

@@ -23,7 +23,14 @@ struct RunCommand: AsyncParsableCommand {
   var prompt: String
 
   func run() async throws {
-    let (repo, model, prompt) = (self.repo, self.model ?? "", self.prompt)
+    let (_, finished) = try await Self.runSession(client: client, repo: repo, model: model ?? "", prompt: prompt)
+    if finished?.outcome != .succeeded { throw ExitCode(1) }
+  }
+
+  /// Creates the session with the prompt and follows it until its turn ends.
+  static func runSession(
+    client: ClientOptions, repo: String, model: String, prompt: String
+  ) async throws -> (Inspect_Session_V1_Session, Inspect_Session_V1_TurnFinished?) {
     let created = try await client.withSessions { sessions, metadata in
       try await sessions.createSession(
         .with {
@@ -36,7 +43,7 @@ struct RunCommand: AsyncParsableCommand {
     StandardOutput.writeLine(
       "session \(created.session.id) (\(created.session.repository.fullName), branch \(created.session.branch))")
     let finished = try await Follower(client: client).follow(created.session.id, after: 0, untilTurnEnds: true)
-    if finished?.outcome != .succeeded { throw ExitCode(1) }
+    return (created.session, finished)
   }
 }
 
