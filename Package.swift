@@ -55,6 +55,7 @@ let package = Package(
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ]
     ),
     .target(

@@ -219,31 +219,14 @@ public func withOpenAIStandIn<T: Sendable>(
     },
     logger: logger)
   let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
-  return try await withThrowingTaskGroup(of: T?.self) { tasks in
-    tasks.addTask {
-      defer { portContinuation.finish() }
-      try await group.run()
-      return nil
-    }
+  return try await withServiceGroup(group, onGroupEnd: { portContinuation.finish() }) {
     var port: Int?
     for await bound in ports { port = bound }
     guard let port, port > 0 else {
-      await group.triggerGracefulShutdown()
-      try await tasks.waitForAll()
       throw ConfigurationError("the OpenAI stand-in did not start listening on 127.0.0.1")
     }
     standIn.bound(to: port)
-    let result: T
-    do {
-      result = try await body(standIn)
-    } catch {
-      await group.triggerGracefulShutdown()
-      try? await tasks.waitForAll()
-      throw error
-    }
-    await group.triggerGracefulShutdown()
-    try await tasks.waitForAll()
-    return result
+    return try await body(standIn)
   }
 }
 

@@ -4,22 +4,21 @@ import GRPCNIOTransportHTTP2
 import InspectKit
 import ServiceLifecycle
 
-/// Runs a built service in-process (real HTTP/2 and HTTP servers on 127.0.0.1) for the duration
-/// of `body`, then shuts it down gracefully and waits for it to stop.
-public func withRunningService<T: Sendable>(
-  _ built: BuiltService,
-  _ body: @Sendable (ListeningReporter.Addresses) async throws -> T
+/// Runs `group` for the duration of `body`, then shuts it down gracefully and waits for it to
+/// stop — also when `body` throws. `onGroupEnd` runs when the group stops, however it stops (so
+/// a body waiting for the group to be ready can stop waiting if it failed to start).
+public func withServiceGroup<T: Sendable>(
+  _ group: ServiceGroup, onGroupEnd: @escaping @Sendable () -> Void = {},
+  _ body: @Sendable () async throws -> T
 ) async throws -> T {
-  let group = built.makeServiceGroup(handleSignals: false)
-  return try await withThrowingTaskGroup(of: T?.self) { tasks in
+  try await withThrowingTaskGroup(of: Void.self) { tasks in
     tasks.addTask {
+      defer { onGroupEnd() }
       try await group.run()
-      return nil
     }
-    let addresses = await built.host.listening.addresses()
     let result: T
     do {
-      result = try await body(addresses)
+      result = try await body()
     } catch {
       await group.triggerGracefulShutdown()
       try? await tasks.waitForAll()
@@ -28,6 +27,17 @@ public func withRunningService<T: Sendable>(
     await group.triggerGracefulShutdown()
     try await tasks.waitForAll()
     return result
+  }
+}
+
+/// Runs a built service in-process (real HTTP/2 and HTTP servers on 127.0.0.1) for the duration
+/// of `body`, then shuts it down gracefully and waits for it to stop.
+public func withRunningService<T: Sendable>(
+  _ built: BuiltService,
+  _ body: @Sendable (ListeningReporter.Addresses) async throws -> T
+) async throws -> T {
+  try await withServiceGroup(built.makeServiceGroup(handleSignals: false)) {
+    try await body(await built.host.listening.addresses())
   }
 }
 

@@ -292,30 +292,22 @@ struct AgentLoop: Sendable {
       output = .failure(ToolFailure("there is no tool named \(call.name)"))
     }
     let duration = Google_Protobuf_Duration(rounding: clock.now - started)
-    switch output {
-    case .success(let result):
-      try await emit(
-        event(.succeeded) {
-          $0.resultSummary = result.summary
-          $0.result = result.content
-          $0.duration = duration
-        })
-      return .with {
-        $0.toolCallID = call.id
-        $0.content = result.content
+    // What the model reads is what the event records as the result, success or not.
+    let (content, failed) =
+      switch output {
+      case .success(let result): (result.content, false)
+      case .failure(let failure): (failure.description, true)
       }
-    case .failure(let failure):
-      try await emit(
-        event(.failed) {
-          $0.error = failure.description
-          $0.result = failure.description
-          $0.duration = duration
-        })
-      return .with {
-        $0.toolCallID = call.id
-        $0.content = failure.description
-        $0.isError = true
-      }
+    try await emit(
+      event(failed ? .failed : .succeeded) {
+        $0.result = content
+        $0.duration = duration
+        if case .success(let result) = output { $0.resultSummary = result.summary } else { $0.error = content }
+      })
+    return .with {
+      $0.toolCallID = call.id
+      $0.content = content
+      $0.isError = failed
     }
   }
 }
@@ -352,12 +344,5 @@ struct TextCoalescer {
     defer { pending = "" }
     lastFlush = ContinuousClock.now
     return pending
-  }
-}
-
-extension Google_Protobuf_Duration {
-  init(rounding duration: Duration) {
-    let (seconds, attoseconds) = duration.components
-    self.init(seconds: seconds, nanos: Int32(attoseconds / 1_000_000_000))
   }
 }

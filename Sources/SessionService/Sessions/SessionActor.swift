@@ -288,10 +288,3 @@ extension UserRecord {
     }
   }
 }
-
-extension Google_Protobuf_Duration {
-  init(rounding duration: Duration) {
-    let (seconds, attoseconds) = duration.components
-    self.init(seconds: seconds, nanos: Int32(attoseconds / 1_000_000_000))
-  }
-}
