@@ -800,11 +800,61 @@ public nonisolated struct Inspect_Session_V1_SessionStats: @unchecked Sendable {
   /// Clears the value of `computedAt`. Subsequent reads from it will return its default value.
   public mutating func clearComputedAt() {_uniqueStorage()._computedAt = nil}
 
+  /// The same counters for each client sessions and prompts came from, busiest first.
+  public var byClient: [Inspect_Session_V1_ClientStats] {
+    get {_storage._byClient}
+    set {_uniqueStorage()._byClient = newValue}
+  }
+
+  /// How many sessions are in each state, by lowercase state name (`idle`, `queued`,
+  /// `running`, `stopping`, `archived`); states with no session are left out.
+  public var sessionsByState: Dictionary<String,UInt64> {
+    get {_storage._sessionsByState}
+    set {_uniqueStorage()._sessionsByState = newValue}
+  }
+
+  /// Prompts sent by people within the active window.
+  public var promptsInWindow: UInt64 {
+    get {_storage._promptsInWindow}
+    set {_uniqueStorage()._promptsInWindow = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// SessionStats' counters for one client (`web`, `cli`, `slack`, `github`, `chrome`, `voice`,
+/// `agent`; empty when a caller named none).
+public nonisolated struct Inspect_Session_V1_ClientStats: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var client: String = String()
+
+  /// Sessions created from this client since `since`.
+  public var sessionsCreated: UInt64 = 0
+
+  /// Prompts sent from this client since `since`.
+  public var prompts: UInt64 = 0
+
+  /// Prompts sent from this client within the active window.
+  public var promptsInWindow: UInt64 = 0
+
+  /// Distinct people who prompted from this client within the active window.
+  public var humansPromptingNow: UInt64 = 0
+
+  /// Pull requests opened (and later merged) for sessions created from this client.
+  public var pullRequestsOpened: UInt64 = 0
+
+  public var pullRequestsMerged: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A person who can use Inspect.
@@ -1470,7 +1520,7 @@ nonisolated extension Inspect_Session_V1_Artifact: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Inspect_Session_V1_SessionStats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SessionStats"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sessions_total\0\u{3}sessions_running\0\u{3}sessions_created\0\u{3}prompts_total\0\u{3}turns_succeeded\0\u{3}turns_failed\0\u{3}turns_cancelled\0\u{3}pull_requests_opened\0\u{3}pull_requests_merged\0\u{3}pull_requests_closed\0\u{3}humans_prompting_now\0\u{3}users_total\0\u{3}input_tokens\0\u{3}output_tokens\0\u{3}cost_usd\0\u{1}since\0\u{3}computed_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}sessions_total\0\u{3}sessions_running\0\u{3}sessions_created\0\u{3}prompts_total\0\u{3}turns_succeeded\0\u{3}turns_failed\0\u{3}turns_cancelled\0\u{3}pull_requests_opened\0\u{3}pull_requests_merged\0\u{3}pull_requests_closed\0\u{3}humans_prompting_now\0\u{3}users_total\0\u{3}input_tokens\0\u{3}output_tokens\0\u{3}cost_usd\0\u{1}since\0\u{3}computed_at\0\u{3}by_client\0\u{3}sessions_by_state\0\u{3}prompts_in_window\0")
 
   fileprivate class _StorageClass {
     var _sessionsTotal: UInt64 = 0
@@ -1490,6 +1540,9 @@ nonisolated extension Inspect_Session_V1_SessionStats: SwiftProtobuf.Message, Sw
     var _costUsd: Double = 0
     var _since: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _computedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _byClient: [Inspect_Session_V1_ClientStats] = []
+    var _sessionsByState: Dictionary<String,UInt64> = [:]
+    var _promptsInWindow: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1517,6 +1570,9 @@ nonisolated extension Inspect_Session_V1_SessionStats: SwiftProtobuf.Message, Sw
       _costUsd = source._costUsd
       _since = source._since
       _computedAt = source._computedAt
+      _byClient = source._byClient
+      _sessionsByState = source._sessionsByState
+      _promptsInWindow = source._promptsInWindow
     }
   }
 
@@ -1552,6 +1608,9 @@ nonisolated extension Inspect_Session_V1_SessionStats: SwiftProtobuf.Message, Sw
         case 15: try { try decoder.decodeSingularDoubleField(value: &_storage._costUsd) }()
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._since) }()
         case 17: try { try decoder.decodeSingularMessageField(value: &_storage._computedAt) }()
+        case 18: try { try decoder.decodeRepeatedMessageField(value: &_storage._byClient) }()
+        case 19: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &_storage._sessionsByState) }()
+        case 20: try { try decoder.decodeSingularUInt64Field(value: &_storage._promptsInWindow) }()
         default: break
         }
       }
@@ -1615,6 +1674,15 @@ nonisolated extension Inspect_Session_V1_SessionStats: SwiftProtobuf.Message, Sw
       try { if let v = _storage._computedAt {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
       } }()
+      if !_storage._byClient.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._byClient, fieldNumber: 18)
+      }
+      if !_storage._sessionsByState.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: _storage._sessionsByState, fieldNumber: 19)
+      }
+      if _storage._promptsInWindow != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._promptsInWindow, fieldNumber: 20)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1641,10 +1709,73 @@ nonisolated extension Inspect_Session_V1_SessionStats: SwiftProtobuf.Message, Sw
         if _storage._costUsd != rhs_storage._costUsd {return false}
         if _storage._since != rhs_storage._since {return false}
         if _storage._computedAt != rhs_storage._computedAt {return false}
+        if _storage._byClient != rhs_storage._byClient {return false}
+        if _storage._sessionsByState != rhs_storage._sessionsByState {return false}
+        if _storage._promptsInWindow != rhs_storage._promptsInWindow {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Session_V1_ClientStats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClientStats"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}client\0\u{3}sessions_created\0\u{1}prompts\0\u{3}prompts_in_window\0\u{3}humans_prompting_now\0\u{3}pull_requests_opened\0\u{3}pull_requests_merged\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.client) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.sessionsCreated) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.prompts) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.promptsInWindow) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.humansPromptingNow) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.pullRequestsOpened) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.pullRequestsMerged) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.client.isEmpty {
+      try visitor.visitSingularStringField(value: self.client, fieldNumber: 1)
+    }
+    if self.sessionsCreated != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sessionsCreated, fieldNumber: 2)
+    }
+    if self.prompts != 0 {
+      try visitor.visitSingularUInt64Field(value: self.prompts, fieldNumber: 3)
+    }
+    if self.promptsInWindow != 0 {
+      try visitor.visitSingularUInt64Field(value: self.promptsInWindow, fieldNumber: 4)
+    }
+    if self.humansPromptingNow != 0 {
+      try visitor.visitSingularUInt64Field(value: self.humansPromptingNow, fieldNumber: 5)
+    }
+    if self.pullRequestsOpened != 0 {
+      try visitor.visitSingularUInt64Field(value: self.pullRequestsOpened, fieldNumber: 6)
+    }
+    if self.pullRequestsMerged != 0 {
+      try visitor.visitSingularUInt64Field(value: self.pullRequestsMerged, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Session_V1_ClientStats, rhs: Inspect_Session_V1_ClientStats) -> Bool {
+    if lhs.client != rhs.client {return false}
+    if lhs.sessionsCreated != rhs.sessionsCreated {return false}
+    if lhs.prompts != rhs.prompts {return false}
+    if lhs.promptsInWindow != rhs.promptsInWindow {return false}
+    if lhs.humansPromptingNow != rhs.humansPromptingNow {return false}
+    if lhs.pullRequestsOpened != rhs.pullRequestsOpened {return false}
+    if lhs.pullRequestsMerged != rhs.pullRequestsMerged {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

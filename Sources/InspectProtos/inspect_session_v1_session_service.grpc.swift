@@ -279,7 +279,9 @@ extension Inspect_Session_V1_SessionService {
     /// > The caller is the user named by the `inspect-user` metadata entry (set by the Gateway after
     /// > it authenticated the bearer token). Every RPC returns UNAUTHENTICATED when that entry is
     /// > missing or names an unknown or disabled user, and PERMISSION_DENIED when the user's role in
-    /// > the session does not allow the call.
+    /// > the session does not allow the call. A session the caller does not participate in does not
+    /// > exist for them: NOT_FOUND, exactly as for an unknown id (administrators read every session;
+    /// > anyone holding a session's id may join it as a viewer with AddParticipant).
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
         /// Handle the "CreateSession" method.
         ///
@@ -310,8 +312,8 @@ extension Inspect_Session_V1_SessionService {
         /// > Source IDL Documentation:
         /// >
         /// > Returns a session with its waiting prompts.
-        /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the id is malformed;
-        /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > Errors: NOT_FOUND if the session does not exist or the caller is not a participant;
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Inspect_Session_V1_GetSessionRequest` messages.
@@ -352,8 +354,8 @@ extension Inspect_Session_V1_SessionService {
         /// > and queue position. A prompt is never injected into a running turn: it waits for the
         /// > next one.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if text is empty (and
-        /// > there is no attachment) or too long; PERMISSION_DENIED if the caller is a viewer or not a
-        /// > participant; FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
+        /// > there is no attachment) or too long (64 KiB); PERMISSION_DENIED if the caller is a viewer;
+        /// > FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Inspect_Session_V1_SendPromptRequest` messages.
@@ -413,11 +415,12 @@ extension Inspect_Session_V1_SessionService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Cancels the running turn within a bounded time (the turn ends CANCELLED, running tool
-        /// > calls end CANCELLED). Queued prompts stay queued unless `clear_queue` is set. Stopping an
-        /// > idle session succeeds and does nothing.
+        /// > Cancels the running turn and answers once it has ended, within 2 seconds (the turn ends
+        /// > CANCELLED, running tool calls end CANCELLED). Queued prompts stay queued (the next turn
+        /// > takes them) unless `clear_queue` is set. Stopping an idle session succeeds and does
+        /// > nothing.
         /// > Errors: NOT_FOUND if the session does not exist; PERMISSION_DENIED if the caller is a
-        /// > viewer or not a participant; UNAUTHENTICATED.
+        /// > viewer; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Inspect_Session_V1_StopSessionRequest` messages.
@@ -483,8 +486,7 @@ extension Inspect_Session_V1_SessionService {
         /// > and the stream ends; it reconnects with that `after_seq`. Subscribing marks the caller
         /// > online (a presence event) until the stream ends.
         /// > Errors: NOT_FOUND if the session does not exist; OUT_OF_RANGE if after_seq is greater
-        /// > than the session's last seq; PERMISSION_DENIED if the caller is not a participant;
-        /// > UNAUTHENTICATED.
+        /// > than the session's last seq; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Inspect_Session_V1_SubscribeRequest` messages.
@@ -504,7 +506,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Reports the caller's presence (e.g. typing); typing also pre-warms a sandbox.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the state is
-        /// > unspecified; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > unspecified; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Inspect_Session_V1_UpdatePresenceRequest` messages.
@@ -546,8 +548,8 @@ extension Inspect_Session_V1_SessionService {
         /// > Approves or denies a tool call that waits for a person's decision
         /// > (`tool_call.awaiting_approval`).
         /// > Errors: NOT_FOUND if the session or tool call does not exist; FAILED_PRECONDITION if the
-        /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer or not a
-        /// > participant; UNAUTHENTICATED.
+        /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer;
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Inspect_Session_V1_DecideToolCallRequest` messages.
@@ -567,7 +569,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Lists a session's artifacts, oldest first.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the page token is
-        /// > malformed; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > malformed; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Inspect_Session_V1_ListArtifactsRequest` messages.
@@ -587,7 +589,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Returns one artifact with its content.
         /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-        /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Inspect_Session_V1_GetArtifactRequest` messages.
@@ -636,7 +638,9 @@ extension Inspect_Session_V1_SessionService {
     /// > The caller is the user named by the `inspect-user` metadata entry (set by the Gateway after
     /// > it authenticated the bearer token). Every RPC returns UNAUTHENTICATED when that entry is
     /// > missing or names an unknown or disabled user, and PERMISSION_DENIED when the user's role in
-    /// > the session does not allow the call.
+    /// > the session does not allow the call. A session the caller does not participate in does not
+    /// > exist for them: NOT_FOUND, exactly as for an unknown id (administrators read every session;
+    /// > anyone holding a session's id may join it as a viewer with AddParticipant).
     public protocol ServiceProtocol: Inspect_Session_V1_SessionService.StreamingServiceProtocol {
         /// Handle the "CreateSession" method.
         ///
@@ -667,8 +671,8 @@ extension Inspect_Session_V1_SessionService {
         /// > Source IDL Documentation:
         /// >
         /// > Returns a session with its waiting prompts.
-        /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the id is malformed;
-        /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > Errors: NOT_FOUND if the session does not exist or the caller is not a participant;
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_GetSessionRequest` message.
@@ -709,8 +713,8 @@ extension Inspect_Session_V1_SessionService {
         /// > and queue position. A prompt is never injected into a running turn: it waits for the
         /// > next one.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if text is empty (and
-        /// > there is no attachment) or too long; PERMISSION_DENIED if the caller is a viewer or not a
-        /// > participant; FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
+        /// > there is no attachment) or too long (64 KiB); PERMISSION_DENIED if the caller is a viewer;
+        /// > FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_SendPromptRequest` message.
@@ -770,11 +774,12 @@ extension Inspect_Session_V1_SessionService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Cancels the running turn within a bounded time (the turn ends CANCELLED, running tool
-        /// > calls end CANCELLED). Queued prompts stay queued unless `clear_queue` is set. Stopping an
-        /// > idle session succeeds and does nothing.
+        /// > Cancels the running turn and answers once it has ended, within 2 seconds (the turn ends
+        /// > CANCELLED, running tool calls end CANCELLED). Queued prompts stay queued (the next turn
+        /// > takes them) unless `clear_queue` is set. Stopping an idle session succeeds and does
+        /// > nothing.
         /// > Errors: NOT_FOUND if the session does not exist; PERMISSION_DENIED if the caller is a
-        /// > viewer or not a participant; UNAUTHENTICATED.
+        /// > viewer; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_StopSessionRequest` message.
@@ -840,8 +845,7 @@ extension Inspect_Session_V1_SessionService {
         /// > and the stream ends; it reconnects with that `after_seq`. Subscribing marks the caller
         /// > online (a presence event) until the stream ends.
         /// > Errors: NOT_FOUND if the session does not exist; OUT_OF_RANGE if after_seq is greater
-        /// > than the session's last seq; PERMISSION_DENIED if the caller is not a participant;
-        /// > UNAUTHENTICATED.
+        /// > than the session's last seq; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_SubscribeRequest` message.
@@ -861,7 +865,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Reports the caller's presence (e.g. typing); typing also pre-warms a sandbox.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the state is
-        /// > unspecified; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > unspecified; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_UpdatePresenceRequest` message.
@@ -903,8 +907,8 @@ extension Inspect_Session_V1_SessionService {
         /// > Approves or denies a tool call that waits for a person's decision
         /// > (`tool_call.awaiting_approval`).
         /// > Errors: NOT_FOUND if the session or tool call does not exist; FAILED_PRECONDITION if the
-        /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer or not a
-        /// > participant; UNAUTHENTICATED.
+        /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer;
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_DecideToolCallRequest` message.
@@ -924,7 +928,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Lists a session's artifacts, oldest first.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the page token is
-        /// > malformed; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > malformed; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_ListArtifactsRequest` message.
@@ -944,7 +948,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Returns one artifact with its content.
         /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-        /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_GetArtifactRequest` message.
@@ -991,7 +995,9 @@ extension Inspect_Session_V1_SessionService {
     /// > The caller is the user named by the `inspect-user` metadata entry (set by the Gateway after
     /// > it authenticated the bearer token). Every RPC returns UNAUTHENTICATED when that entry is
     /// > missing or names an unknown or disabled user, and PERMISSION_DENIED when the user's role in
-    /// > the session does not allow the call.
+    /// > the session does not allow the call. A session the caller does not participate in does not
+    /// > exist for them: NOT_FOUND, exactly as for an unknown id (administrators read every session;
+    /// > anyone holding a session's id may join it as a viewer with AddParticipant).
     public protocol SimpleServiceProtocol: Inspect_Session_V1_SessionService.ServiceProtocol {
         /// Handle the "CreateSession" method.
         ///
@@ -1022,8 +1028,8 @@ extension Inspect_Session_V1_SessionService {
         /// > Source IDL Documentation:
         /// >
         /// > Returns a session with its waiting prompts.
-        /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the id is malformed;
-        /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > Errors: NOT_FOUND if the session does not exist or the caller is not a participant;
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A `Inspect_Session_V1_GetSessionRequest` message.
@@ -1064,8 +1070,8 @@ extension Inspect_Session_V1_SessionService {
         /// > and queue position. A prompt is never injected into a running turn: it waits for the
         /// > next one.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if text is empty (and
-        /// > there is no attachment) or too long; PERMISSION_DENIED if the caller is a viewer or not a
-        /// > participant; FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
+        /// > there is no attachment) or too long (64 KiB); PERMISSION_DENIED if the caller is a viewer;
+        /// > FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A `Inspect_Session_V1_SendPromptRequest` message.
@@ -1125,11 +1131,12 @@ extension Inspect_Session_V1_SessionService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Cancels the running turn within a bounded time (the turn ends CANCELLED, running tool
-        /// > calls end CANCELLED). Queued prompts stay queued unless `clear_queue` is set. Stopping an
-        /// > idle session succeeds and does nothing.
+        /// > Cancels the running turn and answers once it has ended, within 2 seconds (the turn ends
+        /// > CANCELLED, running tool calls end CANCELLED). Queued prompts stay queued (the next turn
+        /// > takes them) unless `clear_queue` is set. Stopping an idle session succeeds and does
+        /// > nothing.
         /// > Errors: NOT_FOUND if the session does not exist; PERMISSION_DENIED if the caller is a
-        /// > viewer or not a participant; UNAUTHENTICATED.
+        /// > viewer; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A `Inspect_Session_V1_StopSessionRequest` message.
@@ -1195,8 +1202,7 @@ extension Inspect_Session_V1_SessionService {
         /// > and the stream ends; it reconnects with that `after_seq`. Subscribing marks the caller
         /// > online (a presence event) until the stream ends.
         /// > Errors: NOT_FOUND if the session does not exist; OUT_OF_RANGE if after_seq is greater
-        /// > than the session's last seq; PERMISSION_DENIED if the caller is not a participant;
-        /// > UNAUTHENTICATED.
+        /// > than the session's last seq; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A `Inspect_Session_V1_SubscribeRequest` message.
@@ -1217,7 +1223,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Reports the caller's presence (e.g. typing); typing also pre-warms a sandbox.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the state is
-        /// > unspecified; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > unspecified; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A `Inspect_Session_V1_UpdatePresenceRequest` message.
@@ -1259,8 +1265,8 @@ extension Inspect_Session_V1_SessionService {
         /// > Approves or denies a tool call that waits for a person's decision
         /// > (`tool_call.awaiting_approval`).
         /// > Errors: NOT_FOUND if the session or tool call does not exist; FAILED_PRECONDITION if the
-        /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer or not a
-        /// > participant; UNAUTHENTICATED.
+        /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer;
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A `Inspect_Session_V1_DecideToolCallRequest` message.
@@ -1280,7 +1286,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Lists a session's artifacts, oldest first.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the page token is
-        /// > malformed; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > malformed; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A `Inspect_Session_V1_ListArtifactsRequest` message.
@@ -1300,7 +1306,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Returns one artifact with its content.
         /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-        /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A `Inspect_Session_V1_GetArtifactRequest` message.
@@ -1930,7 +1936,9 @@ extension Inspect_Session_V1_SessionService {
     /// > The caller is the user named by the `inspect-user` metadata entry (set by the Gateway after
     /// > it authenticated the bearer token). Every RPC returns UNAUTHENTICATED when that entry is
     /// > missing or names an unknown or disabled user, and PERMISSION_DENIED when the user's role in
-    /// > the session does not allow the call.
+    /// > the session does not allow the call. A session the caller does not participate in does not
+    /// > exist for them: NOT_FOUND, exactly as for an unknown id (administrators read every session;
+    /// > anyone holding a session's id may join it as a viewer with AddParticipant).
     public protocol ClientProtocol: Sendable {
         /// Call the "CreateSession" method.
         ///
@@ -1966,8 +1974,8 @@ extension Inspect_Session_V1_SessionService {
         /// > Source IDL Documentation:
         /// >
         /// > Returns a session with its waiting prompts.
-        /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the id is malformed;
-        /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > Errors: NOT_FOUND if the session does not exist or the caller is not a participant;
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_GetSessionRequest` message.
@@ -2018,8 +2026,8 @@ extension Inspect_Session_V1_SessionService {
         /// > and queue position. A prompt is never injected into a running turn: it waits for the
         /// > next one.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if text is empty (and
-        /// > there is no attachment) or too long; PERMISSION_DENIED if the caller is a viewer or not a
-        /// > participant; FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
+        /// > there is no attachment) or too long (64 KiB); PERMISSION_DENIED if the caller is a viewer;
+        /// > FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_SendPromptRequest` message.
@@ -2094,11 +2102,12 @@ extension Inspect_Session_V1_SessionService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Cancels the running turn within a bounded time (the turn ends CANCELLED, running tool
-        /// > calls end CANCELLED). Queued prompts stay queued unless `clear_queue` is set. Stopping an
-        /// > idle session succeeds and does nothing.
+        /// > Cancels the running turn and answers once it has ended, within 2 seconds (the turn ends
+        /// > CANCELLED, running tool calls end CANCELLED). Queued prompts stay queued (the next turn
+        /// > takes them) unless `clear_queue` is set. Stopping an idle session succeeds and does
+        /// > nothing.
         /// > Errors: NOT_FOUND if the session does not exist; PERMISSION_DENIED if the caller is a
-        /// > viewer or not a participant; UNAUTHENTICATED.
+        /// > viewer; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_StopSessionRequest` message.
@@ -2179,8 +2188,7 @@ extension Inspect_Session_V1_SessionService {
         /// > and the stream ends; it reconnects with that `after_seq`. Subscribing marks the caller
         /// > online (a presence event) until the stream ends.
         /// > Errors: NOT_FOUND if the session does not exist; OUT_OF_RANGE if after_seq is greater
-        /// > than the session's last seq; PERMISSION_DENIED if the caller is not a participant;
-        /// > UNAUTHENTICATED.
+        /// > than the session's last seq; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_SubscribeRequest` message.
@@ -2205,7 +2213,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Reports the caller's presence (e.g. typing); typing also pre-warms a sandbox.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the state is
-        /// > unspecified; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > unspecified; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_UpdatePresenceRequest` message.
@@ -2257,8 +2265,8 @@ extension Inspect_Session_V1_SessionService {
         /// > Approves or denies a tool call that waits for a person's decision
         /// > (`tool_call.awaiting_approval`).
         /// > Errors: NOT_FOUND if the session or tool call does not exist; FAILED_PRECONDITION if the
-        /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer or not a
-        /// > participant; UNAUTHENTICATED.
+        /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer;
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_DecideToolCallRequest` message.
@@ -2283,7 +2291,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Lists a session's artifacts, oldest first.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the page token is
-        /// > malformed; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > malformed; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_ListArtifactsRequest` message.
@@ -2308,7 +2316,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Returns one artifact with its content.
         /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-        /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_GetArtifactRequest` message.
@@ -2365,7 +2373,9 @@ extension Inspect_Session_V1_SessionService {
     /// > The caller is the user named by the `inspect-user` metadata entry (set by the Gateway after
     /// > it authenticated the bearer token). Every RPC returns UNAUTHENTICATED when that entry is
     /// > missing or names an unknown or disabled user, and PERMISSION_DENIED when the user's role in
-    /// > the session does not allow the call.
+    /// > the session does not allow the call. A session the caller does not participate in does not
+    /// > exist for them: NOT_FOUND, exactly as for an unknown id (administrators read every session;
+    /// > anyone holding a session's id may join it as a viewer with AddParticipant).
     public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
         private let client: GRPCCore.GRPCClient<Transport>
 
@@ -2422,8 +2432,8 @@ extension Inspect_Session_V1_SessionService {
         /// > Source IDL Documentation:
         /// >
         /// > Returns a session with its waiting prompts.
-        /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the id is malformed;
-        /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > Errors: NOT_FOUND if the session does not exist or the caller is not a participant;
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_GetSessionRequest` message.
@@ -2496,8 +2506,8 @@ extension Inspect_Session_V1_SessionService {
         /// > and queue position. A prompt is never injected into a running turn: it waits for the
         /// > next one.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if text is empty (and
-        /// > there is no attachment) or too long; PERMISSION_DENIED if the caller is a viewer or not a
-        /// > participant; FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
+        /// > there is no attachment) or too long (64 KiB); PERMISSION_DENIED if the caller is a viewer;
+        /// > FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_SendPromptRequest` message.
@@ -2605,11 +2615,12 @@ extension Inspect_Session_V1_SessionService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Cancels the running turn within a bounded time (the turn ends CANCELLED, running tool
-        /// > calls end CANCELLED). Queued prompts stay queued unless `clear_queue` is set. Stopping an
-        /// > idle session succeeds and does nothing.
+        /// > Cancels the running turn and answers once it has ended, within 2 seconds (the turn ends
+        /// > CANCELLED, running tool calls end CANCELLED). Queued prompts stay queued (the next turn
+        /// > takes them) unless `clear_queue` is set. Stopping an idle session succeeds and does
+        /// > nothing.
         /// > Errors: NOT_FOUND if the session does not exist; PERMISSION_DENIED if the caller is a
-        /// > viewer or not a participant; UNAUTHENTICATED.
+        /// > viewer; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_StopSessionRequest` message.
@@ -2723,8 +2734,7 @@ extension Inspect_Session_V1_SessionService {
         /// > and the stream ends; it reconnects with that `after_seq`. Subscribing marks the caller
         /// > online (a presence event) until the stream ends.
         /// > Errors: NOT_FOUND if the session does not exist; OUT_OF_RANGE if after_seq is greater
-        /// > than the session's last seq; PERMISSION_DENIED if the caller is not a participant;
-        /// > UNAUTHENTICATED.
+        /// > than the session's last seq; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_SubscribeRequest` message.
@@ -2758,7 +2768,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Reports the caller's presence (e.g. typing); typing also pre-warms a sandbox.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the state is
-        /// > unspecified; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > unspecified; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_UpdatePresenceRequest` message.
@@ -2832,8 +2842,8 @@ extension Inspect_Session_V1_SessionService {
         /// > Approves or denies a tool call that waits for a person's decision
         /// > (`tool_call.awaiting_approval`).
         /// > Errors: NOT_FOUND if the session or tool call does not exist; FAILED_PRECONDITION if the
-        /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer or not a
-        /// > participant; UNAUTHENTICATED.
+        /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer;
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_DecideToolCallRequest` message.
@@ -2869,7 +2879,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Lists a session's artifacts, oldest first.
         /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the page token is
-        /// > malformed; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > malformed; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_ListArtifactsRequest` message.
@@ -2905,7 +2915,7 @@ extension Inspect_Session_V1_SessionService {
         /// >
         /// > Returns one artifact with its content.
         /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-        /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+        /// > UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_GetArtifactRequest` message.
@@ -3015,8 +3025,8 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Returns a session with its waiting prompts.
-    /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the id is malformed;
-    /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+    /// > Errors: NOT_FOUND if the session does not exist or the caller is not a participant;
+    /// > UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Inspect_Session_V1_GetSessionRequest` message.
@@ -3079,8 +3089,8 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// > and queue position. A prompt is never injected into a running turn: it waits for the
     /// > next one.
     /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if text is empty (and
-    /// > there is no attachment) or too long; PERMISSION_DENIED if the caller is a viewer or not a
-    /// > participant; FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
+    /// > there is no attachment) or too long (64 KiB); PERMISSION_DENIED if the caller is a viewer;
+    /// > FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Inspect_Session_V1_SendPromptRequest` message.
@@ -3173,11 +3183,12 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Cancels the running turn within a bounded time (the turn ends CANCELLED, running tool
-    /// > calls end CANCELLED). Queued prompts stay queued unless `clear_queue` is set. Stopping an
-    /// > idle session succeeds and does nothing.
+    /// > Cancels the running turn and answers once it has ended, within 2 seconds (the turn ends
+    /// > CANCELLED, running tool calls end CANCELLED). Queued prompts stay queued (the next turn
+    /// > takes them) unless `clear_queue` is set. Stopping an idle session succeeds and does
+    /// > nothing.
     /// > Errors: NOT_FOUND if the session does not exist; PERMISSION_DENIED if the caller is a
-    /// > viewer or not a participant; UNAUTHENTICATED.
+    /// > viewer; UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Inspect_Session_V1_StopSessionRequest` message.
@@ -3276,8 +3287,7 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// > and the stream ends; it reconnects with that `after_seq`. Subscribing marks the caller
     /// > online (a presence event) until the stream ends.
     /// > Errors: NOT_FOUND if the session does not exist; OUT_OF_RANGE if after_seq is greater
-    /// > than the session's last seq; PERMISSION_DENIED if the caller is not a participant;
-    /// > UNAUTHENTICATED.
+    /// > than the session's last seq; UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Inspect_Session_V1_SubscribeRequest` message.
@@ -3306,7 +3316,7 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// >
     /// > Reports the caller's presence (e.g. typing); typing also pre-warms a sandbox.
     /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the state is
-    /// > unspecified; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+    /// > unspecified; UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Inspect_Session_V1_UpdatePresenceRequest` message.
@@ -3370,8 +3380,8 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// > Approves or denies a tool call that waits for a person's decision
     /// > (`tool_call.awaiting_approval`).
     /// > Errors: NOT_FOUND if the session or tool call does not exist; FAILED_PRECONDITION if the
-    /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer or not a
-    /// > participant; UNAUTHENTICATED.
+    /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer;
+    /// > UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Inspect_Session_V1_DecideToolCallRequest` message.
@@ -3402,7 +3412,7 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// >
     /// > Lists a session's artifacts, oldest first.
     /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the page token is
-    /// > malformed; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+    /// > malformed; UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Inspect_Session_V1_ListArtifactsRequest` message.
@@ -3433,7 +3443,7 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// >
     /// > Returns one artifact with its content.
     /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-    /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+    /// > UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Inspect_Session_V1_GetArtifactRequest` message.
@@ -3536,8 +3546,8 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Returns a session with its waiting prompts.
-    /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the id is malformed;
-    /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+    /// > Errors: NOT_FOUND if the session does not exist or the caller is not a participant;
+    /// > UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -3608,8 +3618,8 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// > and queue position. A prompt is never injected into a running turn: it waits for the
     /// > next one.
     /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if text is empty (and
-    /// > there is no attachment) or too long; PERMISSION_DENIED if the caller is a viewer or not a
-    /// > participant; FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
+    /// > there is no attachment) or too long (64 KiB); PERMISSION_DENIED if the caller is a viewer;
+    /// > FAILED_PRECONDITION if the session is archived; UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -3714,11 +3724,12 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Cancels the running turn within a bounded time (the turn ends CANCELLED, running tool
-    /// > calls end CANCELLED). Queued prompts stay queued unless `clear_queue` is set. Stopping an
-    /// > idle session succeeds and does nothing.
+    /// > Cancels the running turn and answers once it has ended, within 2 seconds (the turn ends
+    /// > CANCELLED, running tool calls end CANCELLED). Queued prompts stay queued (the next turn
+    /// > takes them) unless `clear_queue` is set. Stopping an idle session succeeds and does
+    /// > nothing.
     /// > Errors: NOT_FOUND if the session does not exist; PERMISSION_DENIED if the caller is a
-    /// > viewer or not a participant; UNAUTHENTICATED.
+    /// > viewer; UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -3829,8 +3840,7 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// > and the stream ends; it reconnects with that `after_seq`. Subscribing marks the caller
     /// > online (a presence event) until the stream ends.
     /// > Errors: NOT_FOUND if the session does not exist; OUT_OF_RANGE if after_seq is greater
-    /// > than the session's last seq; PERMISSION_DENIED if the caller is not a participant;
-    /// > UNAUTHENTICATED.
+    /// > than the session's last seq; UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -3863,7 +3873,7 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// >
     /// > Reports the caller's presence (e.g. typing); typing also pre-warms a sandbox.
     /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the state is
-    /// > unspecified; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+    /// > unspecified; UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -3935,8 +3945,8 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// > Approves or denies a tool call that waits for a person's decision
     /// > (`tool_call.awaiting_approval`).
     /// > Errors: NOT_FOUND if the session or tool call does not exist; FAILED_PRECONDITION if the
-    /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer or not a
-    /// > participant; UNAUTHENTICATED.
+    /// > tool call is not awaiting a decision; PERMISSION_DENIED if the caller is a viewer;
+    /// > UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -3971,7 +3981,7 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// >
     /// > Lists a session's artifacts, oldest first.
     /// > Errors: NOT_FOUND if the session does not exist; INVALID_ARGUMENT if the page token is
-    /// > malformed; PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+    /// > malformed; UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -4006,7 +4016,7 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     /// >
     /// > Returns one artifact with its content.
     /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-    /// > PERMISSION_DENIED if the caller is not a participant; UNAUTHENTICATED.
+    /// > UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - message: request message to send.

@@ -582,7 +582,7 @@ public nonisolated struct Inspect_Session_V1_GetStatsRequest: Sendable {
   /// Clears the value of `since`. Subsequent reads from it will return its default value.
   public mutating func clearSince() {self._since = nil}
 
-  /// Who counts as "prompting now": prompted within this window (default 15 minutes).
+  /// Who counts as "prompting now": prompted within this window (default 5 minutes).
   public var activeWindow: SwiftProtobuf.Google_Protobuf_Duration {
     get {_activeWindow ?? SwiftProtobuf.Google_Protobuf_Duration()}
     set {_activeWindow = newValue}
