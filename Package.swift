@@ -13,6 +13,7 @@ let package = Package(
     .executable(name: "SandboxService", targets: ["SandboxService"]),
     .executable(name: "ModelRouter", targets: ["ModelRouter"]),
     .executable(name: "RepoClassifier", targets: ["RepoClassifier"]),
+    .executable(name: "inspect-bench", targets: ["InspectBench"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -139,6 +140,18 @@ let package = Package(
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+
+    .executableTarget(
+      name: "InspectBench",
+      dependencies: [
+        "InspectKit", "InspectProtos",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+        .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
