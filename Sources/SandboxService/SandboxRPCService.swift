@@ -10,15 +10,49 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
   let agent: AgentLoop
 
   /// Runs one turn: the first message must be `StartTurn`; events stream back, the last being
-  /// `turn_finished`. The turn stops when the stream breaks (the caller went away).
+  /// `turn_finished`. A later `StopTurn` ends the turn CANCELLED (its running tool calls too);
+  /// the turn also stops when the stream breaks (the caller went away).
   func runAgent(
     request: RPCAsyncSequence<Inspect_Sandbox_V1_RunAgentRequest, any Error>,
     response: RPCWriter<Inspect_Sandbox_V1_RunAgentResponse>, context: ServerContext
   ) async throws {
-    var messages = request.makeAsyncIterator()
-    guard let first = try await messages.next(), case .start(let start) = first.kind else {
-      throw RPCError(code: .invalidArgument, message: "the first RunAgent message must be a StartTurn")
+    let agent = self.agent
+    let stop = TurnStop()
+    let (starts, startsContinuation) = AsyncThrowingStream.makeStream(of: Inspect_Sandbox_V1_StartTurn.self)
+    try await untilRPCCancelled {
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        // The request stream: the StartTurn, then perhaps a stop (tool decisions come with the
+        // permission policy).
+        group.addTask {
+          var first = true
+          for try await message in request {
+            if first, case .start(let start) = message.kind {
+              startsContinuation.yield(start)
+            } else if case .stop(let request) = message.kind {
+              stop.request(request)
+            }
+            if first {
+              first = false
+              startsContinuation.finish()
+            }
+          }
+          startsContinuation.finish()
+        }
+        var received = starts.makeAsyncIterator()
+        guard let start = try await received.next() else {
+          throw RPCError(code: .invalidArgument, message: "the first RunAgent message must be a StartTurn")
+        }
+        try Self.validate(start)
+        let finished = await agent.run(start, stop: stop) { event in
+          try await response.write(.with { $0.event = event })
+        }
+        try await response.write(.with { $0.event = .with { $0.turnFinished = finished } })
+        group.cancelAll()
+      }
     }
+  }
+
+  private static func validate(_ start: Inspect_Sandbox_V1_StartTurn) throws {
     guard !start.sessionID.isEmpty, !start.turnID.isEmpty, !start.sessionBranch.isEmpty else {
       throw RPCError(code: .invalidArgument, message: "StartTurn needs session_id, turn_id and session_branch")
     }
@@ -26,11 +60,6 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
       _ = try RepositoryName(start.repository.fullName)
     } catch {
       throw RPCError(code: .invalidArgument, message: "StartTurn: \(error)")
-    }
-    let agent = self.agent
-    try await untilRPCCancelled {
-      let finished = await agent.run(start) { event in try await response.write(.with { $0.event = event }) }
-      try await response.write(.with { $0.event = .with { $0.turnFinished = finished } })
     }
   }
 

@@ -8,6 +8,7 @@ import InspectProtos
 struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtocol {
   let registry: SessionRegistry
   var index: IndexDatabase { registry.index }
+  var settings: SessionSettings { registry.settings }
 
   // MARK: - Sessions
 
@@ -20,23 +21,70 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
       throw RPCError(
         code: .invalidArgument, message: "repository '\(request.repository)' is not 'owner/name' (e.g. local/demo)")
     }
-    if !request.externalKey.isEmpty, let existing = try await index.session(externalKey: request.externalKey),
-      let session = try registry.session(id: existing.id)
-    {
-      return try await respond(
-        session: session, created: false, prompt: request.prompt, caller: caller, client: request.client)
+    try checkPromptText(request.prompt, required: false)
+    if !request.externalKey.isEmpty, let existing = try await index.session(externalKey: request.externalKey) {
+      // Someone else in the same thread or pull request joins the session as a collaborator.
+      let response: Inspect_Session_V1_CreateSessionResponse? = try await registry.withSession(id: existing.id) {
+        session in
+        if await session.role(of: caller) == nil {
+          _ = try await session.addParticipant(caller, role: .collaborator, by: caller, checked: false)
+        }
+        guard await session.role(of: caller)?.allows(.collaborator) == true else {
+          throw RPCError(
+            code: .permissionDenied,
+            message: "\(caller.displayName) is a viewer of \(existing.id), which this external key names")
+        }
+        return try await respond(
+          session: session, created: false, prompt: request.prompt, caller: caller, client: request.client)
+      }
+      if let response { return response }
+    }
+    var parent: SessionRecord?
+    var inherited: [ParticipantRecord] = []
+    if !request.parentSessionID.isEmpty {
+      (parent, inherited) = try await withAccess(request.parentSessionID, caller: caller, needs: .collaborator) {
+        session in (await session.record, await session.participantList)
+      }
+      if let parent, parent.depth + 1 > settings.maxChildDepth {
+        throw RPCError(
+          code: .resourceExhausted,
+          message:
+            "session \(parent.id) is at depth \(parent.depth); child sessions may nest at most \(settings.maxChildDepth) deep"
+        )
+      }
     }
     let id = Identifier.make(.session)
     let now = Date()
-    let record = SessionRecord(
+    var participants = inherited.map {
+      ParticipantRecord(sessionId: id, userId: $0.userId, role: $0.role, joinedAt: now, addedBy: caller.id)
+    }
+    for spec in request.participants {
+      guard let role = Role(proto: spec.role) else {
+        throw RPCError(
+          code: .invalidArgument, message: "participant \(spec.userID) has no role (owner, collaborator or viewer)")
+      }
+      guard try await index.user(id: spec.userID) != nil else {
+        throw RPCError(code: .notFound, message: "no user with id '\(spec.userID)' to add as a participant")
+      }
+      participants.removeAll { $0.userId == spec.userID }
+      participants.append(
+        ParticipantRecord(sessionId: id, userId: spec.userID, role: role, joinedAt: now, addedBy: caller.id))
+    }
+    var record = SessionRecord(
       id: id, title: request.title, repository: repository,
-      baseBranch: request.baseBranch.isEmpty ? "main" : request.baseBranch, branch: "inspect/\(id)", state: .idle,
-      model: request.model, client: request.client,
+      baseBranch: request.baseBranch.isEmpty ? (parent?.baseBranch ?? "main") : request.baseBranch,
+      branch: "inspect/\(id)", state: .idle, model: request.model, client: request.client,
       externalKey: request.externalKey.isEmpty ? nil : request.externalKey,
       createdBy: caller.id, createdAt: now, updatedAt: now, lastSeq: 0, currentTurnId: nil, queuedPrompts: 0)
-    let session = try await registry.create(record, creator: caller)
-    return try await respond(
-      session: session, created: true, prompt: request.prompt, caller: caller, client: request.client)
+    record.parentId = parent?.id
+    record.depth = (parent?.depth ?? -1) + 1
+    _ = try await registry.create(record, creator: caller, participants: participants)
+    let response: Inspect_Session_V1_CreateSessionResponse? = try await registry.withSession(id: id) { session in
+      try await respond(
+        session: session, created: true, prompt: request.prompt, caller: caller, client: request.client)
+    }
+    guard let response else { throw RPCError(code: .internalError, message: "session \(id) vanished after creation") }
+    return response
   }
 
   private func respond(
@@ -57,14 +105,15 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
   func getSession(
     request: Inspect_Session_V1_GetSessionRequest, context: ServerContext
   ) async throws -> Inspect_Session_V1_GetSessionResponse {
-    _ = try await requireCaller()
-    let session = try requireSession(request.sessionID)
-    let queued = try await session.queuedPrompts()
-    let proto = try await proto(of: session)
-    return .with {
-      $0.session = proto
-      $0.queuedPrompts = queued.enumerated().map { position, prompt in
-        prompt.proto(sessionID: session.id, position: position + 1)
+    let caller = try await requireCaller()
+    return try await withAccess(request.sessionID, caller: caller, needs: .viewer) { session in
+      let queued = try await session.queuedPrompts()
+      let proto = try await proto(of: session)
+      return .with {
+        $0.session = proto
+        $0.queuedPrompts = queued.enumerated().map { position, prompt in
+          prompt.proto(sessionID: session.id, position: position + 1)
+        }
       }
     }
   }
@@ -72,17 +121,21 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
   func listSessions(
     request: Inspect_Session_V1_ListSessionsRequest, context: ServerContext
   ) async throws -> Inspect_Session_V1_ListSessionsResponse {
-    _ = try await requireCaller()
+    let caller = try await requireCaller()
     if !request.pageToken.isEmpty, !Identifier.isValid(request.pageToken, kind: .session) {
       throw RPCError(
         code: .invalidArgument, message: "page_token '\(request.pageToken)' is not one this service issued")
     }
     let size = request.pageSize == 0 ? 50 : Int(min(request.pageSize, 500))
     let states = request.states.compactMap(SessionRecord.State.init(proto:))
+    // People see the sessions they take part in; administrators see every session.
+    var participants = caller.isAdmin ? [] : [caller.id]
+    if !request.participantUserID.isEmpty { participants.append(request.participantUserID) }
     let records = try await index.sessions(
       before: request.pageToken.isEmpty ? nil : request.pageToken, limit: size + 1,
       repository: request.repository.isEmpty ? nil : request.repository, states: states,
-      externalKey: request.externalKey.isEmpty ? nil : request.externalKey)
+      externalKey: request.externalKey.isEmpty ? nil : request.externalKey,
+      parentId: request.parentSessionID.isEmpty ? nil : request.parentSessionID, participants: participants)
     var creators: [String: UserRecord] = [:]
     for id in Set(records.map(\.createdBy)) { creators[id] = try await index.user(id: id) }
     return .with {
@@ -97,17 +150,106 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     request: Inspect_Session_V1_SendPromptRequest, context: ServerContext
   ) async throws -> Inspect_Session_V1_SendPromptResponse {
     let caller = try await requireCaller()
-    let session = try requireSession(request.sessionID)
-    guard !request.text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-      throw RPCError(code: .invalidArgument, message: "the prompt text is empty")
+    try checkPromptText(request.text, required: true)
+    return try await withAccess(request.sessionID, caller: caller, needs: .collaborator) { session in
+      let queued = try await session.sendPrompt(
+        text: request.text, author: caller, client: request.client, idempotencyKey: request.idempotencyKey)
+      await registry.scheduleTurns(for: session)
+      return .with {
+        $0.promptID = queued.prompt.id
+        $0.queuePosition = UInt32(queued.position)
+        $0.seq = queued.seq
+      }
     }
-    let queued = try await session.sendPrompt(
-      text: request.text, author: caller, client: request.client, idempotencyKey: request.idempotencyKey)
-    await registry.scheduleTurns(for: session)
-    return .with {
-      $0.promptID = queued.prompt.id
-      $0.queuePosition = UInt32(queued.position)
-      $0.seq = queued.seq
+  }
+
+  func editQueuedPrompt(
+    request: Inspect_Session_V1_EditQueuedPromptRequest, context: ServerContext
+  ) async throws -> Inspect_Session_V1_EditQueuedPromptResponse {
+    let caller = try await requireCaller()
+    try checkPromptText(request.text, required: true)
+    return try await withAccess(request.sessionID, caller: caller, needs: .collaborator) { session in
+      let (prompt, position) = try await session.editQueuedPrompt(request.promptID, text: request.text, by: caller)
+      return .with { $0.prompt = prompt.proto(sessionID: session.id, position: position) }
+    }
+  }
+
+  func cancelQueuedPrompt(
+    request: Inspect_Session_V1_CancelQueuedPromptRequest, context: ServerContext
+  ) async throws -> Inspect_Session_V1_CancelQueuedPromptResponse {
+    let caller = try await requireCaller()
+    return try await withAccess(request.sessionID, caller: caller, needs: .collaborator) { session in
+      let prompt = try await session.cancelQueuedPrompt(request.promptID, by: caller)
+      return .with { $0.prompt = prompt.proto(sessionID: session.id, position: 0) }
+    }
+  }
+
+  func stopSession(
+    request: Inspect_Session_V1_StopSessionRequest, context: ServerContext
+  ) async throws -> Inspect_Session_V1_StopSessionResponse {
+    let caller = try await requireCaller()
+    return try await withAccess(request.sessionID, caller: caller, needs: .collaborator) { session in
+      let stopped = try await session.stop(by: caller, reason: request.reason, clearQueue: request.clearQueue_p)
+      return .with {
+        $0.wasRunning = stopped.wasRunning
+        $0.turnID = stopped.turnID
+        $0.cancelledPrompts = UInt32(stopped.cancelledPrompts)
+      }
+    }
+  }
+
+  // MARK: - Participants and presence
+
+  func addParticipant(
+    request: Inspect_Session_V1_AddParticipantRequest, context: ServerContext
+  ) async throws -> Inspect_Session_V1_AddParticipantResponse {
+    let caller = try await requireCaller()
+    guard let role = Role(proto: request.role) else {
+      throw RPCError(code: .invalidArgument, message: "role is required: owner, collaborator or viewer")
+    }
+    let userID = request.userID.isEmpty ? caller.id : request.userID
+    guard let user = try await index.user(id: userID) else {
+      throw RPCError(code: .notFound, message: "no user with id '\(userID)'")
+    }
+    let added: Inspect_Session_V1_Participant? = try await registry.withSession(id: request.sessionID) { session in
+      // Joining needs only the id; for anything else a non-member finds no session.
+      let joining = user.id == caller.id && role == .viewer
+      let callerRole = await session.role(of: caller)
+      guard joining || callerRole != nil else { throw Self.notFound(request.sessionID) }
+      let participant = try await session.addParticipant(user, role: role, by: caller)
+      var adder: UserRecord?
+      if let addedBy = participant.addedBy { adder = try await index.user(id: addedBy) }
+      return participant.proto(user: user, addedBy: adder)
+    }
+    guard let added else { throw Self.notFound(request.sessionID) }
+    return .with { $0.participant = added }
+  }
+
+  func removeParticipant(
+    request: Inspect_Session_V1_RemoveParticipantRequest, context: ServerContext
+  ) async throws -> Inspect_Session_V1_RemoveParticipantResponse {
+    let caller = try await requireCaller()
+    let userID = request.userID.isEmpty ? caller.id : request.userID
+    return try await withAccess(request.sessionID, caller: caller, needs: .viewer) { session in
+      guard let user = try await index.user(id: userID) else {
+        throw RPCError(code: .notFound, message: "no user with id '\(userID)'")
+      }
+      try await session.removeParticipant(user, by: caller)
+      return Inspect_Session_V1_RemoveParticipantResponse()
+    }
+  }
+
+  func updatePresence(
+    request: Inspect_Session_V1_UpdatePresenceRequest, context: ServerContext
+  ) async throws -> Inspect_Session_V1_UpdatePresenceResponse {
+    let caller = try await requireCaller()
+    guard request.state != .unspecified, case .some = Inspect_Session_V1_PresenceState(rawValue: request.state.rawValue)
+    else {
+      throw RPCError(code: .invalidArgument, message: "state is required: online, typing, idle or offline")
+    }
+    return try await withAccess(request.sessionID, caller: caller, needs: .viewer) { session in
+      try await session.updatePresence(caller, request.state, client: request.client)
+      return Inspect_Session_V1_UpdatePresenceResponse()
     }
   }
 
@@ -118,82 +260,85 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     response: RPCWriter<Inspect_Session_V1_SubscribeResponse>,
     context: ServerContext
   ) async throws {
-    _ = try await requireCaller()
-    let session = try requireSession(request.sessionID)
-    let (subscription, replayThrough) = await session.subscribe(after: request.afterSeq)
-    do {
-      // Ends when the subscriber leaves, the service shuts down, or the subscriber is cut off.
-      try await untilRPCCancelled {
-        // Stored events first, in pages; everything newer is already queued in the subscription.
-        var cursor = request.afterSeq
-        while cursor < replayThrough {
-          let page = try await session.database.events(after: cursor, through: replayThrough, limit: 500)
-          guard let last = page.last else { break }
-          try await response.write(.with { $0.events = page })
-          cursor = last.seq
-        }
-        for await item in subscription.stream {
-          switch item {
-          case .events(let events):
-            try await response.write(.with { $0.events = events })
-            subscription.consumed(events.count)
-          case .resync(let afterSeq):
-            try await response.write(.with { $0.resync = .with { $0.afterSeq = afterSeq } })
+    let caller = try await requireCaller()
+    let client = ""
+    try await withAccess(request.sessionID, caller: caller, needs: .viewer) { session in
+      let (subscription, replayThrough) = try await session.subscribe(after: request.afterSeq)
+      await session.startWatching(caller, client: client)
+      do {
+        // Ends when the subscriber leaves, the service shuts down, or the subscriber is cut off.
+        try await untilRPCCancelled {
+          // Stored events first, in pages; everything newer is already queued in the subscription.
+          var cursor = request.afterSeq
+          while cursor < replayThrough {
+            let page = try await session.database.events(after: cursor, through: replayThrough, limit: 2000)
+            guard let last = page.last else { break }
+            try await response.write(.with { $0.events = page })
+            cursor = last.seq
+          }
+          while let item = await subscription.next() {
+            switch item {
+            case .events(let events):
+              try await response.write(.with { $0.events = events })
+            case .resync(let afterSeq):
+              try await response.write(.with { $0.resync = .with { $0.afterSeq = afterSeq } })
+            }
           }
         }
+      } catch {
+        await session.unsubscribe(subscription)
+        await session.stopWatching(caller, client: client)
+        throw error
       }
-    } catch {
       await session.unsubscribe(subscription)
-      throw error
+      await session.stopWatching(caller, client: client)
     }
-    await session.unsubscribe(subscription)
+  }
+
+  // MARK: - Stats
+
+  func getStats(
+    request: Inspect_Session_V1_GetStatsRequest, context: ServerContext
+  ) async throws -> Inspect_Session_V1_GetStatsResponse {
+    _ = try await requireCaller()
+    let window = request.hasActiveWindow ? request.activeWindow.timeInterval : 5 * 60
+    guard window >= 0 else {
+      throw RPCError(code: .invalidArgument, message: "active_window must not be negative")
+    }
+    let repository = request.repository.trimmingCharacters(in: .whitespaces)
+    if !repository.isEmpty, !Self.isRepositoryName(repository) {
+      throw RPCError(code: .invalidArgument, message: "repository '\(request.repository)' is not 'owner/name'")
+    }
+    let since = request.hasSince ? request.since.date : Date().addingTimeInterval(-7 * 24 * 3600)
+    let stats = try await index.stats(repository: repository.isEmpty ? nil : repository, since: since, window: window)
+    return .with { $0.stats = stats }
   }
 
   // MARK: - Not built yet
 
-  func editQueuedPrompt(
-    request: Inspect_Session_V1_EditQueuedPromptRequest, context: ServerContext
-  ) async throws -> Inspect_Session_V1_EditQueuedPromptResponse { throw Self.missing("EditQueuedPrompt") }
-
-  func cancelQueuedPrompt(
-    request: Inspect_Session_V1_CancelQueuedPromptRequest, context: ServerContext
-  ) async throws -> Inspect_Session_V1_CancelQueuedPromptResponse { throw Self.missing("CancelQueuedPrompt") }
-
-  func stopSession(
-    request: Inspect_Session_V1_StopSessionRequest, context: ServerContext
-  ) async throws -> Inspect_Session_V1_StopSessionResponse { throw Self.missing("StopSession") }
-
-  func addParticipant(
-    request: Inspect_Session_V1_AddParticipantRequest, context: ServerContext
-  ) async throws -> Inspect_Session_V1_AddParticipantResponse { throw Self.missing("AddParticipant") }
-
-  func removeParticipant(
-    request: Inspect_Session_V1_RemoveParticipantRequest, context: ServerContext
-  ) async throws -> Inspect_Session_V1_RemoveParticipantResponse { throw Self.missing("RemoveParticipant") }
-
-  func updatePresence(
-    request: Inspect_Session_V1_UpdatePresenceRequest, context: ServerContext
-  ) async throws -> Inspect_Session_V1_UpdatePresenceResponse { throw Self.missing("UpdatePresence") }
-
   func prewarm(
     request: Inspect_Session_V1_PrewarmRequest, context: ServerContext
-  ) async throws -> Inspect_Session_V1_PrewarmResponse { throw Self.missing("Prewarm") }
+  ) async throws -> Inspect_Session_V1_PrewarmResponse {
+    throw Self.missing("Prewarm", "sandbox warm pools come with SandboxService's pools")
+  }
 
   func decideToolCall(
     request: Inspect_Session_V1_DecideToolCallRequest, context: ServerContext
-  ) async throws -> Inspect_Session_V1_DecideToolCallResponse { throw Self.missing("DecideToolCall") }
+  ) async throws -> Inspect_Session_V1_DecideToolCallResponse {
+    throw Self.missing("DecideToolCall", "no tool call waits for approval yet (the permission policy is not built)")
+  }
 
   func listArtifacts(
     request: Inspect_Session_V1_ListArtifactsRequest, context: ServerContext
-  ) async throws -> Inspect_Session_V1_ListArtifactsResponse { throw Self.missing("ListArtifacts") }
+  ) async throws -> Inspect_Session_V1_ListArtifactsResponse {
+    throw Self.missing("ListArtifacts", "the agent does not store artifacts yet")
+  }
 
   func getArtifact(
     request: Inspect_Session_V1_GetArtifactRequest, context: ServerContext
-  ) async throws -> Inspect_Session_V1_GetArtifactResponse { throw Self.missing("GetArtifact") }
-
-  func getStats(
-    request: Inspect_Session_V1_GetStatsRequest, context: ServerContext
-  ) async throws -> Inspect_Session_V1_GetStatsResponse { throw Self.missing("GetStats") }
+  ) async throws -> Inspect_Session_V1_GetArtifactResponse {
+    throw Self.missing("GetArtifact", "the agent does not store artifacts yet")
+  }
 
   // MARK: - Helpers
 
@@ -201,26 +346,65 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     try await index.requireCaller()
   }
 
-  private func requireSession(_ id: String) throws -> SessionActor {
-    guard let session = try registry.session(id: id) else {
-      throw RPCError(code: .notFound, message: "no session with id '\(id)'")
+  /// Runs `body` with the session if the caller's role allows `required`. A session the caller
+  /// does not take part in is NOT_FOUND, like one that does not exist.
+  private func withAccess<T: Sendable>(
+    _ sessionID: String, caller: UserRecord, needs required: Role, _ body: (SessionActor) async throws -> T
+  ) async throws -> T {
+    let result: T? = try await registry.withSession(id: sessionID) { session in
+      guard let role = await session.role(of: caller) else { throw Self.notFound(sessionID) }
+      guard role.allows(required) else {
+        throw RPCError(
+          code: .permissionDenied,
+          message:
+            "\(caller.displayName) is a \(role.rawValue) of session \(sessionID); this needs a \(required.rawValue) or more"
+        )
+      }
+      return try await body(session)
     }
-    return session
+    guard let result else { throw Self.notFound(sessionID) }
+    return result
+  }
+
+  private static func notFound(_ sessionID: String) -> RPCError {
+    RPCError(code: .notFound, message: "no session with id '\(sessionID)'")
+  }
+
+  private func checkPromptText(_ text: String, required: Bool) throws {
+    if required, text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+      throw RPCError(code: .invalidArgument, message: "the prompt text is empty")
+    }
+    let bytes = text.utf8.count
+    guard bytes <= settings.maxPromptBytes else {
+      throw RPCError(
+        code: .invalidArgument,
+        message: "the prompt is \(bytes) bytes; the limit is \(settings.maxPromptBytes) (attach long content instead)")
+    }
   }
 
   private func proto(of session: SessionActor) async throws -> Inspect_Session_V1_Session {
     let record = await session.record
-    return record.proto(creator: try await index.user(id: record.createdBy))
+    let participants = await session.participantList
+    var users: [String: UserRecord] = [:]
+    for id in Set(participants.flatMap { [$0.userId] + ($0.addedBy.map { [$0] } ?? []) } + [record.createdBy]) {
+      users[id] = try await index.user(id: id)
+    }
+    var proto = record.proto(creator: users[record.createdBy])
+    proto.participants = participants.map {
+      $0.proto(user: users[$0.userId], addedBy: $0.addedBy.flatMap { users[$0] })
+    }
+    proto.childSessionIds = try await index.children(of: record.id).map(\.id)
+    return proto
   }
 
   static func isRepositoryName(_ text: String) -> Bool {
     (try? RepositoryName(text)) != nil
   }
 
-  private static func missing(_ method: String) -> RPCError {
+  private static func missing(_ method: String, _ why: String) -> RPCError {
     RPCError(
       code: .unimplemented,
-      message: "inspect.session.v1.SessionService/\(method) is not implemented yet in this version of Inspect")
+      message: "inspect.session.v1.SessionService/\(method) is not implemented yet in this version of Inspect: \(why)")
   }
 }
 

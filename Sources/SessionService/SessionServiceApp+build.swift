@@ -17,8 +17,10 @@ extension SessionServiceApp {
     let sandboxClient = try GRPCClient.peer(sandboxAddress)
     let runner = SandboxAgentRunner(
       client: Inspect_Sandbox_V1_SandboxService.Client(wrapping: sandboxClient), address: sandboxAddress)
+    let settings = try SessionSettings(environment: ProcessInfo.processInfo.environment)
     let registry = SessionRegistry(
-      index: index, paths: SessionPaths(configuration.dataDirectory), runner: runner, logger: host.logger)
+      index: index, paths: SessionPaths(configuration.dataDirectory), runner: runner, settings: settings,
+      logger: host.logger)
     let grpcServices: [any RegistrableRPCService] = [
       SessionRPCService(registry: registry),
       UserService(database: index),

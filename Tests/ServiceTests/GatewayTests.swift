@@ -69,10 +69,10 @@ struct GatewayTests {
 
         let sessions = Inspect_Session_V1_SessionService.Client(wrapping: client)
         let unbuilt = await #expect(throws: RPCError.self) {
-          _ = try await sessions.stopSession(.with { $0.sessionID = "ses-0-x" }, metadata: stack.tokenMetadata)
+          _ = try await sessions.prewarm(.with { $0.repository = "local/demo" }, metadata: stack.tokenMetadata)
         }
         #expect(unbuilt?.code == .unimplemented, "\(String(describing: unbuilt))")
-        #expect(unbuilt?.message.contains("StopSession") == true)
+        #expect(unbuilt?.message.contains("Prewarm") == true)
         let unknownSession = await #expect(throws: RPCError.self) {
           _ = try await sessions.getSession(.with { $0.sessionID = "ses-0-x" }, metadata: stack.tokenMetadata)
         }

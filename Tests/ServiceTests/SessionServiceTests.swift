@@ -32,15 +32,16 @@ final class FakeAgentRunner: AgentRunner, Sendable {
 
   func run(
     start: Inspect_Sandbox_V1_StartTurn,
-    onEvent: @escaping @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void
+    controls: AsyncStream<Inspect_Sandbox_V1_RunAgentRequest>,
+    onEvent: @escaping @Sendable (Inspect_Session_V1_SessionEvent) -> Void
   ) async throws -> Inspect_Session_V1_TurnFinished {
     turns.withLock { $0.append(start) }
     if let failure { throw failure }
-    try await onEvent(.with { $0.textDelta = .with { $0.text = "Working on: " } })
+    onEvent(.with { $0.textDelta = .with { $0.text = "Working on: " } })
     if let gate {
       for await _ in gate { break }
     }
-    try await onEvent(.with { $0.textDelta = .with { $0.text = start.prompts.map(\.text).joined(separator: " + ") } })
+    onEvent(.with { $0.textDelta = .with { $0.text = start.prompts.map(\.text).joined(separator: " + ") } })
     return .with { $0.outcome = .succeeded }
   }
 }
@@ -195,19 +196,22 @@ struct SessionServiceTests {
       #expect(sent.seq == 2)
       let events = try await collectEvents(sessions, metadata: metadata, session: id) { finishedTurns($0) == 1 }
       #expect(events.map(\.seq) == Array(1...UInt64(events.count)))
+      // Subscribing marks the subscriber online: a presence event somewhere after seq 2.
+      #expect(events.filter { $0.kindName == "presence" }.count == 1)
+      let turn = events.filter { $0.kindName != "presence" }
       #expect(
-        events.map(\.kindName) == [
+        turn.map(\.kindName) == [
           "session_created", "prompt_queued", "turn_started", "text_delta", "text_delta", "turn_finished",
         ])
-      guard case .turnFinished(let finished) = events.last?.kind else { return }
+      guard case .turnFinished(let finished) = turn.last?.kind else { return }
       #expect(finished.outcome == .succeeded)
-      let turnID = events[2].turnID
-      #expect(events[2...].allSatisfy { $0.turnID == turnID })
-      // A later subscriber resuming after seq 3 gets exactly the rest.
+      let turnID = turn[2].turnID
+      #expect(turn[2...].allSatisfy { $0.turnID == turnID })
+      // A later subscriber resuming after seq 3 gets exactly the rest, up to the turn's end.
       let resumed = try await collectEvents(sessions, metadata: metadata, session: id, after: 3) {
         finishedTurns($0) == 1
       }
-      #expect(resumed.map(\.seq) == [4, 5, 6])
+      #expect(resumed.map(\.seq) == Array(4...(events.last?.seq ?? 0)))
       let session = try await sessions.getSession(.with { $0.sessionID = id }, metadata: metadata).session
       #expect(session.state == .idle)
     }
@@ -339,7 +343,7 @@ struct SubscriptionTests {
     #expect(subscription.offer(events(1...3)))
     #expect(!subscription.offer(events(4...7)))  // 3 waiting + 4 > 5
     var items: [Subscription.Item] = []
-    for await item in subscription.stream { items.append(item) }
+    while let item = await subscription.next() { items.append(item) }
     #expect(items.count == 2)
     if case .events(let first) = items[0] { #expect(first.map(\.seq) == [1, 2, 3]) }
     if case .resync(let after) = items[1] { #expect(after == 3) } else { Issue.record("no resync") }
@@ -352,7 +356,7 @@ struct SubscriptionTests {
     subscription.offer(events(4...5))
     subscription.close()
     var seqs: [UInt64] = []
-    for await item in subscription.stream {
+    while let item = await subscription.next() {
       if case .events(let batch) = item { seqs += batch.map(\.seq) }
     }
     #expect(seqs == [3, 4, 5])

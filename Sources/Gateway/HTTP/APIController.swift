@@ -28,9 +28,13 @@ struct APIController {
       }
     }
     routes.get("sessions") { request, context in
+      let parameters = request.uri.queryParameters
       var query = Inspect_Session_V1_ListSessionsRequest()
-      query.pageToken = request.uri.queryParameters["pageToken"].map(String.init) ?? ""
-      query.pageSize = request.uri.queryParameters["pageSize"].flatMap { UInt32(String($0)) } ?? 0
+      query.pageToken = parameters["pageToken"].map(String.init) ?? ""
+      query.pageSize = parameters["pageSize"].flatMap { UInt32(String($0)) } ?? 0
+      query.repository = parameters["repository"].map(String.init) ?? ""
+      query.parentSessionID = parameters["parentSessionId"].map(String.init) ?? ""
+      query.externalKey = parameters["externalKey"].map(String.init) ?? ""
       return try await forward(context) { metadata in
         try await sessions.listSessions(query, metadata: metadata, options: Downstream.callOptions)
       }
@@ -46,6 +50,66 @@ struct APIController {
       body.sessionID = try context.parameters.require("id")
       return try await forward(context) { metadata in
         try await sessions.sendPrompt(body, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.patch("sessions/:id/prompts/:prompt") { request, context in
+      var body = try await Self.decode(Inspect_Session_V1_EditQueuedPromptRequest.self, from: request, context: context)
+      body.sessionID = try context.parameters.require("id")
+      body.promptID = try context.parameters.require("prompt")
+      return try await forward(context) { metadata in
+        try await sessions.editQueuedPrompt(body, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.delete("sessions/:id/prompts/:prompt") { _, context in
+      let body = Inspect_Session_V1_CancelQueuedPromptRequest.with {
+        $0.sessionID = (try? context.parameters.require("id")) ?? ""
+        $0.promptID = (try? context.parameters.require("prompt")) ?? ""
+      }
+      return try await forward(context) { metadata in
+        try await sessions.cancelQueuedPrompt(body, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.post("sessions/:id/stop") { request, context in
+      var body = try await Self.decode(Inspect_Session_V1_StopSessionRequest.self, from: request, context: context)
+      body.sessionID = try context.parameters.require("id")
+      return try await forward(context) { metadata in
+        try await sessions.stopSession(body, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.post("sessions/:id/participants") { request, context in
+      var body = try await Self.decode(Inspect_Session_V1_AddParticipantRequest.self, from: request, context: context)
+      body.sessionID = try context.parameters.require("id")
+      return try await forward(context) { metadata in
+        try await sessions.addParticipant(body, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.delete("sessions/:id/participants/:user") { _, context in
+      let body = Inspect_Session_V1_RemoveParticipantRequest.with {
+        $0.sessionID = (try? context.parameters.require("id")) ?? ""
+        $0.userID = (try? context.parameters.require("user")) ?? ""
+      }
+      return try await forward(context) { metadata in
+        try await sessions.removeParticipant(body, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.post("sessions/:id/presence") { request, context in
+      var body = try await Self.decode(Inspect_Session_V1_UpdatePresenceRequest.self, from: request, context: context)
+      body.sessionID = try context.parameters.require("id")
+      return try await forward(context) { metadata in
+        try await sessions.updatePresence(body, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.get("stats") { request, context in
+      var query = Inspect_Session_V1_GetStatsRequest()
+      query.repository = request.uri.queryParameters["repository"].map(String.init) ?? ""
+      if let text = request.uri.queryParameters["windowSeconds"] {
+        guard let seconds = Int64(String(text)) else {
+          throw APIError(.badRequest, "windowSeconds '\(text)' is not a whole number of seconds")
+        }
+        query.activeWindow = .with { $0.seconds = seconds }
+      }
+      return try await forward(context) { metadata in
+        try await sessions.getStats(query, metadata: metadata, options: Downstream.callOptions)
       }
     }
     routes.get("sessions/:id/events") { request, context in

@@ -10,8 +10,8 @@ import ServiceLifecycle
 ///
 /// Each event is a frame `id: <seq>`, `event: <kind>`, `data: <event as JSON>`; a `: ping`
 /// comment keeps idle connections open. A client resumes with `Last-Event-ID` (or
-/// `?after_seq=`) and gets every later event exactly once. A subscriber too slow to keep up gets
-/// an `event: resync` frame naming the seq to resume after, and the stream ends.
+/// `?after_seq=`) and gets every later event exactly once. When SessionService cuts the Gateway's
+/// subscription off with a resync (it fell behind), the Gateway subscribes again from there.
 struct SessionEventStream {
   let sessions: Inspect_Session_V1_SessionService.Client<HTTP2ClientTransport.Posix>
   let downstream: Downstream
@@ -20,7 +20,6 @@ struct SessionEventStream {
   /// One SSE frame's text.
   enum Frame: Sendable {
     case event(Inspect_Session_V1_SessionEvent)
-    case resync(afterSeq: UInt64)
     case ping
 
     var text: String {
@@ -28,8 +27,6 @@ struct SessionEventStream {
       case .event(let event):
         let json = (try? event.jsonString()) ?? "{}"
         return "id: \(event.seq)\nevent: \(event.kindName)\ndata: \(json)\n\n"
-      case .resync(let afterSeq):
-        return "event: resync\ndata: {\"afterSeq\":\"\(afterSeq)\"}\n\n"
       case .ping:
         return ": ping\n\n"
       }
@@ -61,15 +58,20 @@ struct SessionEventStream {
         try await withThrowingTaskGroup(of: Void.self) { group in
           group.addTask {
             do {
-              try await sessions.subscribe(
-                .with {
-                  $0.sessionID = id; $0.afterSeq = after
-                }, metadata: metadata
-              ) {
-                response in
-                for try await message in response.messages {
-                  for event in message.events { continuation.yield(.event(event)) }
-                  if message.hasResync { continuation.yield(.resync(afterSeq: message.resync.afterSeq)) }
+              // SessionService cuts off a subscriber that falls behind with a resync; the Gateway
+              // subscribes again from there, so the SSE client never notices.
+              var resumeAfter: UInt64? = after
+              while let cursor = resumeAfter {
+                resumeAfter = try await sessions.subscribe(
+                  .with {
+                    $0.sessionID = id; $0.afterSeq = cursor
+                  }, metadata: metadata
+                ) { response -> UInt64? in
+                  for try await message in response.messages {
+                    for event in message.events { continuation.yield(.event(event)) }
+                    if message.hasResync { return message.resync.afterSeq }
+                  }
+                  return nil
                 }
               }
               continuation.finish()

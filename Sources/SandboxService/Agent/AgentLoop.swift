@@ -5,6 +5,7 @@ import InspectKit
 import InspectProtos
 import Logging
 import SwiftProtobuf
+import Synchronization
 
 /// One turn of the agent next to its sandbox: get a sandbox, then ask the model, run the tools it
 /// calls, give it their results, and repeat until it answers without tools or the step budget
@@ -26,12 +27,47 @@ struct AgentLoop: Sendable {
     call git_commit_and_push with a short commit message. The sandbox has no network.
     """
 
-  /// Runs the turn and says how it finished (never throws: failures are outcomes).
+  /// Runs the turn and says how it finished (never throws: failures are outcomes). When `stop`
+  /// is requested, the work is cancelled (a running command's processes are killed), every tool
+  /// call still open ends CANCELLED, and the turn ends CANCELLED.
   func run(
-    _ turn: Inspect_Sandbox_V1_StartTurn, emit: @escaping @Sendable (Event) async throws -> Void
-  ) async
-    -> Inspect_Session_V1_TurnFinished
-  {
+    _ turn: Inspect_Sandbox_V1_StartTurn, stop: TurnStop = TurnStop(),
+    emit: @escaping @Sendable (Event) async throws -> Void
+  ) async -> Inspect_Session_V1_TurnFinished {
+    let open = OpenToolCalls()
+    let finished = await withTaskGroup(of: Inspect_Session_V1_TurnFinished?.self) { group in
+      group.addTask { await self.work(turn, open: open, emit: emit) }
+      group.addTask {
+        await stop.wait()
+        return nil
+      }
+      let first = await group.next() ?? nil
+      group.cancelAll()
+      return first
+    }
+    if let finished, stop.requested == nil { return finished }
+    let reason = stop.requested.map(TurnStop.describe) ?? "the turn was stopped"
+    for (id, name) in open.drain() {
+      try? await emit(
+        .with {
+          $0.toolCall = .with {
+            $0.toolCallID = id
+            $0.name = name
+            $0.state = .cancelled
+            $0.attempt = 1
+            $0.error = "cancelled: \(reason)"
+          }
+        })
+    }
+    return .with {
+      $0.outcome = .cancelled
+      $0.reason = reason
+    }
+  }
+
+  private func work(
+    _ turn: Inspect_Sandbox_V1_StartTurn, open: OpenToolCalls, emit: @escaping @Sendable (Event) async throws -> Void
+  ) async -> Inspect_Session_V1_TurnFinished {
     let clock = ContinuousClock()
     let started = clock.now
     do {
@@ -53,7 +89,7 @@ struct AgentLoop: Sendable {
             ]
           }
         })
-      return try await steps(turn, sandbox: sandbox, emit: emit)
+      return try await steps(turn, sandbox: sandbox, open: open, emit: emit)
     } catch let failure as TurnEnd {
       return failure.finished
     } catch let error as SandboxError {
@@ -64,7 +100,8 @@ struct AgentLoop: Sendable {
   }
 
   private func steps(
-    _ turn: Inspect_Sandbox_V1_StartTurn, sandbox: Sandbox, emit: @escaping @Sendable (Event) async throws -> Void
+    _ turn: Inspect_Sandbox_V1_StartTurn, sandbox: Sandbox, open: OpenToolCalls,
+    emit: @escaping @Sendable (Event) async throws -> Void
   ) async throws -> Inspect_Session_V1_TurnFinished {
     var messages: [Inspect_Model_V1_Message] = [
       .with {
@@ -112,7 +149,7 @@ struct AgentLoop: Sendable {
         })
       var results: [Inspect_Model_V1_ToolResult] = []
       for (call, id) in zip(reply.calls, ids) {
-        results.append(try await runTool(call, id: id, turn: turn, sandbox: sandbox, emit: emit))
+        results.append(try await runTool(call, id: id, turn: turn, sandbox: sandbox, open: open, emit: emit))
       }
       messages.append(
         .with {
@@ -257,7 +294,7 @@ struct AgentLoop: Sendable {
 
   private func runTool(
     _ call: Inspect_Model_V1_ToolCall, id: String, turn: Inspect_Sandbox_V1_StartTurn, sandbox: Sandbox,
-    emit: @escaping @Sendable (Event) async throws -> Void
+    open: OpenToolCalls, emit: @escaping @Sendable (Event) async throws -> Void
   ) async throws -> Inspect_Model_V1_ToolResult {
     func event(
       _ state: Inspect_Session_V1_ToolCallState, _ fill: (inout Inspect_Session_V1_ToolCall) -> Void = { _ in }
@@ -274,6 +311,7 @@ struct AgentLoop: Sendable {
         }
       }
     }
+    open.add(id, name: call.name)
     try await emit(event(.queued) { $0.argumentsJson = call.argumentsJson })
     try await emit(event(.running))
     let clock = ContinuousClock()
@@ -291,6 +329,8 @@ struct AgentLoop: Sendable {
     } else {
       output = .failure(ToolFailure("there is no tool named \(call.name)"))
     }
+    // A stopped turn's tool call ends CANCELLED (by `run`), not with what cancelling did to it.
+    try Task.checkCancellation()
     let duration = Google_Protobuf_Duration(rounding: clock.now - started)
     // What the model reads is what the event records as the result, success or not.
     let (content, failed) =
@@ -304,10 +344,75 @@ struct AgentLoop: Sendable {
         $0.duration = duration
         if case .success(let result) = output { $0.resultSummary = result.summary } else { $0.error = content }
       })
+    open.remove(id)
     return .with {
       $0.toolCallID = call.id
       $0.content = content
       $0.isError = failed
+    }
+  }
+}
+
+/// A person's request to stop a turn, and a way to wait for one.
+final class TurnStop: Sendable {
+  private struct State {
+    var request: Inspect_Sandbox_V1_StopTurn?
+    var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+    var nextWaiter = 0
+  }
+
+  private let state = Mutex(State())
+
+  init() {}
+
+  var requested: Inspect_Sandbox_V1_StopTurn? { state.withLock { $0.request } }
+
+  /// Records the stop (the first one counts) and wakes whoever waits.
+  func request(_ stop: Inspect_Sandbox_V1_StopTurn) {
+    let waiters = state.withLock { state in
+      if state.request == nil { state.request = stop }
+      defer { state.waiters = [:] }
+      return Array(state.waiters.values)
+    }
+    for waiter in waiters { waiter.resume() }
+  }
+
+  /// Returns once a stop is requested, or when the calling task is cancelled.
+  func wait() async {
+    let id = state.withLock { state in
+      defer { state.nextWaiter += 1 }
+      return state.nextWaiter
+    }
+    await withTaskCancellationHandler {
+      await withCheckedContinuation { continuation in
+        let ready = state.withLock { state in
+          if state.request != nil || Task.isCancelled { return true }
+          state.waiters[id] = continuation
+          return false
+        }
+        if ready { continuation.resume() }
+      }
+    } onCancel: {
+      state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+    }
+  }
+
+  static func describe(_ stop: Inspect_Sandbox_V1_StopTurn) -> String {
+    let who = stop.stoppedBy.displayName.isEmpty ? "stopped" : "stopped by \(stop.stoppedBy.displayName)"
+    return stop.reason.isEmpty ? who : "\(who): \(stop.reason)"
+  }
+}
+
+/// The tool calls of a turn that started and have not finished, in the order they started.
+final class OpenToolCalls: Sendable {
+  private let calls = Mutex<[(id: String, name: String)]>([])
+
+  func add(_ id: String, name: String) { calls.withLock { $0.append((id, name)) } }
+  func remove(_ id: String) { calls.withLock { $0.removeAll { $0.id == id } } }
+  func drain() -> [(id: String, name: String)] {
+    calls.withLock { calls in
+      defer { calls = [] }
+      return calls
     }
   }
 }

@@ -69,6 +69,52 @@ struct IndexDatabase: Sendable {
       }
       try db.create(index: "session_on_updatedAt", on: "session", columns: ["updatedAt"])
     }
+    migrator.registerMigration("v3: participants, child sessions, pull requests, activity") { db in
+      try db.create(table: "participant") { table in
+        table.column("sessionId", .text).notNull().references("session", onDelete: .cascade)
+        table.column("userId", .text).notNull().references("user", onDelete: .cascade)
+        table.column("role", .text).notNull().check { ["owner", "collaborator", "viewer"].contains($0) }
+        table.column("joinedAt", .datetime).notNull()
+        table.column("addedBy", .text).references("user")
+        table.primaryKey(["sessionId", "userId"])
+      }
+      try db.create(index: "participant_on_userId", on: "participant", columns: ["userId"])
+      try db.alter(table: "session") { table in
+        table.add(column: "parentId", .text).references("session")
+        table.add(column: "depth", .integer).notNull().defaults(to: 0)
+      }
+      try db.create(index: "session_on_parentId", on: "session", columns: ["parentId"])
+      // Every existing session's creator owns it.
+      try db.execute(
+        sql:
+          "INSERT INTO participant (sessionId, userId, role, joinedAt) SELECT id, createdBy, 'owner', createdAt FROM session"
+      )
+      try db.create(table: "pullRequest") { table in
+        table.primaryKey("sessionId", .text).references("session", onDelete: .cascade)
+        table.column("repository", .text).notNull()
+        table.column("number", .integer).notNull()
+        table.column("url", .text).notNull()
+        table.column("state", .text).notNull()
+        table.column("openedAt", .datetime)
+        table.column("mergedAt", .datetime)
+        table.column("closedAt", .datetime)
+        table.column("updatedAt", .datetime).notNull()
+      }
+      // Prompts and finished turns, for the stats page.
+      try db.create(table: "activity") { table in
+        table.autoIncrementedPrimaryKey("id")
+        table.column("sessionId", .text).notNull().references("session", onDelete: .cascade)
+        table.column("kind", .text).notNull().check { ["prompt", "turn"].contains($0) }
+        table.column("userId", .text).notNull()
+        table.column("client", .text).notNull()
+        table.column("outcome", .text)
+        table.column("inputTokens", .integer).notNull().defaults(to: 0)
+        table.column("outputTokens", .integer).notNull().defaults(to: 0)
+        table.column("costUsd", .double).notNull().defaults(to: 0)
+        table.column("at", .datetime).notNull()
+      }
+      try db.create(index: "activity_on_at", on: "activity", columns: ["at"])
+    }
     return migrator
   }
 

@@ -48,6 +48,61 @@ struct SessionDatabase: Sendable {
         table.column("idempotencyKey", .text).unique()
       }
     }
+    migrator.registerMigration("v2: turns, tool calls, artifacts and summaries") { db in
+      // Projections of the event log, written in the same transaction as the event.
+      try db.create(table: "turn") { table in
+        table.primaryKey("id", .text)
+        table.column("startedSeq", .integer).notNull().references("event")
+        table.column("startedAt", .datetime).notNull()
+        table.column("model", .text).notNull().defaults(to: "")
+        table.column("finishedAt", .datetime)
+        table.column("outcome", .text).check { ["succeeded", "failed", "cancelled"].contains($0) }
+        table.column("failedPhase", .text)
+        table.column("reason", .text)
+        table.column("steps", .integer).notNull().defaults(to: 0)
+        table.column("inputTokens", .integer).notNull().defaults(to: 0)
+        table.column("outputTokens", .integer).notNull().defaults(to: 0)
+        table.column("costUsd", .double).notNull().defaults(to: 0)
+      }
+      try db.create(table: "toolCall") { table in
+        table.primaryKey("id", .text)
+        table.column("turnId", .text).notNull().references("turn")
+        table.column("name", .text).notNull()
+        table.column("state", .text).notNull()
+          .check { ["queued", "running", "succeeded", "failed", "cancelled"].contains($0) }
+        table.column("attempt", .integer).notNull().defaults(to: 1)
+        table.column("argumentsJson", .text).notNull().defaults(to: "")
+        table.column("result", .text)
+        table.column("resultSummary", .text)
+        table.column("error", .text)
+        table.column("artifactId", .text)
+        table.column("durationMs", .integer)
+        table.column("lastSeq", .integer).notNull().references("event")
+        table.column("updatedAt", .datetime).notNull()
+      }
+      try db.create(index: "toolCall_on_turnId_state", on: "toolCall", columns: ["turnId", "state"])
+      try db.create(table: "artifact") { table in
+        table.primaryKey("id", .text)
+        table.column("turnId", .text)
+        table.column("toolCallId", .text)
+        table.column("kind", .text).notNull()
+        table.column("name", .text).notNull()
+        table.column("mediaType", .text).notNull()
+        table.column("sizeBytes", .integer).notNull()
+        table.column("sha256", .text).notNull()
+        table.column("storagePath", .text).notNull()
+        table.column("createdAt", .datetime).notNull()
+        table.column("seq", .integer).notNull().references("event")
+      }
+      try db.create(table: "summary") { table in
+        table.primaryKey("id", .text)
+        table.column("turnId", .text)
+        table.column("text", .text).notNull()
+        table.column("tokensBefore", .integer).notNull()
+        table.column("tokensAfter", .integer).notNull()
+        table.column("seq", .integer).notNull().references("event")
+      }
+    }
     return migrator
   }
 
@@ -59,20 +114,98 @@ struct SessionDatabase: Sendable {
     _ events: [Inspect_Session_V1_SessionEvent],
     change: (@Sendable (Database) throws -> Void)? = nil
   ) async throws -> [Inspect_Session_V1_SessionEvent] {
-    try await writer.write { db in
+    try await transact { db in
       try change?(db)
+      return (events, ())
+    }.events
+  }
+
+  /// Runs `body` in one transaction and appends the events it returns (numbered, timed and
+  /// projected into the turn, tool call, artifact and summary tables) in that same transaction.
+  /// An error thrown by `body` rolls everything back.
+  func transact<Value: Sendable>(
+    _ body: @escaping @Sendable (Database) throws -> (events: [Inspect_Session_V1_SessionEvent], value: Value)
+  ) async throws -> (events: [Inspect_Session_V1_SessionEvent], value: Value) {
+    try await writer.write { db in
+      let (events, value) = try body(db)
+      guard !events.isEmpty else { return ([], value) }
       var seq = UInt64(try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM event") ?? 0)
       let now = Date()
-      return try events.map { event in
+      let statement = try db.cachedStatement(
+        sql: "INSERT INTO event (seq, time, turnId, kind, payload) VALUES (?, ?, ?, ?, ?)")
+      let stored = try events.map { event in
         var event = event
         seq += 1
         event.seq = seq
         if !event.hasTime { event.time = Google_Protobuf_Timestamp(date: now) }
-        try db.execute(
-          sql: "INSERT INTO event (seq, time, turnId, kind, payload) VALUES (?, ?, ?, ?, ?)",
+        try statement.execute(
           arguments: [Int64(seq), now, event.turnID, event.kindName, try event.serializedBytes() as Data])
+        try Self.project(event, at: now, into: db)
         return event
       }
+      return (stored, value)
+    }
+  }
+
+  /// Keeps the tables derived from the log in step with it.
+  private static func project(_ event: Inspect_Session_V1_SessionEvent, at now: Date, into db: Database) throws {
+    let seq = Int64(event.seq)
+    switch event.kind {
+    case .turnStarted(let started):
+      try db.execute(
+        sql: "INSERT OR IGNORE INTO turn (id, startedSeq, startedAt, model) VALUES (?, ?, ?, ?)",
+        arguments: [started.turnID, seq, now, started.model])
+    case .turnFinished(let finished):
+      try db.execute(
+        sql: """
+          UPDATE turn SET finishedAt = ?, outcome = ?, failedPhase = ?, reason = ?, steps = ?, inputTokens = ?,
+            outputTokens = ?, costUsd = ? WHERE id = ?
+          """,
+        arguments: [
+          now, finished.outcome.recordName, finished.outcome == .failed ? "\(finished.failedPhase)" : nil,
+          finished.reason, Int64(finished.steps), Int64(clamping: finished.inputTokens),
+          Int64(clamping: finished.outputTokens), finished.costUsd, event.turnID,
+        ])
+    case .toolCall(let call):
+      let state = call.state.recordName
+      let duration =
+        call.hasDuration ? Int64(call.duration.seconds * 1000 + Int64(call.duration.nanos / 1_000_000)) : nil
+      try db.execute(
+        sql: """
+          INSERT INTO toolCall (id, turnId, name, state, attempt, argumentsJson, result, resultSummary, error,
+            artifactId, durationMs, lastSeq, updatedAt)
+          VALUES (?, ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), ?, ?, ?)
+          ON CONFLICT(id) DO UPDATE SET state = excluded.state, attempt = excluded.attempt,
+            result = COALESCE(excluded.result, result), resultSummary = COALESCE(excluded.resultSummary, resultSummary),
+            error = COALESCE(excluded.error, error), artifactId = COALESCE(excluded.artifactId, artifactId),
+            durationMs = COALESCE(excluded.durationMs, durationMs), lastSeq = excluded.lastSeq,
+            updatedAt = excluded.updatedAt
+          """,
+        arguments: [
+          call.toolCallID, event.turnID, call.name, state, Int64(max(call.attempt, 1)), call.argumentsJson,
+          call.result, call.resultSummary, call.error, call.artifactID, duration, seq, now,
+        ])
+    case .artifactAdded(let added):
+      let artifact = added.artifact
+      try db.execute(
+        sql: """
+          INSERT OR REPLACE INTO artifact (id, turnId, toolCallId, kind, name, mediaType, sizeBytes, sha256,
+            storagePath, createdAt, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          """,
+        arguments: [
+          artifact.id, event.turnID, artifact.toolCallID, "\(artifact.kind)", artifact.name, artifact.mediaType,
+          Int64(clamping: artifact.sizeBytes), artifact.sha256, artifact.storagePath, now, seq,
+        ])
+    case .compaction(let compaction):
+      try db.execute(
+        sql:
+          "INSERT OR REPLACE INTO summary (id, turnId, text, tokensBefore, tokensAfter, seq) VALUES (?, ?, ?, ?, ?, ?)",
+        arguments: [
+          compaction.summaryID, event.turnID, compaction.summary, Int64(compaction.tokensBefore),
+          Int64(compaction.tokensAfter), seq,
+        ])
+    default:
+      break
     }
   }
 
@@ -94,10 +227,16 @@ struct SessionDatabase: Sendable {
 
   // MARK: - Prompts
 
+  /// Prompts in `states`, in the order they were sent.
   func prompts(in states: [PromptRecord.State]) async throws -> [PromptRecord] {
+    try await writer.read { try PromptRecord.all(in: states).fetchAll($0) }
+  }
+
+  /// The tool calls of `turnID` that have not finished (queued or running), oldest first.
+  func unfinishedToolCalls(turnID: String) async throws -> [ToolCallRecord] {
     try await writer.read { db in
-      try PromptRecord.filter(states.map(\.rawValue).contains(Column("state"))).order(Column("createdAt"), Column("id"))
-        .fetchAll(db)
+      try ToolCallRecord.filter(Column("turnId") == turnID && ["queued", "running"].contains(Column("state")))
+        .order(Column("lastSeq")).fetchAll(db)
     }
   }
 
@@ -114,6 +253,20 @@ struct SessionDatabase: Sendable {
 struct PromptRecord: Codable, Sendable, FetchableRecord, PersistableRecord, Equatable {
   static let databaseTableName = "prompt"
 
+  /// Prompts in `states`, in the order they were sent (insertion order).
+  static func all(in states: [State]) -> QueryInterfaceRequest<PromptRecord> {
+    filter(states.map(\.rawValue).contains(Column("state"))).order(Column.rowID)
+  }
+
+  /// The prompt's 1-based place among the queued prompts; 0 when it is not queued.
+  func queuePosition(_ db: Database) throws -> Int {
+    guard state == .queued else { return 0 }
+    return try Int.fetchOne(
+      db,
+      sql: "SELECT COUNT(*) FROM prompt WHERE state = 'queued' AND rowid <= (SELECT rowid FROM prompt WHERE id = ?)",
+      arguments: [id]) ?? 0
+  }
+
   enum State: String, Codable, Sendable {
     case queued, running, done, cancelled
   }
@@ -128,4 +281,49 @@ struct PromptRecord: Codable, Sendable, FetchableRecord, PersistableRecord, Equa
   var createdAt: Date
   var updatedAt: Date
   var idempotencyKey: String?
+}
+
+/// A tool call as projected from its `tool_call` events: its latest state, attempt, arguments and
+/// result.
+struct ToolCallRecord: Codable, Sendable, FetchableRecord, TableRecord, Equatable {
+  static let databaseTableName = "toolCall"
+  var id: String
+  var turnId: String
+  var name: String
+  var state: String
+  var attempt: Int
+  var argumentsJson: String
+  var result: String?
+  var resultSummary: String?
+  var error: String?
+  var artifactId: String?
+  var durationMs: Int64?
+  var lastSeq: Int64
+  var updatedAt: Date
+}
+
+extension Inspect_Session_V1_ToolCallState {
+  /// The name stored in `toolCall.state`.
+  var recordName: String {
+    switch self {
+    case .queued: "queued"
+    case .running: "running"
+    case .succeeded: "succeeded"
+    case .failed: "failed"
+    case .cancelled: "cancelled"
+    default: "queued"
+    }
+  }
+}
+
+extension Inspect_Session_V1_TurnOutcome {
+  /// The name stored in `turn.outcome`.
+  var recordName: String? {
+    switch self {
+    case .succeeded: "succeeded"
+    case .failed: "failed"
+    case .cancelled: "cancelled"
+    default: nil
+    }
+  }
 }

@@ -38,6 +38,10 @@ struct SessionRecord: Codable, Sendable, FetchableRecord, PersistableRecord, Equ
   var lastSeq: Int64
   var currentTurnId: String?
   var queuedPrompts: Int
+  /// The session that spawned this one, if any.
+  var parentId: String? = nil
+  /// 0 for a top-level session, the parent's depth + 1 for a child.
+  var depth: Int = 0
 
   func proto(creator: UserRecord?) -> Inspect_Session_V1_Session {
     .with {
@@ -63,6 +67,7 @@ struct SessionRecord: Codable, Sendable, FetchableRecord, PersistableRecord, Equ
       $0.externalKey = externalKey ?? ""
       $0.currentTurnID = currentTurnId ?? ""
       $0.queuedPrompts = UInt32(queuedPrompts)
+      $0.parentSessionID = parentId ?? ""
     }
   }
 }
@@ -85,21 +90,32 @@ extension IndexDatabase {
     id: String, state: SessionRecord.State, lastSeq: UInt64, currentTurnId: String?, queuedPrompts: Int
   ) async throws {
     try await writer.write { db in
-      try db.execute(
-        sql: """
-          UPDATE session SET state = ?, lastSeq = ?, currentTurnId = ?, queuedPrompts = ?, updatedAt = ?
-          WHERE id = ?
-          """,
-        arguments: [state.rawValue, Int64(lastSeq), currentTurnId, queuedPrompts, Date(), id])
+      try SessionSummary(
+        id: id, state: state, lastSeq: lastSeq, currentTurnId: currentTurnId, queuedPrompts: queuedPrompts,
+        updatedAt: Date()
+      ).save(db)
+    }
+  }
+
+  /// The sessions whose parent is `id`, oldest first.
+  func children(of id: String) async throws -> [SessionRecord] {
+    try await writer.read { db in
+      try SessionRecord.filter(Column("parentId") == id).order(Column("id")).fetchAll(db)
     }
   }
 
   /// Sessions newest first (by id: ids are ULIDs), `limit` of them after the page token's id.
   func sessions(
-    before: String?, limit: Int, repository: String?, states: [SessionRecord.State], externalKey: String?
+    before: String?, limit: Int, repository: String?, states: [SessionRecord.State], externalKey: String?,
+    parentId: String? = nil, participants: [String] = []
   ) async throws -> [SessionRecord] {
     try await writer.read { db in
       var request = SessionRecord.order(Column("id").desc).limit(limit)
+      if let parentId { request = request.filter(Column("parentId") == parentId) }
+      for participant in participants {
+        request = request.filter(
+          sql: "id IN (SELECT sessionId FROM participant WHERE userId = ?)", arguments: [participant])
+      }
       if let before { request = request.filter(Column("id") < before) }
       if let repository { request = request.filter(Column("repository") == repository) }
       if !states.isEmpty { request = request.filter(states.map(\.rawValue).contains(Column("state"))) }
@@ -113,5 +129,24 @@ extension IndexDatabase {
     try await writer.read { db in
       try SessionRecord.filter(["running", "queued", "stopping"].contains(Column("state"))).fetchAll(db)
     }
+  }
+}
+
+/// The summary columns of a session's index row, which follow its own file.
+struct SessionSummary: Sendable, Equatable {
+  var id: String
+  var state: SessionRecord.State
+  var lastSeq: UInt64
+  var currentTurnId: String?
+  var queuedPrompts: Int
+  var updatedAt: Date
+
+  func save(_ db: Database) throws {
+    try db.execute(
+      sql: """
+        UPDATE session SET state = ?, lastSeq = MAX(lastSeq, ?), currentTurnId = ?, queuedPrompts = ?, updatedAt = ?
+        WHERE id = ?
+        """,
+      arguments: [state.rawValue, Int64(lastSeq), currentTurnId, queuedPrompts, updatedAt, id])
   }
 }

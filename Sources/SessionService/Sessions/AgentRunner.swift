@@ -7,10 +7,13 @@ import InspectProtos
 /// SandboxService (tests substitute their own).
 protocol AgentRunner: Sendable {
   /// Runs the turn; calls `onEvent` for each event in order (not `turn_finished`) and returns
-  /// how the turn finished. Throws ``TurnFailure`` when the turn could not run or broke off.
+  /// how the turn finished. `controls` carries later requests to the agent (`StopTurn`, tool
+  /// decisions) until the turn ends. Throws ``TurnFailure`` when the turn could not run or broke
+  /// off, and stops when its task is cancelled.
   func run(
     start: Inspect_Sandbox_V1_StartTurn,
-    onEvent: @escaping @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void
+    controls: AsyncStream<Inspect_Sandbox_V1_RunAgentRequest>,
+    onEvent: @escaping @Sendable (Inspect_Session_V1_SessionEvent) -> Void
   ) async throws -> Inspect_Session_V1_TurnFinished
 }
 
@@ -21,12 +24,19 @@ struct SandboxAgentRunner: AgentRunner {
 
   func run(
     start: Inspect_Sandbox_V1_StartTurn,
-    onEvent: @escaping @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void
+    controls: AsyncStream<Inspect_Sandbox_V1_RunAgentRequest>,
+    onEvent: @escaping @Sendable (Inspect_Session_V1_SessionEvent) -> Void
   ) async throws -> Inspect_Session_V1_TurnFinished {
     // The request side stays open for the whole turn: later control messages (stop, tool
     // decisions) travel on it. It closes when the response side ends.
-    let (controls, controlsContinuation) = AsyncStream.makeStream(of: Inspect_Sandbox_V1_RunAgentRequest.self)
-    defer { controlsContinuation.finish() }
+    let (requests, requestsContinuation) = AsyncStream.makeStream(of: Inspect_Sandbox_V1_RunAgentRequest.self)
+    let forwarding = Task {
+      for await control in controls { requestsContinuation.yield(control) }
+    }
+    defer {
+      forwarding.cancel()
+      requestsContinuation.finish()
+    }
     var options = CallOptions.defaults
     options.waitForReady = false
     let finished: Inspect_Session_V1_TurnFinished?
@@ -34,14 +44,14 @@ struct SandboxAgentRunner: AgentRunner {
       finished = try await client.runAgent(
         request: StreamingClientRequest { writer in
           try await writer.write(.with { $0.start = start })
-          for await control in controls { try await writer.write(control) }
+          for await request in requests { try await writer.write(request) }
         },
         options: options
       ) { response in
-        defer { controlsContinuation.finish() }
+        defer { requestsContinuation.finish() }
         for try await message in response.messages {
           if case .turnFinished(let finished) = message.event.kind { return finished }
-          try await onEvent(message.event)
+          onEvent(message.event)
         }
         return nil
       }

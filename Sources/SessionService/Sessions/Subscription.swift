@@ -1,8 +1,9 @@
 import InspectProtos
 import Synchronization
 
-/// One live subscriber of a session: a bounded queue of event batches between the session,
-/// which must never wait for it, and the RPC that sends them.
+/// One live subscriber of a session: a bounded queue of events between the session, which must
+/// never wait for it, and the RPC that sends them. The sender takes everything waiting at once,
+/// so a subscriber that is behind gets larger batches rather than more messages.
 ///
 /// When more than `limit` events are waiting, the subscriber is cut off: it gets what is queued,
 /// then a `resync` telling it to reconnect after the last event it was given, and its stream ends.
@@ -12,20 +13,24 @@ final class Subscription: Sendable {
     case resync(afterSeq: UInt64)
   }
 
-  private struct State {
-    var waiting = 0
-    var lastQueuedSeq: UInt64
-    var closed = false
+  private enum Entry: Sendable {
+    case event(Inspect_Session_V1_SessionEvent)
+    case resync(UInt64)
   }
 
-  let stream: AsyncStream<Item>
-  private let continuation: AsyncStream<Item>.Continuation
+  private struct State {
+    var lastQueuedSeq: UInt64
+    var closed = false
+    /// A resync taken off the queue behind events, to be sent after them.
+    var heldResync: UInt64?
+  }
+
+  private let queue = BatchQueue<Entry>()
   private let state: Mutex<State>
   let limit: Int
 
   /// - Parameter after: the last seq this subscriber already has (replayed or asked for).
   init(after: UInt64, limit: Int = 10_000) {
-    (stream, continuation) = AsyncStream.makeStream(of: Item.self)
     state = Mutex(State(lastQueuedSeq: after))
     self.limit = limit
   }
@@ -34,43 +39,49 @@ final class Subscription: Sendable {
   /// Returns false once the subscription is closed (the session can forget it).
   @discardableResult
   func offer(_ events: [Inspect_Session_V1_SessionEvent]) -> Bool {
-    enum Action {
-      case none, send([Inspect_Session_V1_SessionEvent]), cutOff(UInt64)
-    }
-    let action: Action = state.withLock { state in
-      guard !state.closed else { return .none }
+    state.withLock { state in
+      guard !state.closed else { return false }
       let fresh = events.filter { $0.seq > state.lastQueuedSeq }
-      guard let last = fresh.last else { return .send([]) }
-      if state.waiting + fresh.count > limit {
+      guard let last = fresh.last else { return true }
+      if queue.count + fresh.count > limit {
         state.closed = true
-        return .cutOff(state.lastQueuedSeq)
+        queue.push(.resync(state.lastQueuedSeq))
+        queue.finish()
+        return false
       }
-      state.waiting += fresh.count
       state.lastQueuedSeq = last.seq
-      return .send(fresh)
-    }
-    switch action {
-    case .none:
-      return false
-    case .send(let fresh):
-      if !fresh.isEmpty { continuation.yield(.events(fresh)) }
+      queue.push(contentsOf: fresh.map(Entry.event))
       return true
-    case .cutOff(let afterSeq):
-      continuation.yield(.resync(afterSeq: afterSeq))
-      continuation.finish()
-      return false
     }
   }
 
-  /// The sender took `count` events off the queue.
-  func consumed(_ count: Int) {
-    state.withLock { $0.waiting -= count }
+  /// The next response to send: every event waiting (in order), or the resync; nil when the
+  /// stream is over.
+  func next() async -> Item? {
+    if let held = state.withLock({ state in
+      defer { state.heldResync = nil }; return state.heldResync
+    }) {
+      return .resync(afterSeq: held)
+    }
+    guard let entries = await queue.next() else { return nil }
+    var events: [Inspect_Session_V1_SessionEvent] = []
+    events.reserveCapacity(entries.count)
+    for entry in entries {
+      switch entry {
+      case .event(let event): events.append(event)
+      case .resync(let after):
+        // Send what came before it first; the resync is the last entry ever queued.
+        if events.isEmpty { return .resync(afterSeq: after) }
+        state.withLock { $0.heldResync = after }
+      }
+    }
+    return .events(events)
   }
 
   /// Ends the stream (the session is going away, or the subscriber left).
   func close() {
     state.withLock { $0.closed = true }
-    continuation.finish()
+    queue.finish()
   }
 
   var isClosed: Bool { state.withLock { $0.closed } }
