@@ -12,6 +12,7 @@ struct InspectCommand: AsyncParsableCommand {
     version: InspectVersion.current,
     subcommands: [
       UpCommand.self, DownCommand.self, StatusCommand.self, RunCommand.self, FollowCommand.self, DemoCommand.self,
+      SessionsCommand.self, PromptCommand.self, StopCommand.self, JoinCommand.self,
     ]
   )
 }

@@ -81,6 +81,7 @@ struct SessionDatabase: Sendable {
         table.column("updatedAt", .datetime).notNull()
       }
       try db.create(index: "toolCall_on_turnId_state", on: "toolCall", columns: ["turnId", "state"])
+      try db.create(index: "prompt_on_state", on: "prompt", columns: ["state"])
       try db.create(table: "artifact") { table in
         table.primaryKey("id", .text)
         table.column("turnId", .text)
