@@ -261,10 +261,9 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     context: ServerContext
   ) async throws {
     let caller = try await requireCaller()
-    let client = ""
     try await withAccess(request.sessionID, caller: caller, needs: .viewer) { session in
       let (subscription, replayThrough) = try await session.subscribe(after: request.afterSeq)
-      await session.startWatching(caller, client: client)
+      await session.startWatching(caller)
       do {
         // Ends when the subscriber leaves, the service shuts down, or the subscriber is cut off.
         try await untilRPCCancelled {
@@ -287,11 +286,11 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
         }
       } catch {
         await session.unsubscribe(subscription)
-        await session.stopWatching(caller, client: client)
+        await session.stopWatching(caller)
         throw error
       }
       await session.unsubscribe(subscription)
-      await session.stopWatching(caller, client: client)
+      await session.stopWatching(caller)
     }
   }
 

@@ -34,7 +34,7 @@ enum Role: String, Codable, Sendable, Comparable {
   }
 
   /// True when this role may do what `required` may.
-  func allows(_ required: Role) -> Bool { rank >= required.rank }
+  func allows(_ required: Role) -> Bool { self >= required }
 
   static func < (lhs: Role, rhs: Role) -> Bool { lhs.rank < rhs.rank }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Logging
+import Synchronization
 
 /// Writes what the index learns from sessions — summary columns, activity for the stats page,
 /// pull request links — in batches, off the path of acknowledgements: a prompt is acknowledged
@@ -9,7 +10,7 @@ import Logging
 ///
 /// Writes are applied in the order they were enqueued (the newest summary of a session wins).
 /// ``flush()`` waits until everything enqueued before it is stored, for state changes that
-/// recovery relies on.
+/// recovery relies on. The writer runs from its creation until ``finish()``.
 final class IndexWriter: Sendable {
   enum Write: Sendable {
     case summary(SessionSummary)
@@ -21,8 +22,16 @@ final class IndexWriter: Sendable {
   let index: IndexDatabase
   let logger: Logger
   private let queue = BatchQueue<Write>()
+  private let running = Mutex<Task<Void, Never>?>(nil)
 
-  init(index: IndexDatabase, logger: Logger) {
+  /// Creates the writer and starts storing (not tied to any caller's task or cancellation).
+  static func start(index: IndexDatabase, logger: Logger) -> IndexWriter {
+    let writer = IndexWriter(index: index, logger: logger)
+    writer.running.withLock { $0 = Task.detached { await writer.run() } }
+    return writer
+  }
+
+  private init(index: IndexDatabase, logger: Logger) {
     self.index = index
     self.logger = logger
   }
@@ -36,15 +45,17 @@ final class IndexWriter: Sendable {
     }
   }
 
-  /// Stores batches until ``finish()``; then stores what is left and returns.
-  func run() async {
+  private func run() async {
     while let batch = await queue.next() {
       await store(batch)
     }
   }
 
-  /// Stops taking writes; ``run()`` stores what is waiting and returns.
-  func finish() { queue.finish() }
+  /// Stops taking writes and returns once what was waiting is stored.
+  func finish() async {
+    queue.finish()
+    await running.withLock { $0 }?.value
+  }
 
   private func store(_ batch: [Write]) async {
     var summaries: [String: SessionSummary] = [:]

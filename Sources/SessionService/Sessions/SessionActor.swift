@@ -181,20 +181,20 @@ actor SessionActor {
   // MARK: - Presence
 
   /// Someone opened a stream: they are online (an event when it is their first stream).
-  func startWatching(_ user: UserRecord, client: String) async {
+  func startWatching(_ user: UserRecord) async {
     watching[user.id, default: 0] += 1
-    if watching[user.id] == 1 { await announce(user, .online, client: client) }
+    if watching[user.id] == 1 { await announce(user, .online) }
   }
 
   /// One of their streams ended: offline once it was the last.
-  func stopWatching(_ user: UserRecord, client: String) async {
+  func stopWatching(_ user: UserRecord) async {
     guard let count = watching[user.id] else { return }
     if count > 1 {
       watching[user.id] = count - 1
       return
     }
     watching[user.id] = nil
-    await announce(user, .offline, client: client)
+    await announce(user, .offline)
   }
 
   /// Records a presence change a client reported (typing, idle…).
@@ -208,10 +208,10 @@ actor SessionActor {
     ])
   }
 
-  private func announce(_ user: UserRecord, _ state: Inspect_Session_V1_PresenceState, client: String) async {
+  private func announce(_ user: UserRecord, _ state: Inspect_Session_V1_PresenceState) async {
     do {
       // Recorded even when the stream ended by cancellation.
-      try await Task { try await self.updatePresence(user, state, client: client) }.value
+      try await Task { try await self.updatePresence(user, state, client: "") }.value
     } catch {
       logger.warning("could not record presence", metadata: ["user.id": "\(user.id)", "error": "\(error)"])
     }
@@ -436,8 +436,6 @@ actor SessionActor {
     turnLoopActive = true
     return true
   }
-
-  var isBusy: Bool { turnLoopActive || !subscribers.isEmpty || running != nil }
 
   /// Runs turns until no prompt is queued: each takes every queued prompt, runs the agent
   /// through `runner`, stores what it streams back, and ends with `turn_finished`.
@@ -674,7 +672,6 @@ actor SessionActor {
           $0.reason = "SessionService stopped while this turn was running; send the prompt again to retry"
         })
     }
-    record.currentTurnId = nil
     record.queuedPrompts = try await database.prompts(in: [.queued]).count
     await settle()
   }

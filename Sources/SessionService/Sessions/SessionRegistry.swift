@@ -38,7 +38,7 @@ final class SessionRegistry: Service, Sendable {
     self.runner = runner
     self.settings = settings
     self.logger = logger
-    self.indexWriter = IndexWriter(index: index, logger: logger)
+    self.indexWriter = IndexWriter.start(index: index, logger: logger)
     (turnRequests, turnRequestsContinuation) = AsyncStream.makeStream(of: SessionActor.self)
   }
 
@@ -129,8 +129,6 @@ final class SessionRegistry: Service, Sendable {
   }
 
   func run() async throws {
-    let writer = Task.detached { [indexWriter] in await indexWriter.run() }
-    defer { indexWriter.finish() }
     try await recoverInterruptedSessions()
     await withDiscardingTaskGroup { group in
       group.addTask { await self.evictIdleSessions() }
@@ -144,8 +142,7 @@ final class SessionRegistry: Service, Sendable {
       group.cancelAll()
     }
     for entry in sessions.withLock({ Array($0.values) }) { await entry.session.closeSubscribers() }
-    indexWriter.finish()
-    await writer.value
+    await indexWriter.finish()
   }
 
   /// Sessions the last run left running or queued: fail the interrupted turn, then run what is

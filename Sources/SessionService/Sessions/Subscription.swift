@@ -83,6 +83,4 @@ final class Subscription: Sendable {
     state.withLock { $0.closed = true }
     queue.finish()
   }
-
-  var isClosed: Bool { state.withLock { $0.closed } }
 }
