@@ -62,7 +62,10 @@ struct FanoutBenchmark: AsyncParsableCommand {
           try CPUTime.ownSeconds() - benchCPU
         )
       }
-      let last = try await bench.client.lastSeq(of: session.id)
+      // Subscribers read through turn_finished; later events (their own presence going offline)
+      // are not theirs to wait for.
+      var last = reports.compactMap(\.finishedSeq).max() ?? 0
+      if last == 0 { last = try await bench.client.lastSeq(of: session.id) }
       var latencies = Samples()
       for report in reports { latencies.append(contentsOf: report.latencies) }
       var line = BenchLine("session.fanout")

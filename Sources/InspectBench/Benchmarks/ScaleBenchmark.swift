@@ -82,7 +82,10 @@ struct ScaleBenchmark: AsyncParsableCommand {
       var lost = 0
       var errors = 0
       for (index, sessionReports) in reports.enumerated() {
-        let last = try await clients[0].lastSeq(of: created[index].id)
+        // Subscribers read through turn_finished; later events (their own presence going
+        // offline) are not theirs to wait for.
+        var last = sessionReports.compactMap(\.finishedSeq).max() ?? 0
+        if last == 0 { last = try await clients[0].lastSeq(of: created[index].id) }
         for report in sessionReports {
           lost += report.lost(through: last) + report.duplicates
           if let failure = report.failure {
