@@ -86,6 +86,11 @@ struct FanoutBenchmark: AsyncParsableCommand {
       line.number("service_cpu_s", serviceCPU, decimals: 1)
       line.number("bench_cpu_s", benchCPU, decimals: 1)
       for failure in Set(reports.compactMap(\.failure)) { progress("a subscriber failed: \(failure)") }
+      for gap in Set(reports.compactMap(\.firstGap)) { progress("a subscriber missed events: \(gap)") }
+      let short = reports.filter { $0.lastSeq < last }
+      if let first = short.first {
+        progress("\(short.count) subscribers stopped short of seq \(last) (one at \(first.lastSeq))")
+      }
       return line.text
     }
     StandardOutput.writeLine(line)

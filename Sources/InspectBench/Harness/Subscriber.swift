@@ -10,6 +10,8 @@ struct SubscriberReport: Sendable {
   var received = 0
   /// Events skipped: a seq more than one past the previous one.
   var gaps = 0
+  /// Where the first gap was, for the report.
+  var firstGap: String?
   /// Events received again (seq not past the previous one).
   var duplicates = 0
   /// `resync` messages obeyed (each one a reconnect).
@@ -82,6 +84,9 @@ struct Subscriber: Sendable {
     if event.seq <= report.lastSeq {
       report.duplicates += 1
       return
+    }
+    if event.seq > report.lastSeq + 1, report.firstGap == nil {
+      report.firstGap = "after seq \(report.lastSeq) came seq \(event.seq)"
     }
     report.gaps += Int(event.seq - report.lastSeq - 1)
     report.lastSeq = event.seq
