@@ -301,7 +301,11 @@ struct SessionServiceTests {
         }, metadata: metadata
       ).session.id
       let events = try await collectEvents(sessions, metadata: metadata, session: id) { finishedTurns($0) == 1 }
-      guard case .turnFinished(let finished) = events.last?.kind else {
+      // The subscriber's own presence event may follow turn_finished in the same batch.
+      let finished = events.compactMap { event -> Inspect_Session_V1_TurnFinished? in
+        if case .turnFinished(let finished) = event.kind { finished } else { nil }
+      }
+      guard let finished = finished.first else {
         Issue.record("no turn_finished")
         return
       }

@@ -27,10 +27,12 @@ public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
     response: RPCWriter<Grpc_Health_V1_HealthCheckResponse>,
     context: ServerContext
   ) async throws {
-    let updates = board.watch(request.service)
-    try await untilRPCCancelled {
-      for await status in updates {
-        try await response.write(.with { $0.status = status })
+    try await board.whileWatching {
+      let updates = board.watch(request.service)
+      try await untilRPCCancelled {
+        for await status in updates {
+          try await response.write(.with { $0.status = status })
+        }
       }
     }
   }

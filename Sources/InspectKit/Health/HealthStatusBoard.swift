@@ -20,7 +20,7 @@ public final class HealthStatusBoard: Sendable {
     var watchers: [Int: Watcher] = [:]
     var nextWatcherID = 0
     var draining = false
-    /// Watch streams whose reader has not finished yet (still counted after a drain).
+    /// Watch RPCs that have not returned yet (still counted after a drain).
     var openStreams = 0
   }
 
@@ -64,7 +64,6 @@ public final class HealthStatusBoard: Sendable {
       let id = state.nextWatcherID
       state.nextWatcherID += 1
       state.watchers[id] = Watcher(service: service, continuation: continuation)
-      state.openStreams += 1
       return id
     }
     guard let id else {
@@ -72,10 +71,7 @@ public final class HealthStatusBoard: Sendable {
       return stream
     }
     continuation.onTermination = { [weak self] _ in
-      self?.state.withLock {
-        _ = $0.watchers.removeValue(forKey: id)
-        $0.openStreams -= 1
-      }
+      self?.state.withLock { _ = $0.watchers.removeValue(forKey: id) }
     }
     return stream
   }
@@ -92,6 +88,15 @@ public final class HealthStatusBoard: Sendable {
       watcher.continuation.yield(.notServing)
       watcher.continuation.finish()
     }
+  }
+
+  /// Runs a Watch RPC's body, counted as open until it returns, so that ``waitForWatchersToFinish``
+  /// waits until its last status is written (a stream's termination handler runs as soon as it
+  /// is finished, before its reader has taken the last status).
+  public func whileWatching<T>(_ body: () async throws -> T) async rethrows -> T {
+    state.withLock { $0.openStreams += 1 }
+    defer { state.withLock { $0.openStreams -= 1 } }
+    return try await body()
   }
 
   /// After ``drain()``: waits (at most `timeout`) until every watcher has read its last status,
