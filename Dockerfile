@@ -31,7 +31,7 @@ COPY protos ./protos
 RUN swift build -c release --static-swift-stdlib \
     && bin="$(swift build -c release --static-swift-stdlib --show-bin-path)" \
     && mkdir -p /staging \
-    && for binary in inspect Gateway SessionService SandboxService ModelRouter RepoClassifier; do \
+    && for binary in inspect Gateway SessionService SandboxService ModelRouter RepoClassifier inspect-sandbox-init; do \
          install -m 0755 "$bin/$binary" /staging/; \
        done
 

@@ -14,6 +14,7 @@ let package = Package(
     .executable(name: "ModelRouter", targets: ["ModelRouter"]),
     .executable(name: "RepoClassifier", targets: ["RepoClassifier"]),
     .executable(name: "inspect-bench", targets: ["InspectBench"]),
+    .executable(name: "inspect-sandbox-init", targets: ["SandboxInit"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -72,6 +73,10 @@ let package = Package(
       ]
     ),
 
+    /// System calls and macros Swift's Glibc module lacks (SCM_RIGHTS, pipe2, posix_spawn with
+    /// closefrom, wait status macros).
+    .target(name: "CSandbox"),
+
     // MARK: - Services
 
     .executableTarget(
@@ -100,10 +105,13 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
+    /// pid 1 of every sandbox (C, no dependencies: it runs inside the sandbox, where the Swift
+    /// runtime is not mounted, so the runtime libraries the link adds are dropped as unneeded).
+    .executableTarget(name: "SandboxInit", linkerSettings: [.unsafeFlags(["-static-executable"])]),
     .executableTarget(
       name: "SandboxService",
       dependencies: [
-        "InspectKit", "InspectProtos",
+        "InspectKit", "InspectProtos", "CSandbox",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),

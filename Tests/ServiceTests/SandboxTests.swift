@@ -20,14 +20,18 @@ struct SandboxFixture {
     driver = LocalDriver(paths: SandboxPaths(directory.url), logger: Logger(label: "test"))
   }
 
-  func withSandbox<T>(_ body: (Sandbox) async throws -> T) async throws -> T {
+  func withSandbox<T>(limits: SandboxLimits? = nil, _ body: (Sandbox) async throws -> T) async throws -> T {
     let image = try await driver.image(for: repository, branch: "inspect/none", fallback: "main")
-    let sandbox = try await driver.createSandbox(from: image, repository: repository)
-    defer {
-      driver.terminate(sandbox)
-      directory.remove()
+    let sandbox = try await driver.createSandbox(from: image, repository: repository, limits: limits)
+    let result: Result<T, any Error>
+    do {
+      result = .success(try await body(sandbox))
+    } catch {
+      result = .failure(error)
     }
-    return try await body(sandbox)
+    await driver.terminate(sandbox)
+    directory.remove()
+    return try result.get()
   }
 }
 
@@ -118,6 +122,118 @@ struct SandboxTests {
         sandbox, repository: fixture.repository, branch: "inspect/ses-0-test", message: "again",
         author: ("Ada", "ada@example.com"), committer: ("Inspect", "bot@inspect.local"))
       #expect(nothing == nil)
+    }
+  }
+
+  @Test("a background process outlives the command that started it, and that command still returns at once")
+  func backgroundProcess() async throws {
+    let fixture = try SandboxFixture()
+    try await fixture.withSandbox { sandbox in
+      // The loop keeps the command's output pipe open; the command must end anyway.
+      let start = try await fixture.driver.exec(
+        sandbox, command: "(while true; do date +%s%N > /tmp/tick; sleep 0.05; done) & echo started",
+        timeout: .seconds(10))
+      #expect(start.succeeded)
+      #expect(start.duration < .seconds(2))
+      #expect(String(decoding: start.stdout, as: UTF8.self).contains("started"))
+      let ticks = try await fixture.driver.exec(
+        sandbox, command: "cat /tmp/tick; sleep 0.3; cat /tmp/tick", timeout: .seconds(10))
+      let values = String(decoding: ticks.stdout, as: UTF8.self).split(separator: "\n")
+      #expect(values.count == 2)
+      #expect(values.first != values.last)
+    }
+  }
+
+  @Test("terminating a sandbox kills its whole process tree, unmounts it and removes its cgroups")
+  func terminateCleansUp() async throws {
+    let fixture = try SandboxFixture()
+    let image = try await fixture.driver.image(for: fixture.repository, branch: "inspect/none", fallback: "main")
+    let sandbox = try await fixture.driver.createSandbox(from: image, repository: fixture.repository)
+    _ = try await fixture.driver.exec(sandbox, command: "sleep 300 & sleep 301 & echo ok", timeout: .seconds(10))
+    let members = sandbox.process.cgroup.pids
+    if case .none = fixture.driver.cgroups {
+      Issue.record("this machine should have cgroups for sandboxes: \(fixture.driver.cgroups)")
+    } else {
+      // init and the two sleeps.
+      #expect(members.count >= 3)
+      #expect(members.contains(sandbox.process.initPID))
+    }
+    await fixture.driver.terminate(sandbox)
+    #expect(!ChildProcess.isAlive(sandbox.process.initPID))
+    for pid in members { #expect(!ChildProcess.isAlive(pid)) }
+    let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+    #expect(!mounts.contains(sandbox.merged.path))
+    for directory in sandbox.process.cgroup.directories {
+      #expect(!FileManager.default.fileExists(atPath: directory.path))
+    }
+    #expect(!FileManager.default.fileExists(atPath: sandbox.directory.path))
+    fixture.directory.remove()
+  }
+
+  @Test("a fork bomb stops at the sandbox's pids limit and the host stays healthy")
+  func forkBomb() async throws {
+    let fixture = try SandboxFixture()
+    try await fixture.withSandbox(limits: SandboxLimits(memoryBytes: 256 << 20, maxPids: 64, cpuMillis: 1000)) {
+      sandbox in
+      let bomb = try await fixture.driver.exec(
+        sandbox, command: "bomb() { bomb | bomb & }; bomb; sleep 1; ls /proc | grep -c '^[0-9]'",
+        timeout: .seconds(10))
+      let counted =
+        Int(
+          String(decoding: bomb.stdout, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "") ?? 0
+      #expect(counted <= 64, "processes seen inside: \(counted)")
+      #expect(sandbox.process.cgroup.pids.count <= 64)
+      // The host can still start processes.
+      let host = try await Git.run(["--version"])
+      #expect(host.hasPrefix("git version"))
+    }
+  }
+
+  @Test("allocating past the memory limit kills the allocation, not the host")
+  func memoryLimit() async throws {
+    let fixture = try SandboxFixture()
+    try await fixture.withSandbox(limits: SandboxLimits(memoryBytes: 64 << 20, maxPids: 64, cpuMillis: 1000)) {
+      sandbox in
+      let hog = try await fixture.driver.exec(
+        sandbox, command: "python3 -c 'x = bytearray(512 * 1024 * 1024); print(len(x))'", timeout: .seconds(30))
+      #expect(!hog.succeeded)
+      #expect(!String(decoding: hog.stdout, as: UTF8.self).contains("536870912"))
+      // The sandbox itself survives and runs the next command.
+      let next = try await fixture.driver.exec(sandbox, command: "echo alive", timeout: .seconds(10))
+      #expect(String(decoding: next.stdout, as: UTF8.self) == "alive\n")
+    }
+  }
+
+  @Test("a program that does not exist fails to start with the reason; the sandbox runs the next one")
+  func missingProgram() async throws {
+    let fixture = try SandboxFixture()
+    try await fixture.withSandbox { sandbox in
+      await #expect(throws: SandboxError.self) {
+        try await sandbox.process.run(["/no/such/program"], timeout: .seconds(5))
+      }
+      let (_, events) = sandbox.process.start(["/no/such/program"])
+      var failure: String?
+      for await event in events { if case .failed(let reason) = event { failure = reason } }
+      #expect(failure == "No such file or directory")
+      let next = try await fixture.driver.exec(sandbox, command: "echo $((6 * 7))", timeout: .seconds(10))
+      #expect(String(decoding: next.stdout, as: UTF8.self) == "42\n")
+    }
+  }
+
+  @Test("when a sandbox's init dies, running commands end with the reason instead of hanging")
+  func initDies() async throws {
+    let fixture = try SandboxFixture()
+    try await fixture.withSandbox { sandbox in
+      let (_, events) = sandbox.process.start(["/bin/sh", "-c", "sleep 300"])
+      kill(sandbox.process.initPID, SIGKILL)
+      var last: CommandEvent?
+      for await event in events { last = event }
+      guard case .failed(let reason) = last else {
+        Issue.record("expected .failed, got \(String(describing: last))")
+        return
+      }
+      #expect(reason.contains("init exited"))
+      #expect(!sandbox.process.isAlive)
     }
   }
 }

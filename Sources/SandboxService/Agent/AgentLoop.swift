@@ -76,20 +76,26 @@ struct AgentLoop: Sendable {
       let image = try await driver.image(for: repository, branch: turn.sessionBranch, fallback: turn.baseBranch)
       let imageReady = clock.now
       let sandbox = try await driver.createSandbox(from: image, repository: repository)
-      defer { driver.terminate(sandbox) }
-      try await emit(
-        .with {
-          $0.sandboxStatus = .with {
-            $0.phase = .ready
-            $0.sandboxID = sandbox.id
-            $0.imageID = image.id
-            $0.commit = image.commit
-            $0.timings = [
-              "image": .init(rounding: imageReady - started), "sandbox": .init(rounding: clock.now - imageReady),
-            ]
-          }
-        })
-      return try await steps(turn, sandbox: sandbox, open: open, emit: emit)
+      do {
+        try await emit(
+          .with {
+            $0.sandboxStatus = .with {
+              $0.phase = .ready
+              $0.sandboxID = sandbox.id
+              $0.imageID = image.id
+              $0.commit = image.commit
+              $0.timings = [
+                "image": .init(rounding: imageReady - started), "sandbox": .init(rounding: clock.now - imageReady),
+              ]
+            }
+          })
+        let finished = try await steps(turn, sandbox: sandbox, open: open, emit: emit)
+        await driver.terminate(sandbox)
+        return finished
+      } catch {
+        await driver.terminate(sandbox)
+        throw error
+      }
     } catch let failure as TurnEnd {
       return failure.finished
     } catch let error as SandboxError {

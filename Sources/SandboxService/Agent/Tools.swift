@@ -168,7 +168,7 @@ enum BuiltinTools {
     let timeout = Duration.seconds(min(max(arguments.timeoutSeconds ?? 120, 1), 600))
     let forwarder = OutputForwarder(toolCallID: context.toolCallID, emit: context.emit)
     let result = try await context.driver.exec(context.sandbox, command: arguments.command, timeout: timeout) {
-      stream, data in forwarder.send(stream, data)
+      isError, data in forwarder.send(isError ? .stderr : .stdout, data)
     }
     await forwarder.flush()
     let output = String(decoding: result.stdout, as: UTF8.self) + String(decoding: result.stderr, as: UTF8.self)

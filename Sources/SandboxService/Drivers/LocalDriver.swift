@@ -17,24 +17,50 @@ struct Image: Codable, Sendable {
   var builtAt: Date
 }
 
-/// A sandbox: the image as overlayfs lower layer, its own writable upper layer, and a host-side
-/// git directory (outside the sandbox's reach) for commits and pushes.
+/// A sandbox: the image as overlayfs lower layer, its own writable upper layer, the processes
+/// running in it (its init and whatever init started), and a host-side git directory (outside
+/// the sandbox's reach) for commits and pushes.
 struct Sandbox: Sendable {
   var id: String
   var image: Image
   var directory: URL
+  var process: SandboxProcess
   var merged: URL { directory.appendingPathComponent("merged", isDirectory: true) }
   var gitDirectory: URL { directory.appendingPathComponent("git", isDirectory: true) }
 }
 
-/// The `local` driver: sandboxes on this machine with overlayfs and bubblewrap.
+/// The `local` driver: sandboxes on this machine with overlayfs, bubblewrap and cgroups.
 ///
-/// Commands run under bwrap with new pid, ipc, uts and network namespaces (only `lo`), every
-/// capability dropped, the host's system directories read-only, `/workspace` the sandbox's
-/// files, `/inspect` the image metadata (read-only) and a private `/tmp`.
+/// Each sandbox is one long-lived bubblewrap with new pid, ipc, uts and network namespaces (only
+/// `lo`), every capability dropped, the host's system directories read-only, `/workspace` the
+/// sandbox's files, `/inspect` the image metadata (read-only), a private `/tmp`, and
+/// `inspect-sandbox-init` as its pid 1, which starts every command (`SandboxProcess`). Its
+/// processes share the sandbox's cgroups (memory, pids, cpu; `CgroupSupport`).
 struct LocalDriver: Sendable {
   let paths: SandboxPaths
   let logger: Logger
+  /// The `inspect-sandbox-init` binary mounted at `/init` in every sandbox.
+  let initBinary: URL
+  let cgroups: CgroupSupport
+  /// Limits for sandboxes created without their own.
+  var limits = SandboxLimits()
+
+  init(paths: SandboxPaths, logger: Logger, initBinary: URL? = nil, cgroups: CgroupSupport? = nil) {
+    self.paths = paths
+    self.logger = logger
+    self.initBinary = initBinary ?? Self.defaultInitBinary()
+    self.cgroups = cgroups ?? .detect()
+  }
+
+  /// `$INSPECT_SANDBOX_INIT`, else `inspect-sandbox-init` next to the running executable.
+  static func defaultInitBinary() -> URL {
+    if let path = ProcessInfo.processInfo.environment["INSPECT_SANDBOX_INIT"], !path.isEmpty {
+      return URL(fileURLWithPath: path)
+    }
+    let executable =
+      (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("inspect-sandbox-init")
+  }
 
   // MARK: - Images
 
@@ -114,51 +140,65 @@ struct LocalDriver: Sendable {
 
   // MARK: - Sandboxes
 
-  /// Mounts a new sandbox over `image` and prepares its host-side git directory at the image's
-  /// commit (sharing the mirror's objects).
-  func createSandbox(from image: Image, repository: RepositoryName) async throws -> Sandbox {
+  /// Mounts a new sandbox over `image` and starts its init in its own cgroups.
+  func createSandbox(
+    from image: Image, repository: RepositoryName, limits: SandboxLimits? = nil
+  ) async throws -> Sandbox {
     let id = Identifier.make(.sandbox)
-    let fixed = Sandbox(id: id, image: image, directory: paths.sandbox(id))
+    let directory = paths.sandbox(id)
+    let merged = directory.appendingPathComponent("merged", isDirectory: true)
     for name in ["upper", "work", "merged"] {
       try FileManager.default.createDirectory(
-        at: fixed.directory.appendingPathComponent(name, isDirectory: true), withIntermediateDirectories: true)
+        at: directory.appendingPathComponent(name, isDirectory: true), withIntermediateDirectories: true)
     }
     let lower = paths.image(image.id).appendingPathComponent("workspace").path
     let options =
-      "lowerdir=\(lower),upperdir=\(fixed.directory.appendingPathComponent("upper").path),workdir=\(fixed.directory.appendingPathComponent("work").path)"
-    guard mount("overlay", fixed.merged.path, "overlay", 0, options) == 0 else {
-      throw SandboxError.failed("mounting the sandbox's overlay failed: \(String(cString: strerror(errno)))")
+      "lowerdir=\(lower),upperdir=\(directory.appendingPathComponent("upper").path),workdir=\(directory.appendingPathComponent("work").path)"
+    guard mount("overlay", merged.path, "overlay", 0, options) == 0 else {
+      let reason = String(cString: strerror(errno))
+      try? FileManager.default.removeItem(at: directory)
+      throw SandboxError.failed("mounting the sandbox's overlay failed: \(reason)")
     }
-    let git = fixed.gitDirectory.path
-    let mirror = paths.mirror(repository)
-    try await Git.run(["init", "--quiet", "--bare", git])
-    try Data((mirror.appendingPathComponent("objects").path + "\n").utf8)
-      .write(to: fixed.gitDirectory.appendingPathComponent("objects/info/alternates"))
-    try await Git.run(["--git-dir", git, "update-ref", "refs/heads/work", image.commit])
-    try await Git.run(["--git-dir", git, "symbolic-ref", "HEAD", "refs/heads/work"])
-    try await Git.run(["--git-dir", git, "--work-tree", fixed.merged.path, "read-tree", "HEAD"])
-    return fixed
+    do {
+      let cgroup = try cgroups.create(id, limits: limits ?? self.limits)
+      do {
+        let process = try await SandboxProcess.start(
+          workspace: merged, meta: paths.image(image.id).appendingPathComponent("meta"), initBinary: initBinary,
+          cgroup: cgroup, log: directory.appendingPathComponent("bwrap.log"), label: id)
+        return Sandbox(id: id, image: image, directory: directory, process: process)
+      } catch {
+        cgroup.remove()
+        throw error
+      }
+    } catch {
+      _ = umount2(merged.path, 0)
+      try? FileManager.default.removeItem(at: directory)
+      throw error
+    }
   }
 
   /// Runs `command` with `/bin/sh -c` inside the sandbox.
   func exec(
     _ sandbox: Sandbox, command: String, timeout: Duration,
-    onOutput: (@Sendable (ProcessRunner.Stream, Data) -> Void)? = nil
-  ) async throws -> ProcessRunner.Result {
-    let meta = paths.image(sandbox.image.id).appendingPathComponent("meta").path
-    let arguments = [
-      "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--new-session", "--die-with-parent",
-      "--cap-drop", "ALL", "--hostname", "sandbox",
-      "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
-      "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin", "--ro-bind", "/etc", "/etc",
-      "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-      "--bind", sandbox.merged.path, "/workspace", "--ro-bind", meta, "/inspect", "--chdir", "/workspace",
-      "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/tmp",
-      "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-      "/bin/sh", "-c", command,
-    ]
-    return try await ProcessRunner.run(
-      "/usr/bin/bwrap", arguments, environment: [:], timeout: timeout, onOutput: onOutput)
+    onOutput: (@Sendable (_ isError: Bool, Data) -> Void)? = nil
+  ) async throws -> CommandResult {
+    try await sandbox.process.run(["/bin/sh", "-c", command], timeout: timeout, onOutput: onOutput)
+  }
+
+  /// The host-side git directory at the image's commit, sharing the mirror's objects (made on
+  /// first use: most sandboxes never commit).
+  private func prepareGitDirectory(_ sandbox: Sandbox, repository: RepositoryName) async throws {
+    let git = sandbox.gitDirectory.path
+    guard !FileManager.default.fileExists(atPath: sandbox.gitDirectory.appendingPathComponent("HEAD").path) else {
+      return
+    }
+    let mirror = paths.mirror(repository)
+    try await Git.run(["init", "--quiet", "--bare", git])
+    try Data((mirror.appendingPathComponent("objects").path + "\n").utf8)
+      .write(to: sandbox.gitDirectory.appendingPathComponent("objects/info/alternates"))
+    try await Git.run(["--git-dir", git, "update-ref", "refs/heads/work", sandbox.image.commit])
+    try await Git.run(["--git-dir", git, "symbolic-ref", "HEAD", "refs/heads/work"])
+    try await Git.run(["--git-dir", git, "--work-tree", sandbox.merged.path, "read-tree", "HEAD"])
   }
 
   /// Commits everything in the sandbox (author and committer as given) and pushes it to the
@@ -167,6 +207,7 @@ struct LocalDriver: Sendable {
     _ sandbox: Sandbox, repository: RepositoryName, branch: String, message: String,
     author: (name: String, email: String), committer: (name: String, email: String)
   ) async throws -> (commit: String, remote: String)? {
+    try await prepareGitDirectory(sandbox, repository: repository)
     let base = ["--git-dir", sandbox.gitDirectory.path, "--work-tree", sandbox.merged.path]
     try await Git.run(base + ["add", "--all"])
     let status = try await Git.run(base + ["status", "--porcelain"])
@@ -185,9 +226,17 @@ struct LocalDriver: Sendable {
     return (commit, remote.path)
   }
 
-  /// Unmounts the sandbox and removes its files.
-  func terminate(_ sandbox: Sandbox) {
-    _ = umount2(sandbox.merged.path, Int32(MNT_DETACH))
+  /// Kills every process of the sandbox, then unmounts it (in that order: an overlay still in use
+  /// by a live process stays mounted whatever umount says) and removes its files.
+  /// Runs to its end even when the calling task is cancelled (a stopped turn still cleans up).
+  func terminate(_ sandbox: Sandbox) async {
+    await Task { await sandbox.process.terminate() }.value
+    if umount2(sandbox.merged.path, 0) != 0, errno != EINVAL {
+      logger.warning(
+        "unmounting a sandbox failed; detaching it",
+        metadata: ["sandbox.id": "\(sandbox.id)", "error": "\(String(cString: strerror(errno)))"])
+      _ = umount2(sandbox.merged.path, Int32(MNT_DETACH))
+    }
     try? FileManager.default.removeItem(at: sandbox.directory)
   }
 }

@@ -1,0 +1,241 @@
+import CSandbox
+import Dispatch
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The processes of one live sandbox: bubblewrap (our child), the sandbox's init as its pid 1,
+/// and the control socket to it. Every command the sandbox runs is a child of that init, inside
+/// the sandbox's namespaces and cgroups, so background processes outlive the command that
+/// started them, and killing init ends them all.
+final class SandboxProcess: Sendable {
+  /// Host pid of bubblewrap, which we started and must reap.
+  let bwrapPID: Int32
+  /// Host pid of the sandbox's pid 1.
+  let initPID: Int32
+  let connection: InitConnection
+  let cgroup: SandboxCgroup
+  private let ended = Mutex(false)
+
+  private init(bwrapPID: Int32, initPID: Int32, connection: InitConnection, cgroup: SandboxCgroup) {
+    self.bwrapPID = bwrapPID
+    self.initPID = initPID
+    self.connection = connection
+    self.cgroup = cgroup
+  }
+
+  /// What bubblewrap mounts: the host's system directories read-only, the sandbox's files at
+  /// `/workspace`, the image's metadata read-only at `/inspect`, a private `/tmp`, and init.
+  static func arguments(workspace: String, meta: String, initBinary: String) -> [String] {
+    [
+      "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--new-session", "--as-pid-1",
+      "--cap-drop", "ALL", "--hostname", "sandbox", "--info-fd", "4",
+      "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+      "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin", "--ro-bind", "/etc", "/etc",
+      "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+      "--bind", workspace, "/workspace", "--ro-bind", meta, "/inspect", "--ro-bind", initBinary, "/init",
+      "--chdir", "/workspace", "--clearenv", "--setenv", "PATH", SandboxEnvironment.path,
+      "/init",
+    ]
+  }
+
+  /// Starts bubblewrap with init, then puts init in `cgroup` before any command can run.
+  /// Throws (with bubblewrap's own words from `log`) when it does not come up.
+  static func start(
+    workspace: URL, meta: URL, initBinary: URL, cgroup: SandboxCgroup, log: URL, label: String
+  ) async throws -> SandboxProcess {
+    var control: [Int32] = [-1, -1]
+    guard csandbox_seqpacket_pair(&control) == 0 else {
+      throw SandboxError.failed("cannot create the sandbox's control socket: \(String(cString: strerror(errno)))")
+    }
+    var info: [Int32] = [-1, -1]
+    guard csandbox_pipe(&info) == 0 else {
+      close(control[0])
+      close(control[1])
+      throw SandboxError.failed("cannot create a pipe: \(String(cString: strerror(errno)))")
+    }
+    let logFD = open(log.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    let argv =
+      ["/usr/bin/bwrap"]
+      + arguments(workspace: workspace.path, meta: meta.path, initBinary: initBinary.path)
+    let cArguments = argv.map { strdup($0) } + [nil]
+    let cEnvironment: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin"), nil]
+    defer {
+      cArguments.forEach { free($0) }
+      cEnvironment.forEach { free($0) }
+    }
+    var pid: pid_t = 0
+    let extra: [Int32] = [control[1], info[1]]
+    let spawned = csandbox_spawn("/usr/bin/bwrap", cArguments, cEnvironment, logFD, extra, 2, &pid)
+    close(control[1])
+    close(info[1])
+    if logFD >= 0 { close(logFD) }
+    guard spawned == 0 else {
+      close(control[0])
+      close(info[0])
+      throw SandboxError.failed("cannot start bubblewrap: \(String(cString: strerror(spawned)))")
+    }
+    // bubblewrap writes {"child-pid": N} once the namespaces exist, then closes the pipe.
+    let infoText = await readToEnd(info[0])
+    guard let initPID = childPID(in: infoText) else {
+      close(control[0])
+      kill(pid, SIGKILL)
+      _ = await reap(pid)
+      let said = (try? String(contentsOf: log, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+      throw SandboxError.failed("bubblewrap did not start the sandbox\(said.isEmpty ? "" : ": \(said)")")
+    }
+    do {
+      try cgroup.add(initPID)
+    } catch {
+      close(control[0])
+      kill(initPID, SIGKILL)
+      _ = await reap(pid)
+      throw error
+    }
+    return SandboxProcess(
+      bwrapPID: pid, initPID: initPID, connection: InitConnection(socket: control[0], label: label), cgroup: cgroup)
+  }
+
+  /// Runs `argv` in the sandbox with `environment` (added to the sandbox's defaults).
+  func start(
+    _ argv: [String], environment: [String: String] = [:], directory: String = "/workspace", stdin: Int32? = nil
+  ) -> (id: UInt64, events: AsyncStream<CommandEvent>) {
+    let devNull = stdin == nil ? open("/dev/null", O_RDONLY | O_CLOEXEC) : -1
+    defer { if devNull >= 0 { close(devNull) } }
+    return connection.start(
+      argv: argv, environment: SandboxEnvironment.defaults.merging(environment) { $1 }, directory: directory,
+      stdin: stdin ?? devNull)
+  }
+
+  /// Kills every process of the sandbox and reaps bubblewrap. Idempotent.
+  func terminate() async {
+    guard
+      ended.withLock({ ended in
+        defer { ended = true }; return !ended
+      })
+    else { return }
+    connection.closeConnection(reason: "the sandbox was terminated")
+    kill(initPID, SIGKILL)
+    _ = await Self.reap(bwrapPID)
+    // The kernel empties the pid namespace once its init is gone; wait for it before the
+    // groups are removed (a group with processes cannot be).
+    let deadline = ContinuousClock.now + .seconds(5)
+    while !cgroup.pids.isEmpty, ContinuousClock.now < deadline {
+      for pid in cgroup.pids { kill(pid, SIGKILL) }
+      try? await Task.sleep(for: .milliseconds(1))
+    }
+    cgroup.remove()
+  }
+
+  /// Whether init is still running.
+  var isAlive: Bool { connection.closedReason == nil && kill(initPID, 0) == 0 }
+
+  // MARK: - Helpers
+
+  private static func childPID(in text: String) -> Int32? {
+    guard let data = text.data(using: .utf8),
+      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+      let pid = object["child-pid"] as? Int
+    else { return nil }
+    return Int32(pid)
+  }
+
+  /// Reads `fd` to its end off the cooperative pool, then closes it.
+  private static func readToEnd(_ fd: Int32) async -> String {
+    await withCheckedContinuation { continuation in
+      DispatchQueue.global().async {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+          let count = read(fd, &buffer, buffer.count)
+          if count > 0 {
+            data.append(contentsOf: buffer[0..<count])
+          } else if count < 0, errno == EINTR {
+            continue
+          } else {
+            break
+          }
+        }
+        close(fd)
+        continuation.resume(returning: String(decoding: data, as: UTF8.self))
+      }
+    }
+  }
+
+  /// Waits for our child `pid` off the cooperative pool; its waitpid status.
+  static func reap(_ pid: Int32) async -> Int32 {
+    await withCheckedContinuation { continuation in
+      DispatchQueue.global().async {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        continuation.resume(returning: status)
+      }
+    }
+  }
+}
+
+/// The environment every command in a sandbox starts with.
+enum SandboxEnvironment {
+  static let path = "/usr/local/bin:/usr/bin:/bin"
+  static let defaults: [String: String] = [
+    "PATH": path, "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+  ]
+}
+
+/// What a finished command did.
+struct CommandResult: Sendable {
+  var exitCode: Int32
+  var stdout: Data
+  var stderr: Data
+  var timedOut: Bool
+  var duration: Duration
+  var succeeded: Bool { exitCode == 0 && !timedOut }
+  var combinedText: String { String(decoding: stdout + stderr, as: UTF8.self) }
+}
+
+extension SandboxProcess {
+  /// Runs `argv` to its end (killing its process group after `timeout`, or when the calling
+  /// task is cancelled); `onOutput` sees each chunk as it arrives.
+  func run(
+    _ argv: [String], environment: [String: String] = [:], timeout: Duration,
+    onOutput: (@Sendable (_ isError: Bool, Data) -> Void)? = nil
+  ) async throws -> CommandResult {
+    let clock = ContinuousClock()
+    let started = clock.now
+    let (id, events) = start(argv, environment: environment)
+    let timedOut = Mutex(false)
+    let killer = Task {
+      try await Task.sleep(for: timeout)
+      timedOut.withLock { $0 = true }
+      connection.signal(id, SIGKILL)
+    }
+    defer { killer.cancel() }
+    var result = CommandResult(exitCode: -1, stdout: Data(), stderr: Data(), timedOut: false, duration: .zero)
+    try await withTaskCancellationHandler {
+      for await event in events {
+        switch event {
+        case .started: break
+        case .stdout(let data):
+          result.stdout.append(data)
+          onOutput?(false, data)
+        case .stderr(let data):
+          result.stderr.append(data)
+          onOutput?(true, data)
+        case .exited(let code, _):
+          result.exitCode = code
+        case .failed(let reason):
+          throw SandboxError.failed("\(argv.first ?? "the command") could not run in the sandbox: \(reason)")
+        }
+      }
+    } onCancel: {
+      connection.signal(id, SIGKILL)
+    }
+    try Task.checkCancellation()
+    result.timedOut = timedOut.withLock { $0 }
+    result.duration = clock.now - started
+    return result
+  }
+}
