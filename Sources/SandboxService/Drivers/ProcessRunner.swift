@@ -12,15 +12,8 @@ import InspectKit
 /// depends on Foundation's `Process` noticing the exit. On timeout its whole process group is
 /// killed.
 enum ProcessRunner {
-  struct Result: Sendable {
-    var exitCode: Int32
-    var stdout: Data
-    var stderr: Data
-    var timedOut: Bool
-    var duration: Duration
-    var succeeded: Bool { exitCode == 0 && !timedOut }
-    var combinedText: String { String(decoding: stdout + stderr, as: UTF8.self) }
-  }
+  /// The same shape as a command in a sandbox.
+  typealias Result = CommandResult
 
   enum Stream: Sendable, Hashable { case stdout, stderr }
 
