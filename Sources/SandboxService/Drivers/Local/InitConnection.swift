@@ -207,8 +207,9 @@ final class InitConnection: @unchecked Sendable {
     }
   }
 
-  /// Everything readable now, and whether the writer has closed the pipe.
-  private static func readAvailable(_ fd: Int32) -> (Data, ended: Bool) {
+  /// Everything readable now (on a blocking descriptor: everything until the writer closes it),
+  /// and whether the writer has closed the pipe.
+  static func readAvailable(_ fd: Int32) -> (Data, ended: Bool) {
     var data = Data()
     var buffer = [UInt8](repeating: 0, count: 65_536)
     while true {

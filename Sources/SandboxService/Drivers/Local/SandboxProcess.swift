@@ -147,18 +147,7 @@ final class SandboxProcess: Sendable {
   private static func readToEnd(_ fd: Int32) async -> String {
     await withCheckedContinuation { continuation in
       DispatchQueue.global().async {
-        var data = Data()
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-          let count = read(fd, &buffer, buffer.count)
-          if count > 0 {
-            data.append(contentsOf: buffer[0..<count])
-          } else if count < 0, errno == EINTR {
-            continue
-          } else {
-            break
-          }
-        }
+        let (data, _) = InitConnection.readAvailable(fd)
         close(fd)
         continuation.resume(returning: String(decoding: data, as: UTF8.self))
       }
