@@ -2,6 +2,8 @@
 #include "csandbox.h"
 
 #include <errno.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -81,3 +83,12 @@ int csandbox_signaled(int status) { return WIFSIGNALED(status); }
 int csandbox_term_signal(int status) { return WTERMSIG(status); }
 
 int csandbox_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+int csandbox_open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = (unsigned long long)(flags | O_CLOEXEC);
+  how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}

@@ -1,23 +1,31 @@
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import InspectKit
 import InspectProtos
 
 extension SandboxServiceApp {
-  /// Builds the service: the local driver under the data directory and the agent runtime, which
-  /// calls ModelRouter.
+  /// Builds the service: the local driver under the data directory, the sandbox manager (warm
+  /// pools, sync gating, snapshots) over it, and the agent runtime, which calls ModelRouter.
   static func build(_ configuration: ServiceConfiguration) async throws -> BuiltService {
     let host = ServiceHost(configuration: configuration, servedServices: [Inspect_Sandbox_V1_SandboxService.descriptor])
     let modelAddress = configuration.peers[.modelRouter]
     let modelClient = try GRPCClient.peer(modelAddress)
     let driver = LocalDriver(paths: SandboxPaths(configuration.dataDirectory), logger: host.logger)
+    host.logger.info(
+      "sandbox isolation", metadata: ["cgroups": "\(driver.cgroups)", "limits": "\(driver.cgroups.enforced)"])
+    let metrics = SandboxMetrics(host.metrics.registry)
+    metrics.cgroups(version: driver.cgroups.versionLabel)
+    let manager = SandboxManager(
+      driver: driver, configuration: .init(environment: ProcessInfo.processInfo.environment), logger: host.logger,
+      metrics: metrics)
     let agent = AgentLoop(
       model: Inspect_Model_V1_ModelRouterService.Client(wrapping: modelClient), modelAddress: modelAddress,
-      driver: driver, logger: host.logger)
+      manager: manager, logger: host.logger)
     return BuiltService(
       host: host,
-      grpcServer: try host.makeGRPCServer(services: [SandboxRPCService(agent: agent)]),
+      grpcServer: try host.makeGRPCServer(services: [SandboxRPCService(agent: agent, manager: manager)]),
       httpServer: host.makeHTTPServer(router: host.makeRouter()),
-      dependencies: [GRPCClientService(client: modelClient)])
+      dependencies: [GRPCClientService(client: modelClient), ShutdownAction { await manager.shutdown() }])
   }
 }

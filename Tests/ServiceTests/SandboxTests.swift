@@ -20,16 +20,22 @@ struct SandboxFixture {
     driver = LocalDriver(paths: SandboxPaths(directory.url), logger: Logger(label: "test"))
   }
 
-  func withSandbox<T>(limits: SandboxLimits? = nil, _ body: (Sandbox) async throws -> T) async throws -> T {
+  /// A new sandbox of the demo repository's main branch.
+  func makeSandbox(limits: SandboxLimits? = nil) async throws -> LocalSandbox {
     let image = try await driver.image(for: repository, branch: "inspect/none", fallback: "main")
-    let sandbox = try await driver.createSandbox(from: image, repository: repository, limits: limits)
+    return try #require(
+      try await driver.createSandbox(from: image, repository: repository, limits: limits) as? LocalSandbox)
+  }
+
+  func withSandbox<T>(limits: SandboxLimits? = nil, _ body: (LocalSandbox) async throws -> T) async throws -> T {
+    let sandbox = try await makeSandbox(limits: limits)
     let result: Result<T, any Error>
     do {
       result = .success(try await body(sandbox))
     } catch {
       result = .failure(error)
     }
-    await driver.terminate(sandbox)
+    await sandbox.terminate()
     directory.remove()
     return try result.get()
   }
@@ -41,30 +47,27 @@ struct SandboxTests {
   func isolation() async throws {
     let fixture = try SandboxFixture()
     try await fixture.withSandbox { sandbox in
-      let interfaces = try await fixture.driver.exec(
-        sandbox, command: "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '", timeout: .seconds(10))
+      let interfaces = try await sandbox.exec(
+        "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '", timeout: .seconds(10))
       #expect(String(decoding: interfaces.stdout, as: UTF8.self).split(separator: "\n") == ["lo"])
-      let init1 = try await fixture.driver.exec(
-        sandbox, command: "tr '\\0' ' ' < /proc/1/cmdline", timeout: .seconds(10))
+      let init1 = try await sandbox.exec("tr '\\0' ' ' < /proc/1/cmdline", timeout: .seconds(10))
       let hostInit = (try? String(contentsOfFile: "/proc/1/cmdline", encoding: .utf8)) ?? ""
       #expect(!String(decoding: init1.stdout, as: UTF8.self).isEmpty)
       #expect(String(decoding: init1.stdout, as: UTF8.self) != hostInit.replacingOccurrences(of: "\0", with: " "))
-      let write = try await fixture.driver.exec(
-        sandbox, command: "echo scratch > made-in-sandbox.txt", timeout: .seconds(10))
+      let write = try await sandbox.exec("echo scratch > made-in-sandbox.txt", timeout: .seconds(10))
       #expect(write.succeeded)
       let imageFile = fixture.driver.paths.image(sandbox.image.id).appendingPathComponent(
         "workspace/made-in-sandbox.txt")
       #expect(!FileManager.default.fileExists(atPath: imageFile.path))
       #expect(FileManager.default.fileExists(atPath: sandbox.merged.appendingPathComponent("made-in-sandbox.txt").path))
-      let nonce = try await fixture.driver.exec(sandbox, command: "cat /inspect/nonce", timeout: .seconds(10))
+      let nonce = try await sandbox.exec("cat /inspect/nonce", timeout: .seconds(10))
       #expect(
         String(decoding: nonce.stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
           == sandbox.image.nonce)
-      let remount = try await fixture.driver.exec(
-        sandbox, command: "mount -o remount,rw /inspect", timeout: .seconds(10))
+      let remount = try await sandbox.exec("mount -o remount,rw /inspect", timeout: .seconds(10))
       #expect(!remount.succeeded)
-      let network = try await fixture.driver.exec(
-        sandbox, command: "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 9), 1)'",
+      let network = try await sandbox.exec(
+        "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 9), 1)'",
         timeout: .seconds(10))
       #expect(!network.succeeded)
     }
@@ -74,27 +77,75 @@ struct SandboxTests {
   func commands() async throws {
     let fixture = try SandboxFixture()
     try await fixture.withSandbox { sandbox in
-      let tests = try await fixture.driver.exec(sandbox, command: "python3 -m unittest", timeout: .seconds(60))
+      let tests = try await sandbox.exec("python3 -m unittest", timeout: .seconds(60))
       #expect(tests.exitCode == 1)
       #expect(tests.combinedText.contains("FAILED (errors=1)"))
-      let slow = try await fixture.driver.exec(sandbox, command: "sleep 30", timeout: .milliseconds(300))
+      let slow = try await sandbox.exec("sleep 30", timeout: .milliseconds(300))
       #expect(slow.timedOut)
       #expect(slow.duration < .seconds(5))
     }
   }
 
-  @Test("file tools stay inside the workspace: absolute paths, .. and symlinks out are refused")
+  @Test("files stay inside the workspace: absolute paths and .. are INVALID_ARGUMENT, symlinks out PERMISSION_DENIED")
   func confinement() async throws {
     let fixture = try SandboxFixture()
     try await fixture.withSandbox { sandbox in
-      let workspace = Workspace(sandbox)
-      #expect(throws: ToolFailure.self) { try workspace.resolve("/etc/passwd") }
-      #expect(throws: ToolFailure.self) { try workspace.resolve("../../etc/passwd") }
-      #expect(throws: ToolFailure.self) { try workspace.resolve("a/../../x") }
-      _ = try await fixture.driver.exec(sandbox, command: "ln -s /etc escape", timeout: .seconds(10))
-      #expect(throws: ToolFailure.self) { try workspace.resolve("escape/passwd") }
-      #expect(try workspace.resolve("calc.py").lastPathComponent == "calc.py")
-      #expect(try workspace.resolve("new/dir/file.txt").path.hasSuffix("merged/new/dir/file.txt"))
+      func refusal(_ body: () throws -> Void) -> SandboxError? {
+        do {
+          try body()
+          return nil
+        } catch let error as SandboxError {
+          return error
+        } catch {
+          return .failed("\(error)")
+        }
+      }
+      func isInvalid(_ error: SandboxError?) -> Bool { if case .invalid = error { true } else { false } }
+      func isDenied(_ error: SandboxError?) -> Bool { if case .permissionDenied = error { true } else { false } }
+      #expect(isInvalid(refusal { _ = try sandbox.readFile("/etc/passwd", offset: 0, limit: 0) }))
+      #expect(isInvalid(refusal { _ = try sandbox.readFile("../../etc/passwd", offset: 0, limit: 0) }))
+      #expect(isInvalid(refusal { _ = try sandbox.readFile("a/../../x", offset: 0, limit: 0) }))
+      #expect(
+        isInvalid(
+          refusal { try sandbox.writeFile("../escape.txt", content: Data("x".utf8), mode: nil, createParents: true) }))
+      // Symbolic links made inside the sandbox that lead out: to a host path, by `..`, and a
+      // directory link used as a parent when creating directories.
+      let links = try await sandbox.exec(
+        "ln -s /etc escape && ln -s ../../../../../../etc/passwd up && ln -s / root", timeout: .seconds(10))
+      #expect(links.succeeded)
+      #expect(isDenied(refusal { _ = try sandbox.readFile("escape/passwd", offset: 0, limit: 0) }))
+      #expect(isDenied(refusal { _ = try sandbox.readFile("up", offset: 0, limit: 0) }))
+      #expect(isDenied(refusal { _ = try sandbox.listFiles("root", recursive: false, maxEntries: 0) }))
+      #expect(
+        isDenied(
+          refusal {
+            try sandbox.writeFile("root/tmp/inspect-escape", content: Data("x".utf8), mode: nil, createParents: true)
+          }))
+      #expect(!FileManager.default.fileExists(atPath: "/tmp/inspect-escape"))
+      #expect(
+        isDenied(
+          refusal {
+            try sandbox.writeFile("escape/inspect-escape", content: Data("x".utf8), mode: nil, createParents: false)
+          }))
+      // Inside the workspace everything works, absolute /workspace paths included.
+      #expect(try sandbox.readFile("/workspace/calc.py", offset: 0, limit: 0).content.count > 0)
+      try sandbox.writeFile("new/dir/file.txt", content: Data("hello".utf8), mode: 0o600, createParents: true)
+      let seen = try await sandbox.exec("cat new/dir/file.txt; stat -c %a new/dir/file.txt", timeout: .seconds(10))
+      #expect(String(decoding: seen.stdout, as: UTF8.self) == "hello600\n")
+      let part = try sandbox.readFile("new/dir/file.txt", offset: 1, limit: 3)
+      #expect(String(decoding: part.content, as: UTF8.self) == "ell")
+      #expect(part.size == 5 && part.truncated)
+      let listing = try sandbox.listFiles("", recursive: true, maxEntries: 0)
+      #expect(listing.entries.contains { $0.path == "new/dir/file.txt" && $0.kind == .file && $0.size == 5 })
+      #expect(listing.entries.contains { $0.path == "escape" && $0.kind == .symlink })
+      #expect(!listing.entries.contains { $0.path.hasPrefix("escape/") || $0.path.hasPrefix("root/") })
+      let few = try sandbox.listFiles("", recursive: true, maxEntries: 2)
+      #expect(few.entries.count == 2 && few.truncated)
+      #expect(isInvalid(refusal { _ = try sandbox.readFile("new", offset: 0, limit: 0) }))
+      if case .notFound = refusal({ _ = try sandbox.readFile("missing.txt", offset: 0, limit: 0) }) {
+      } else {
+        Issue.record("a missing file should be NOT_FOUND")
+      }
     }
   }
 
@@ -108,8 +159,8 @@ struct SandboxTests {
           of: "    return sum(numbers) / len(numbers)", with: "    return sum(numbers) / len(numbers) if numbers else 0"
         )
       try fixed.write(to: calc, atomically: true, encoding: .utf8)
-      let pushed = try await fixture.driver.commitAndPush(
-        sandbox, repository: fixture.repository, branch: "inspect/ses-0-test", message: "Average of nothing is 0",
+      let pushed = try await sandbox.commitAndPush(
+        branch: "inspect/ses-0-test", message: "Average of nothing is 0",
         author: ("Ada", "ada@example.com"), committer: ("Inspect", "bot@inspect.local"))
       let result = try #require(pushed)
       let remote = DemoRepository.remote(in: fixture.directory.url).path
@@ -118,8 +169,8 @@ struct SandboxTests {
       ])
       #expect(log == "Ada <ada@example.com> | Inspect | Average of nothing is 0")
       #expect(try await Git.run(["--git-dir", remote, "rev-parse", "inspect/ses-0-test"]) == result.commit)
-      let nothing = try await fixture.driver.commitAndPush(
-        sandbox, repository: fixture.repository, branch: "inspect/ses-0-test", message: "again",
+      let nothing = try await sandbox.commitAndPush(
+        branch: "inspect/ses-0-test", message: "again",
         author: ("Ada", "ada@example.com"), committer: ("Inspect", "bot@inspect.local"))
       #expect(nothing == nil)
     }
@@ -130,14 +181,13 @@ struct SandboxTests {
     let fixture = try SandboxFixture()
     try await fixture.withSandbox { sandbox in
       // The loop keeps the command's output pipe open; the command must end anyway.
-      let start = try await fixture.driver.exec(
-        sandbox, command: "(while true; do date +%s%N > /tmp/tick; sleep 0.05; done) & echo started",
+      let start = try await sandbox.exec(
+        "(while true; do date +%s%N > /tmp/tick; sleep 0.05; done) & echo started",
         timeout: .seconds(10))
       #expect(start.succeeded)
       #expect(start.duration < .seconds(2))
       #expect(String(decoding: start.stdout, as: UTF8.self).contains("started"))
-      let ticks = try await fixture.driver.exec(
-        sandbox, command: "cat /tmp/tick; sleep 0.3; cat /tmp/tick", timeout: .seconds(10))
+      let ticks = try await sandbox.exec("cat /tmp/tick; sleep 0.3; cat /tmp/tick", timeout: .seconds(10))
       let values = String(decoding: ticks.stdout, as: UTF8.self).split(separator: "\n")
       #expect(values.count == 2)
       #expect(values.first != values.last)
@@ -147,9 +197,8 @@ struct SandboxTests {
   @Test("terminating a sandbox kills its whole process tree, unmounts it and removes its cgroups")
   func terminateCleansUp() async throws {
     let fixture = try SandboxFixture()
-    let image = try await fixture.driver.image(for: fixture.repository, branch: "inspect/none", fallback: "main")
-    let sandbox = try await fixture.driver.createSandbox(from: image, repository: fixture.repository)
-    _ = try await fixture.driver.exec(sandbox, command: "sleep 300 & sleep 301 & echo ok", timeout: .seconds(10))
+    let sandbox = try await fixture.makeSandbox()
+    _ = try await sandbox.exec("sleep 300 & sleep 301 & echo ok", timeout: .seconds(10))
     let members = sandbox.process.cgroup.pids
     if case .none = fixture.driver.cgroups {
       Issue.record("this machine should have cgroups for sandboxes: \(fixture.driver.cgroups)")
@@ -158,7 +207,7 @@ struct SandboxTests {
       #expect(members.count >= 3)
       #expect(members.contains(sandbox.process.initPID))
     }
-    await fixture.driver.terminate(sandbox)
+    await sandbox.terminate()
     #expect(!ChildProcess.isAlive(sandbox.process.initPID))
     for pid in members { #expect(!ChildProcess.isAlive(pid)) }
     let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
@@ -175,8 +224,8 @@ struct SandboxTests {
     let fixture = try SandboxFixture()
     try await fixture.withSandbox(limits: SandboxLimits(memoryBytes: 256 << 20, maxPids: 64, cpuMillis: 1000)) {
       sandbox in
-      let bomb = try await fixture.driver.exec(
-        sandbox, command: "bomb() { bomb | bomb & }; bomb; sleep 1; ls /proc | grep -c '^[0-9]'",
+      let bomb = try await sandbox.exec(
+        "bomb() { bomb | bomb & }; bomb; sleep 1; ls /proc | grep -c '^[0-9]'",
         timeout: .seconds(10))
       let counted =
         Int(
@@ -194,12 +243,12 @@ struct SandboxTests {
     let fixture = try SandboxFixture()
     try await fixture.withSandbox(limits: SandboxLimits(memoryBytes: 64 << 20, maxPids: 64, cpuMillis: 1000)) {
       sandbox in
-      let hog = try await fixture.driver.exec(
-        sandbox, command: "python3 -c 'x = bytearray(512 * 1024 * 1024); print(len(x))'", timeout: .seconds(30))
+      let hog = try await sandbox.exec(
+        "python3 -c 'x = bytearray(512 * 1024 * 1024); print(len(x))'", timeout: .seconds(30))
       #expect(!hog.succeeded)
       #expect(!String(decoding: hog.stdout, as: UTF8.self).contains("536870912"))
       // The sandbox itself survives and runs the next command.
-      let next = try await fixture.driver.exec(sandbox, command: "echo alive", timeout: .seconds(10))
+      let next = try await sandbox.exec("echo alive", timeout: .seconds(10))
       #expect(String(decoding: next.stdout, as: UTF8.self) == "alive\n")
     }
   }
@@ -209,13 +258,13 @@ struct SandboxTests {
     let fixture = try SandboxFixture()
     try await fixture.withSandbox { sandbox in
       await #expect(throws: SandboxError.self) {
-        try await sandbox.process.run(["/no/such/program"], timeout: .seconds(5))
+        try await sandbox.run(["/no/such/program"], timeout: .seconds(5))
       }
-      let (_, events) = sandbox.process.start(["/no/such/program"])
+      let command = try sandbox.start(["/no/such/program"], environment: [:], directory: "")
       var failure: String?
-      for await event in events { if case .failed(let reason) = event { failure = reason } }
+      for await event in command.events { if case .failed(let reason) = event { failure = reason } }
       #expect(failure == "No such file or directory")
-      let next = try await fixture.driver.exec(sandbox, command: "echo $((6 * 7))", timeout: .seconds(10))
+      let next = try await sandbox.exec("echo $((6 * 7))", timeout: .seconds(10))
       #expect(String(decoding: next.stdout, as: UTF8.self) == "42\n")
     }
   }
@@ -224,10 +273,10 @@ struct SandboxTests {
   func initDies() async throws {
     let fixture = try SandboxFixture()
     try await fixture.withSandbox { sandbox in
-      let (_, events) = sandbox.process.start(["/bin/sh", "-c", "sleep 300"])
+      let command = try sandbox.start(["/bin/sh", "-c", "sleep 300"], environment: [:], directory: "")
       kill(sandbox.process.initPID, SIGKILL)
       var last: CommandEvent?
-      for await event in events { last = event }
+      for await event in command.events { last = event }
       guard case .failed(let reason) = last else {
         Issue.record("expected .failed, got \(String(describing: last))")
         return

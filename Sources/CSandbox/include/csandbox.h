@@ -29,4 +29,9 @@ int csandbox_term_signal(int status);
 // prctl(PR_SET_CHILD_SUBREAPER, 1). 0 or -1.
 int csandbox_set_child_subreaper(void);
 
+// openat2 with RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS: opens `path` (relative) under `dirfd`
+// and fails with EXDEV when resolving it (`..`, an absolute path, a symbolic link) would leave
+// `dirfd`. Always close-on-exec. A descriptor or -1 (errno).
+int csandbox_open_beneath(int dirfd, const char *path, int flags, mode_t mode);
+
 #endif

@@ -1,4 +1,5 @@
 import Foundation
+import InspectKit
 
 #if canImport(Glibc)
   import Glibc
@@ -37,13 +38,6 @@ struct Samples: Sendable {
 
   var p50: Double { percentileMilliseconds(0.5) }
   var p99: Double { percentileMilliseconds(0.99) }
-}
-
-extension Duration {
-  /// The duration in seconds, as a floating-point number.
-  var seconds: Double {
-    Double(components.seconds) + Double(components.attoseconds) / 1e18
-  }
 }
 
 /// Times one operation with the monotonic clock.

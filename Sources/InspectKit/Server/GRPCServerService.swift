@@ -91,3 +91,16 @@ extension GRPCClient where Transport == HTTP2ClientTransport.Posix {
     )
   }
 }
+
+/// Runs `action` once the service group begins its graceful shutdown (e.g. to free what the
+/// service holds outside its process: sandboxes, mounts).
+public struct ShutdownAction: Service {
+  let action: @Sendable () async -> Void
+
+  public init(_ action: @escaping @Sendable () async -> Void) { self.action = action }
+
+  public func run() async throws {
+    try? await gracefulShutdown()
+    await action()
+  }
+}

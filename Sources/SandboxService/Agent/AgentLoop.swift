@@ -15,7 +15,7 @@ struct AgentLoop: Sendable {
 
   let model: Inspect_Model_V1_ModelRouterService.Client<HTTP2ClientTransport.Posix>
   let modelAddress: HostAndPort
-  let driver: LocalDriver
+  let manager: SandboxManager
   let logger: Logger
   var tools: [Tool] = BuiltinTools.all
 
@@ -73,27 +73,34 @@ struct AgentLoop: Sendable {
     do {
       try await emit(.with { $0.sandboxStatus = .with { $0.phase = .provisioning } })
       let repository = try RepositoryName(turn.repository.fullName)
-      let image = try await driver.image(for: repository, branch: turn.sessionBranch, fallback: turn.baseBranch)
-      let imageReady = clock.now
-      let sandbox = try await driver.createSandbox(from: image, repository: repository)
+      let entry: SandboxEntry
+      do {
+        entry = try await manager.claim(
+          .init(
+            repository: repository, sessionID: turn.sessionID, snapshotID: turn.snapshotID,
+            branch: turn.sessionBranch, fallbackBranch: turn.baseBranch))
+      } catch {
+        throw TurnEnd(finished: .failed(.sandbox, "the sandbox could not be prepared: \(error)"))
+      }
+      let sandbox = SandboxOfTurn(entry: entry, manager: manager, emit: emit)
       do {
         try await emit(
           .with {
             $0.sandboxStatus = .with {
-              $0.phase = .ready
-              $0.sandboxID = sandbox.id
-              $0.imageID = image.id
-              $0.commit = image.commit
-              $0.timings = [
-                "image": .init(rounding: imageReady - started), "sandbox": .init(rounding: clock.now - imageReady),
-              ]
+              $0.phase = .syncing
+              $0.sandboxID = entry.id
+              $0.imageID = entry.instance.image.id
+              $0.commit = entry.instance.image.commit
+              $0.timings = ["claim": .init(rounding: clock.now - started)]
+              $0.message =
+                "\(entry.source) sandbox; syncing to the newest commit of \(turn.sessionBranch) (else \(turn.baseBranch))"
             }
           })
-        let finished = try await steps(turn, sandbox: sandbox, open: open, emit: emit)
-        await driver.terminate(sandbox)
+        var finished = try await steps(turn, sandbox: sandbox, open: open, emit: emit)
+        if let snapshot = await end(entry) { finished.snapshotID = snapshot }
         return finished
       } catch {
-        await driver.terminate(sandbox)
+        _ = await end(entry)
         throw error
       }
     } catch let failure as TurnEnd {
@@ -105,8 +112,23 @@ struct AgentLoop: Sendable {
     }
   }
 
+  /// Snapshots the sandbox (so a later turn can resume it) and terminates it, also when the
+  /// turn was cancelled; the snapshot's id, or nil when it failed (logged).
+  private func end(_ entry: SandboxEntry) async -> String? {
+    let manager = self.manager
+    let logger = self.logger
+    return await Task {
+      do {
+        return try await manager.terminate(entry.id, snapshot: true)?.id
+      } catch {
+        logger.warning("the end-of-turn snapshot failed", metadata: ["sandbox.id": "\(entry.id)", "error": "\(error)"])
+        return nil
+      }
+    }.value
+  }
+
   private func steps(
-    _ turn: Inspect_Sandbox_V1_StartTurn, sandbox: Sandbox, open: OpenToolCalls,
+    _ turn: Inspect_Sandbox_V1_StartTurn, sandbox: SandboxOfTurn, open: OpenToolCalls,
     emit: @escaping @Sendable (Event) async throws -> Void
   ) async throws -> Inspect_Session_V1_TurnFinished {
     var messages: [Inspect_Model_V1_Message] = [
@@ -125,6 +147,7 @@ struct AgentLoop: Sendable {
     let maxSteps = turn.budgets.maxSteps == 0 ? Self.defaultMaxSteps : turn.budgets.maxSteps
     var totals = (input: UInt64(0), output: UInt64(0), cost: 0.0)
     for step in 1...maxSteps {
+      try await sandbox.announce()
       let reply = try await generate(turn, messages: messages, emit: emit)
       totals.input += UInt64(reply.usage.inputTokens)
       totals.output += UInt64(reply.usage.outputTokens)
@@ -299,7 +322,7 @@ struct AgentLoop: Sendable {
   // MARK: - Tools
 
   private func runTool(
-    _ call: Inspect_Model_V1_ToolCall, id: String, turn: Inspect_Sandbox_V1_StartTurn, sandbox: Sandbox,
+    _ call: Inspect_Model_V1_ToolCall, id: String, turn: Inspect_Sandbox_V1_StartTurn, sandbox: SandboxOfTurn,
     open: OpenToolCalls, emit: @escaping @Sendable (Event) async throws -> Void
   ) async throws -> Inspect_Model_V1_ToolResult {
     func event(
@@ -324,7 +347,16 @@ struct AgentLoop: Sendable {
     let started = clock.now
     let output: Result<ToolOutput, ToolFailure>
     if let tool = tools.first(where: { $0.name == call.name }) {
-      let context = ToolContext(sandbox: sandbox, driver: driver, turn: turn, toolCallID: id, emit: emit)
+      if tool.writes {
+        do {
+          try await sandbox.synced()
+        } catch let end as TurnEnd {
+          try await emit(event(.failed) { $0.error = end.finished.reason })
+          open.remove(id)
+          throw end
+        }
+      }
+      let context = ToolContext(sandbox: sandbox.entry.instance, turn: turn, toolCallID: id, emit: emit)
       do {
         output = .success(try await tool.run(Data(call.argumentsJson.utf8), context))
       } catch let failure as ToolFailure {
@@ -455,5 +487,61 @@ struct TextCoalescer {
     defer { pending = "" }
     lastFlush = ContinuousClock.now
     return pending
+  }
+}
+
+/// The turn's sandbox: its entry, and the turn's view of its sync — announced (`sandbox_status`
+/// READY or FAILED) as soon as the loop sees it settled, waited for before a tool that writes.
+final class SandboxOfTurn: Sendable {
+  let entry: SandboxEntry
+  private let manager: SandboxManager
+  private let emit: @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void
+  private let announced = Mutex(false)
+
+  init(
+    entry: SandboxEntry, manager: SandboxManager,
+    emit: @escaping @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void
+  ) {
+    self.entry = entry
+    self.manager = manager
+    self.emit = emit
+  }
+
+  /// Emits the sync's outcome once it is known (does not wait for it).
+  func announce() async throws {
+    if case .syncing = entry.gate.state { return }
+    guard
+      announced.withLock({ announced in
+        defer { announced = true }
+        return !announced
+      })
+    else { return }
+    let entry = self.entry
+    try await emit(
+      .with {
+        $0.sandboxStatus = .with {
+          $0.sandboxID = entry.id
+          $0.imageID = entry.instance.image.id
+          $0.commit = entry.commit
+          if let duration = entry.gate.duration { $0.timings = ["sync": .init(rounding: duration)] }
+          if case .failed(let reason) = entry.gate.state {
+            $0.phase = .failed
+            $0.message = "sync failed: \(reason)"
+          } else {
+            $0.phase = .ready
+          }
+        }
+      })
+  }
+
+  /// Waits until the sandbox has synced; a failed or overlong sync ends the turn FAILED in SYNC.
+  func synced() async throws {
+    do {
+      try await entry.writable(within: manager.configuration.syncWait)
+    } catch let error as SandboxError {
+      try? await announce()
+      throw TurnEnd(finished: .failed(.sync, "\(error)"))
+    }
+    try await announce()
   }
 }

@@ -2,10 +2,10 @@ import Foundation
 import InspectKit
 import InspectProtos
 
-/// What a tool needs while it runs: the sandbox, the driver, and a way to stream events.
+/// What a tool needs while it runs: the sandbox (whatever driver runs it), the turn, and a way
+/// to stream events.
 struct ToolContext: Sendable {
-  let sandbox: Sandbox
-  let driver: LocalDriver
+  let sandbox: any SandboxInstance
   let turn: Inspect_Sandbox_V1_StartTurn
   let toolCallID: String
   let emit: @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void
@@ -23,6 +23,9 @@ struct Tool: Sendable {
   let name: String
   let description: String
   let schema: String
+  /// Whether the tool changes the workspace or runs commands: it waits until the sandbox has
+  /// synced (reading tools run at once).
+  var writes = true
   let run: @Sendable (_ arguments: Data, _ context: ToolContext) async throws -> ToolOutput
 
   var proto: Inspect_Model_V1_Tool {
@@ -67,36 +70,26 @@ enum BuiltinTools {
   static let readFile = Tool(
     name: "read_file", description: "Read a text file of the repository.",
     schema:
-      #"{"type":"object","properties":{"path":{"type":"string","description":"Path relative to the repository root"}},"required":["path"]}"#
+      #"{"type":"object","properties":{"path":{"type":"string","description":"Path relative to the repository root"}},"required":["path"]}"#,
+    writes: false
   ) { data, context in
     struct Arguments: Decodable { let path: String }
     let arguments = try decode(Arguments.self, data, tool: "read_file")
-    let url = try Workspace(context.sandbox).resolve(arguments.path)
-    guard let contents = FileManager.default.contents(atPath: url.path) else {
-      throw ToolFailure("read_file: \(arguments.path) does not exist or is not a file")
-    }
-    let text = String(decoding: contents, as: UTF8.self)
-    return ToolOutput(content: truncated(text), summary: "read \(arguments.path) (\(contents.count) bytes)")
+    let file = try context.sandbox.readFile(arguments.path, offset: 0, limit: 0)
+    let text = String(decoding: file.content, as: UTF8.self)
+    return ToolOutput(content: truncated(text), summary: "read \(arguments.path) (\(file.size) bytes)")
   }
 
   static let listFiles = Tool(
     name: "list_files", description: "List the files of the repository (or of one directory), recursively.",
     schema:
-      #"{"type":"object","properties":{"path":{"type":"string","description":"Directory relative to the repository root; default the root"}}}"#
+      #"{"type":"object","properties":{"path":{"type":"string","description":"Directory relative to the repository root; default the root"}}}"#,
+    writes: false
   ) { data, context in
     struct Arguments: Decodable { let path: String? }
     let arguments = try decode(Arguments.self, data, tool: "list_files")
-    let workspace = Workspace(context.sandbox)
-    let root = try workspace.resolve(arguments.path ?? ".")
-    guard let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey])
-    else { throw ToolFailure("list_files: \(arguments.path ?? ".") is not a directory") }
-    var files: [String] = []
-    for case let url as URL in enumerator {
-      guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
-      files.append(workspace.relativePath(of: url))
-      if files.count >= 1000 { break }
-    }
-    files.sort()
+    let listing = try context.sandbox.listFiles(arguments.path ?? "", recursive: true, maxEntries: 5000)
+    let files = listing.entries.filter { $0.kind == .file }.prefix(1000).map(\.path)
     return ToolOutput(content: files.joined(separator: "\n"), summary: "\(files.count) files")
   }
 
@@ -117,17 +110,19 @@ enum BuiltinTools {
       }
     }
     let arguments = try decode(Arguments.self, data, tool: "edit_file")
-    let url = try Workspace(context.sandbox).resolve(arguments.path)
-    guard let contents = FileManager.default.contents(atPath: url.path) else {
-      throw ToolFailure("edit_file: \(arguments.path) does not exist")
+    let file = try context.sandbox.readFile(arguments.path, offset: 0, limit: 0)
+    guard !file.truncated else {
+      throw ToolFailure("edit_file: \(arguments.path) is too large to edit (\(file.size) bytes); use run_command")
     }
-    let text = String(decoding: contents, as: UTF8.self)
+    let text = String(decoding: file.content, as: UTF8.self)
     let occurrences = text.components(separatedBy: arguments.oldText).count - 1
     guard !arguments.oldText.isEmpty, occurrences == 1 else {
       throw ToolFailure(
         "edit_file: old_text occurs \(occurrences) times in \(arguments.path); it must occur exactly once")
     }
-    try Data(text.replacingOccurrences(of: arguments.oldText, with: arguments.newText).utf8).write(to: url)
+    try context.sandbox.writeFile(
+      arguments.path, content: Data(text.replacingOccurrences(of: arguments.oldText, with: arguments.newText).utf8),
+      mode: nil, createParents: false)
     return ToolOutput(content: "edited \(arguments.path)", summary: "edited \(arguments.path)")
   }
 
@@ -141,9 +136,7 @@ enum BuiltinTools {
       let content: String
     }
     let arguments = try decode(Arguments.self, data, tool: "write_file")
-    let url = try Workspace(context.sandbox).resolve(arguments.path)
-    try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-    try Data(arguments.content.utf8).write(to: url)
+    try context.sandbox.writeFile(arguments.path, content: Data(arguments.content.utf8), mode: nil, createParents: true)
     return ToolOutput(
       content: "wrote \(arguments.path)", summary: "wrote \(arguments.path) (\(arguments.content.utf8.count) bytes)")
   }
@@ -167,7 +160,7 @@ enum BuiltinTools {
     let arguments = try decode(Arguments.self, data, tool: "run_command")
     let timeout = Duration.seconds(min(max(arguments.timeoutSeconds ?? 120, 1), 600))
     let forwarder = OutputForwarder(toolCallID: context.toolCallID, emit: context.emit)
-    let result = try await context.driver.exec(context.sandbox, command: arguments.command, timeout: timeout) {
+    let result = try await context.sandbox.exec(arguments.command, timeout: timeout) {
       isError, data in forwarder.send(isError ? .stderr : .stdout, data)
     }
     await forwarder.flush()
@@ -192,20 +185,20 @@ enum BuiltinTools {
       throw ToolFailure("git_commit_and_push: the commit message is empty")
     }
     let turn = context.turn
-    let repository = try RepositoryName(turn.repository.fullName)
     let author =
       turn.prompts.last.map { prompt in
         prompt.hasCommitAuthor
           ? (prompt.commitAuthor.name, prompt.commitAuthor.email)
           : (
-            prompt.author.displayName,
+            prompt.author.displayName.isEmpty
+              ? (prompt.author.userID.isEmpty ? "Inspect user" : prompt.author.userID) : prompt.author.displayName,
             prompt.author.email.isEmpty ? "\(prompt.author.userID)@users.inspect.local" : prompt.author.email
           )
       } ?? ("Inspect", "bot@inspect.local")
     let committer = turn.hasCommitter ? (turn.committer.name, turn.committer.email) : ("Inspect", "bot@inspect.local")
     guard
-      let pushed = try await context.driver.commitAndPush(
-        context.sandbox, repository: repository, branch: turn.sessionBranch, message: arguments.message,
+      let pushed = try await context.sandbox.commitAndPush(
+        branch: turn.sessionBranch, message: arguments.message,
         author: author, committer: committer)
     else { throw ToolFailure("git_commit_and_push: there is nothing to commit") }
     try await context.emit(
@@ -251,32 +244,5 @@ final class OutputForwarder: Sendable {
   func flush() async {
     continuation.finish()
     await task.value
-  }
-}
-
-/// Paths inside a sandbox's workspace, confined to it: no absolute paths, no `..` out of it, no
-/// symbolic link that leads outside.
-struct Workspace {
-  let root: URL
-
-  init(_ sandbox: Sandbox) { root = sandbox.merged.resolvingSymlinksInPath() }
-
-  func resolve(_ path: String) throws -> URL {
-    guard !path.hasPrefix("/") else { throw ToolFailure("\(path): use a path relative to the repository root") }
-    let candidate = root.appendingPathComponent(path).standardizedFileURL
-    // Resolve symlinks of the deepest part that exists, then check the result stays inside.
-    var existing = candidate
-    while !FileManager.default.fileExists(atPath: existing.path), existing.path != root.path {
-      existing = existing.deletingLastPathComponent()
-    }
-    let resolved = existing.resolvingSymlinksInPath().path
-    let inside = { (text: String) in text == root.path || text.hasPrefix(root.path + "/") }
-    guard inside(resolved), inside(candidate.path) else { throw ToolFailure("\(path) is outside the repository") }
-    return candidate
-  }
-
-  func relativePath(of url: URL) -> String {
-    let path = url.resolvingSymlinksInPath().path
-    return path.hasPrefix(root.path + "/") ? String(path.dropFirst(root.path.count + 1)) : path
   }
 }

@@ -1,6 +1,9 @@
+import CSandbox
+import Dispatch
 import Foundation
 import InspectKit
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -17,18 +20,6 @@ struct Image: Codable, Sendable {
   var builtAt: Date
 }
 
-/// A sandbox: the image as overlayfs lower layer, its own writable upper layer, the processes
-/// running in it (its init and whatever init started), and a host-side git directory (outside
-/// the sandbox's reach) for commits and pushes.
-struct Sandbox: Sendable {
-  var id: String
-  var image: Image
-  var directory: URL
-  var process: SandboxProcess
-  var merged: URL { directory.appendingPathComponent("merged", isDirectory: true) }
-  var gitDirectory: URL { directory.appendingPathComponent("git", isDirectory: true) }
-}
-
 /// The `local` driver: sandboxes on this machine with overlayfs, bubblewrap and cgroups.
 ///
 /// Each sandbox is one long-lived bubblewrap with new pid, ipc, uts and network namespaces (only
@@ -36,7 +27,9 @@ struct Sandbox: Sendable {
 /// sandbox's files, `/inspect` the image metadata (read-only), a private `/tmp`, and
 /// `inspect-sandbox-init` as its pid 1, which starts every command (`SandboxProcess`). Its
 /// processes share the sandbox's cgroups (memory, pids, cpu; `CgroupSupport`).
-struct LocalDriver: Sendable {
+struct LocalDriver: SandboxDriver {
+  let name = "local"
+  let node = ProcessInfo.processInfo.hostName
   let paths: SandboxPaths
   let logger: Logger
   /// The `inspect-sandbox-init` binary mounted at `/init` in every sandbox.
@@ -44,6 +37,8 @@ struct LocalDriver: Sendable {
   let cgroups: CgroupSupport
   /// Limits for sandboxes created without their own.
   var limits = SandboxLimits()
+  /// One git operation on a repository's mirror at a time (fetches would collide on its locks).
+  let mirrorLocks = KeyedLock()
 
   init(paths: SandboxPaths, logger: Logger, initBinary: URL? = nil, cgroups: CgroupSupport? = nil) {
     self.paths = paths
@@ -65,40 +60,56 @@ struct LocalDriver: Sendable {
   // MARK: - Images
 
   /// The image of `repository` at the newest commit of `branch` (falling back to `fallback`
-  /// when `branch` does not exist yet), built now if no image of that commit exists.
+  /// when `branch` does not exist yet; empty names the default branch), built now if no image
+  /// of that commit exists.
   func image(for repository: RepositoryName, branch: String, fallback: String) async throws -> Image {
     let mirror = try await refreshMirror(repository)
-    let commit: String
-    if let found = try? await Git.run([
-      "--git-dir", mirror.path, "rev-parse", "--verify", "refs/heads/\(branch)^{commit}",
-    ]) {
-      commit = found
-    } else {
-      commit = try await Git.run(["--git-dir", mirror.path, "rev-parse", "--verify", "refs/heads/\(fallback)^{commit}"])
-    }
+    let commit = try await newestCommit(in: mirror, branch: branch, fallback: fallback)
     if let existing = try existingImage(repository: repository, commit: commit) { return existing }
     return try await buildImage(repository: repository, commit: commit, mirror: mirror)
   }
 
-  /// Clones the repository's remote as a bare mirror, or fetches into it.
+  /// The newest commit of `branch` in `mirror`, else of `fallback`; an empty name is the
+  /// mirror's default branch (its HEAD).
+  func newestCommit(in mirror: URL, branch: String, fallback: String) async throws -> String {
+    func resolve(_ name: String) async throws -> String {
+      try await Git.run([
+        "--git-dir", mirror.path, "rev-parse", "--verify",
+        name.isEmpty ? "HEAD^{commit}" : "refs/heads/\(name)^{commit}",
+      ])
+    }
+    if let found = try? await resolve(branch) { return found }
+    do {
+      return try await resolve(fallback)
+    } catch {
+      throw SandboxError.notFound(
+        "neither \(branch.isEmpty ? "the default branch" : branch) nor \(fallback.isEmpty ? "the default branch" : fallback) exists in \(mirror.path)"
+      )
+    }
+  }
+
+  /// Clones the repository's remote as a bare mirror, or fetches into it (one at a time per
+  /// repository).
   func refreshMirror(_ repository: RepositoryName) async throws -> URL {
     let remote = try paths.remote(repository)
     let mirror = paths.mirror(repository)
-    if FileManager.default.fileExists(atPath: mirror.appendingPathComponent("HEAD").path) {
-      try await Git.run([
-        "--git-dir", mirror.path, "fetch", "--prune", "--quiet", remote.path, "+refs/heads/*:refs/heads/*",
-      ])
-    } else {
-      try FileManager.default.createDirectory(at: mirror.deletingLastPathComponent(), withIntermediateDirectories: true)
-      try await Git.run(["clone", "--mirror", "--quiet", remote.path, mirror.path])
+    try await mirrorLocks.withLock(repository.description) {
+      if FileManager.default.fileExists(atPath: mirror.appendingPathComponent("HEAD").path) {
+        try await Git.run([
+          "--git-dir", mirror.path, "fetch", "--prune", "--quiet", remote.path, "+refs/heads/*:refs/heads/*",
+        ])
+      } else {
+        try FileManager.default.createDirectory(
+          at: mirror.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try await Git.run(["clone", "--mirror", "--quiet", remote.path, mirror.path])
+      }
     }
     return mirror
   }
 
   private func existingImage(repository: RepositoryName, commit: String) throws -> Image? {
     guard let files = try? FileManager.default.contentsOfDirectory(atPath: paths.images.path) else { return nil }
-    let decoder = JSONDecoder()
-    decoder.dateDecodingStrategy = .iso8601
+    let decoder = JSONCoding.decoder
     for file in files where file.hasSuffix(".json") {
       guard let data = FileManager.default.contents(atPath: paths.images.appendingPathComponent(file).path),
         let image = try? decoder.decode(Image.self, from: data)
@@ -108,7 +119,7 @@ struct LocalDriver: Sendable {
     return nil
   }
 
-  private func buildImage(repository: RepositoryName, commit: String, mirror: URL) async throws -> Image {
+  func buildImage(repository: RepositoryName, commit: String, mirror: URL) async throws -> Image {
     let image = Image(
       id: Identifier.make(.image), repository: repository.description, commit: commit,
       nonce: (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined(), builtAt: Date())
@@ -128,9 +139,7 @@ struct LocalDriver: Sendable {
       throw SandboxError.failed("building the image of \(repository) at \(commit) failed: \(extract.combinedText)")
     }
     try Data((image.nonce + "\n").utf8).write(to: meta.appendingPathComponent("nonce"))
-    let encoder = JSONEncoder()
-    encoder.dateEncodingStrategy = .iso8601
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let encoder = JSONCoding.encoder
     try encoder.encode(image).write(to: meta.appendingPathComponent("image.json"))
     try encoder.encode(image).write(to: paths.imageMetadata(image.id), options: .atomic)
     logger.info(
@@ -143,17 +152,33 @@ struct LocalDriver: Sendable {
   /// Mounts a new sandbox over `image` and starts its init in its own cgroups.
   func createSandbox(
     from image: Image, repository: RepositoryName, limits: SandboxLimits? = nil
-  ) async throws -> Sandbox {
+  ) async throws -> any SandboxInstance {
+    try await makeSandbox(image: image, repository: repository, limits: limits, head: image.commit, layer: nil)
+  }
+
+  /// Mounts `image` with a writable layer (empty, or unpacked from `layer`) and starts init.
+  private func makeSandbox(
+    image: Image, repository: RepositoryName, limits: SandboxLimits?, head: String, layer: URL?
+  ) async throws -> LocalSandbox {
     let id = Identifier.make(.sandbox)
     let directory = paths.sandbox(id)
+    let upper = directory.appendingPathComponent("upper", isDirectory: true)
     let merged = directory.appendingPathComponent("merged", isDirectory: true)
     for name in ["upper", "work", "merged"] {
       try FileManager.default.createDirectory(
         at: directory.appendingPathComponent(name, isDirectory: true), withIntermediateDirectories: true)
     }
+    if let layer {
+      do {
+        try await LayerArchive.extract(layer, into: upper)
+      } catch {
+        try? FileManager.default.removeItem(at: directory)
+        throw error
+      }
+    }
     let lower = paths.image(image.id).appendingPathComponent("workspace").path
     let options =
-      "lowerdir=\(lower),upperdir=\(directory.appendingPathComponent("upper").path),workdir=\(directory.appendingPathComponent("work").path)"
+      "lowerdir=\(lower),upperdir=\(upper.path),workdir=\(directory.appendingPathComponent("work").path)"
     guard mount("overlay", merged.path, "overlay", 0, options) == 0 else {
       let reason = String(cString: strerror(errno))
       try? FileManager.default.removeItem(at: directory)
@@ -165,7 +190,9 @@ struct LocalDriver: Sendable {
         let process = try await SandboxProcess.start(
           workspace: merged, meta: paths.image(image.id).appendingPathComponent("meta"), initBinary: initBinary,
           cgroup: cgroup, log: directory.appendingPathComponent("bwrap.log"), label: id)
-        return Sandbox(id: id, image: image, directory: directory, process: process)
+        return LocalSandbox(
+          id: id, repository: repository, image: image, directory: directory, process: process, driver: self,
+          head: head)
       } catch {
         cgroup.remove()
         throw error
@@ -177,38 +204,164 @@ struct LocalDriver: Sendable {
     }
   }
 
-  /// Runs `command` with `/bin/sh -c` inside the sandbox.
-  func exec(
-    _ sandbox: Sandbox, command: String, timeout: Duration,
-    onOutput: (@Sendable (_ isError: Bool, Data) -> Void)? = nil
-  ) async throws -> CommandResult {
-    try await sandbox.process.run(["/bin/sh", "-c", command], timeout: timeout, onOutput: onOutput)
+  // MARK: - Snapshots
+
+  /// Archives the sandbox's writable layer (whiteouts and opaque directories included) as
+  /// `snapshots/<id>.tar.zst`, then writes its metadata; a snapshot without metadata is
+  /// incomplete and never restored.
+  func snapshot(
+    _ sandbox: any SandboxInstance, id: String, sessionID: String, branch: String
+  ) async throws -> SnapshotRecord {
+    guard let sandbox = sandbox as? LocalSandbox else {
+      throw SandboxError.invalid("sandbox \(sandbox.id) does not belong to the local driver")
+    }
+    let clock = ContinuousClock()
+    let started = clock.now
+    try FileManager.default.createDirectory(at: paths.snapshots, withIntermediateDirectories: true)
+    let archive = paths.snapshotArchive(id)
+    let size = try await LayerArchive.create(from: sandbox.upper, to: archive)
+    let record = SnapshotRecord(
+      id: id, sessionID: sessionID, sandboxID: sandbox.id, imageID: sandbox.image.id,
+      repository: sandbox.repository.description, imageCommit: sandbox.image.commit, commit: sandbox.head,
+      branch: branch, createdAt: Date(),
+      sizeBytes: size, durationMilliseconds: (clock.now - started).milliseconds)
+    try JSONCoding.encoder.encode(record).write(to: paths.snapshotMetadata(id), options: .atomic)
+    return record
   }
 
-  /// The host-side git directory at the image's commit, sharing the mirror's objects (made on
-  /// first use: most sandboxes never commit).
-  private func prepareGitDirectory(_ sandbox: Sandbox, repository: RepositoryName) async throws {
-    let git = sandbox.gitDirectory.path
-    guard !FileManager.default.fileExists(atPath: sandbox.gitDirectory.appendingPathComponent("HEAD").path) else {
-      return
+  func snapshotRecord(_ id: String) -> SnapshotRecord? {
+    guard FileManager.default.fileExists(atPath: paths.snapshotArchive(id).path),
+      let data = FileManager.default.contents(atPath: paths.snapshotMetadata(id).path)
+    else { return nil }
+    return try? JSONCoding.decoder.decode(SnapshotRecord.self, from: data)
+  }
+
+  /// The snapshot's image plus its layer. An image that was removed is built again at the
+  /// snapshot's image commit (the layer only holds the differences from that tree).
+  func restoreSandbox(from snapshot: SnapshotRecord, limits: SandboxLimits?) async throws -> any SandboxInstance {
+    let repository = try RepositoryName(snapshot.repository)
+    let image: Image
+    if let data = FileManager.default.contents(atPath: paths.imageMetadata(snapshot.imageID).path),
+      let found = try? JSONCoding.decoder.decode(Image.self, from: data)
+    {
+      image = found
+    } else {
+      guard let commit = snapshot.imageCommit else {
+        throw SandboxError.notFound(
+          "the image \(snapshot.imageID) of snapshot \(snapshot.id) is gone and the snapshot does not say its commit")
+      }
+      logger.notice(
+        "the image of a snapshot is gone; building it again",
+        metadata: ["snapshot.id": "\(snapshot.id)", "image.id": "\(snapshot.imageID)"])
+      image = try await buildImage(repository: repository, commit: commit, mirror: try await refreshMirror(repository))
     }
-    let mirror = paths.mirror(repository)
+    return try await makeSandbox(
+      image: image, repository: repository, limits: limits, head: snapshot.commit,
+      layer: paths.snapshotArchive(snapshot.id))
+  }
+}
+
+/// A sandbox of the local driver: the image as overlayfs lower layer, its own writable upper
+/// layer, its processes (init and whatever init started), and a host-side git directory (outside
+/// the sandbox's reach) for syncs, commits and pushes.
+final class LocalSandbox: SandboxInstance {
+  let id: String
+  let repository: RepositoryName
+  let image: Image
+  let directory: URL
+  let process: SandboxProcess
+  let driver: LocalDriver
+  private let state: Mutex<String>
+
+  init(
+    id: String, repository: RepositoryName, image: Image, directory: URL, process: SandboxProcess,
+    driver: LocalDriver, head: String
+  ) {
+    self.id = id
+    self.repository = repository
+    self.image = image
+    self.directory = directory
+    self.process = process
+    self.driver = driver
+    state = Mutex(head)
+  }
+
+  var merged: URL { directory.appendingPathComponent("merged", isDirectory: true) }
+  var upper: URL { directory.appendingPathComponent("upper", isDirectory: true) }
+  var gitDirectory: URL { directory.appendingPathComponent("git", isDirectory: true) }
+  var workspace: HostWorkspace { HostWorkspace(root: merged) }
+  /// The commit the workspace is based on (the image's, then the last sync's or commit's).
+  var head: String { state.withLock { $0 } }
+  var isAlive: Bool { process.isAlive }
+
+  func start(_ argv: [String], environment: [String: String], directory: String) throws -> RunningCommand {
+    let parts = try HostWorkspace.components(directory)
+    var input: [Int32] = [-1, -1]
+    guard csandbox_pipe(&input) == 0 else {
+      throw SandboxError.failed("cannot create a pipe: \(String(cString: strerror(errno)))")
+    }
+    let (id, events) = process.start(
+      argv, environment: environment, directory: "/workspace" + parts.map { "/" + $0 }.joined(), stdin: input[0])
+    Glibc.close(input[0])
+    let writer = PipeWriter(fd: input[1])
+    let connection = process.connection
+    return RunningCommand(
+      events: events, input: { data in try await writer.write(data) }, signal: { connection.signal(id, $0) })
+  }
+
+  func readFile(_ path: String, offset: UInt64, limit: UInt64) throws -> FileContent {
+    try workspace.readFile(path, offset: offset, limit: limit)
+  }
+
+  @discardableResult
+  func writeFile(_ path: String, content: Data, mode: UInt32?, createParents: Bool) throws -> UInt64 {
+    try workspace.writeFile(path, content: content, mode: mode, createParents: createParents)
+  }
+
+  func listFiles(_ path: String, recursive: Bool, maxEntries: Int) throws -> FileListing {
+    try workspace.listFiles(path, recursive: recursive, maxEntries: maxEntries)
+  }
+
+  /// Fetches the mirror and moves the workspace from its head to the branch's newest commit
+  /// with a two-tree `read-tree -m -u` (files the sandbox changed are kept or refused, never
+  /// silently overwritten).
+  func sync(branch: String, fallback: String) async throws -> String {
+    let mirror = try await driver.refreshMirror(repository)
+    let commit = try await driver.newestCommit(in: mirror, branch: branch, fallback: fallback)
+    guard commit != head else { return commit }
+    try await prepareGitDirectory()
+    let base = ["--git-dir", gitDirectory.path, "--work-tree", merged.path]
+    _ = try? await Git.run(base + ["update-index", "-q", "--refresh"])
+    try await Git.run(base + ["read-tree", "-m", "-u", "HEAD", commit])
+    try await Git.run(["--git-dir", gitDirectory.path, "update-ref", "refs/heads/work", commit])
+    state.withLock { $0 = commit }
+    return commit
+  }
+
+  /// The host-side git directory at the sandbox's head, sharing the mirror's objects (made on
+  /// first use: most sandboxes never commit).
+  private func prepareGitDirectory() async throws {
+    let git = gitDirectory.path
+    guard !FileManager.default.fileExists(atPath: gitDirectory.appendingPathComponent("HEAD").path) else { return }
+    var mirror = driver.paths.mirror(repository)
+    let head = self.head
+    if (try? await Git.run(["--git-dir", mirror.path, "cat-file", "-e", "\(head)^{commit}"])) == nil {
+      mirror = try await driver.refreshMirror(repository)
+    }
     try await Git.run(["init", "--quiet", "--bare", git])
     try Data((mirror.appendingPathComponent("objects").path + "\n").utf8)
-      .write(to: sandbox.gitDirectory.appendingPathComponent("objects/info/alternates"))
-    try await Git.run(["--git-dir", git, "update-ref", "refs/heads/work", sandbox.image.commit])
+      .write(to: gitDirectory.appendingPathComponent("objects/info/alternates"))
+    try await Git.run(["--git-dir", git, "update-ref", "refs/heads/work", head])
     try await Git.run(["--git-dir", git, "symbolic-ref", "HEAD", "refs/heads/work"])
-    try await Git.run(["--git-dir", git, "--work-tree", sandbox.merged.path, "read-tree", "HEAD"])
+    try await Git.run(["--git-dir", git, "--work-tree", merged.path, "read-tree", "HEAD"])
   }
 
-  /// Commits everything in the sandbox (author and committer as given) and pushes it to the
-  /// repository's remote as `branch`. Returns the commit, or nil when nothing changed.
   func commitAndPush(
-    _ sandbox: Sandbox, repository: RepositoryName, branch: String, message: String,
-    author: (name: String, email: String), committer: (name: String, email: String)
+    branch: String, message: String, author: (name: String, email: String),
+    committer: (name: String, email: String)
   ) async throws -> (commit: String, remote: String)? {
-    try await prepareGitDirectory(sandbox, repository: repository)
-    let base = ["--git-dir", sandbox.gitDirectory.path, "--work-tree", sandbox.merged.path]
+    try await prepareGitDirectory()
+    let base = ["--git-dir", gitDirectory.path, "--work-tree", merged.path]
     try await Git.run(base + ["add", "--all"])
     let status = try await Git.run(base + ["status", "--porcelain"])
     guard !status.isEmpty else { return nil }
@@ -219,24 +372,78 @@ struct LocalDriver: Sendable {
         "GIT_COMMITTER_NAME": committer.name, "GIT_COMMITTER_EMAIL": committer.email,
       ])
     let commit = try await Git.run(base + ["rev-parse", "HEAD"])
-    let remote = try paths.remote(repository)
-    try await Git.run([
-      "--git-dir", sandbox.gitDirectory.path, "push", "--quiet", remote.path, "HEAD:refs/heads/\(branch)",
-    ])
+    let remote = try driver.paths.remote(repository)
+    try await Git.run(["--git-dir", gitDirectory.path, "push", "--quiet", remote.path, "HEAD:refs/heads/\(branch)"])
+    state.withLock { $0 = commit }
     return (commit, remote.path)
   }
 
   /// Kills every process of the sandbox, then unmounts it (in that order: an overlay still in use
   /// by a live process stays mounted whatever umount says) and removes its files.
-  /// Runs to its end even when the calling task is cancelled (a stopped turn still cleans up).
-  func terminate(_ sandbox: Sandbox) async {
-    await Task { await sandbox.process.terminate() }.value
-    if umount2(sandbox.merged.path, 0) != 0, errno != EINVAL {
-      logger.warning(
-        "unmounting a sandbox failed; detaching it",
-        metadata: ["sandbox.id": "\(sandbox.id)", "error": "\(String(cString: strerror(errno)))"])
-      _ = umount2(sandbox.merged.path, Int32(MNT_DETACH))
-    }
-    try? FileManager.default.removeItem(at: sandbox.directory)
+  func terminate() async {
+    let sandbox = self
+    await Task {
+      await sandbox.process.terminate()
+      if umount2(sandbox.merged.path, 0) != 0, errno != EINVAL {
+        sandbox.driver.logger.warning(
+          "unmounting a sandbox failed; detaching it",
+          metadata: ["sandbox.id": "\(sandbox.id)", "error": "\(String(cString: strerror(errno)))"])
+        _ = umount2(sandbox.merged.path, Int32(MNT_DETACH))
+      }
+      try? FileManager.default.removeItem(at: sandbox.directory)
+    }.value
   }
+}
+
+/// Writes to a command's standard input off the cooperative pool, in order; closing (nil)
+/// gives the command end of file. The descriptor is closed when the writer goes away.
+final class PipeWriter: Sendable {
+  private let fd: Int32
+  private let queue = DispatchQueue(label: "inspect.sandbox.stdin")
+  private let closed = Mutex(false)
+
+  init(fd: Int32) { self.fd = fd }
+
+  func write(_ data: Data?) async throws {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+      queue.async {
+        guard let data else {
+          self.closeOnce()
+          continuation.resume()
+          return
+        }
+        guard !self.closed.withLock({ $0 }) else {
+          continuation.resume(throwing: SandboxError.preconditionFailed("standard input is closed"))
+          return
+        }
+        var done = 0
+        let failure: Int32? = data.withUnsafeBytes { buffer in
+          while done < buffer.count {
+            let written = Glibc.write(self.fd, buffer.baseAddress! + done, buffer.count - done)
+            if written < 0, errno == EINTR { continue }
+            guard written > 0 else { return errno }
+            done += written
+          }
+          return nil
+        }
+        if let failure {
+          continuation.resume(
+            throwing: SandboxError.preconditionFailed(
+              "the command's standard input is closed (\(String(cString: strerror(failure))))"))
+        } else {
+          continuation.resume()
+        }
+      }
+    }
+  }
+
+  private func closeOnce() {
+    let wasOpen = closed.withLock { closed in
+      defer { closed = true }
+      return !closed
+    }
+    if wasOpen { Glibc.close(fd) }
+  }
+
+  deinit { closeOnce() }
 }

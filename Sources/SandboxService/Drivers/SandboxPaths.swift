@@ -19,6 +19,12 @@ struct SandboxPaths: Sendable {
 
   /// `sandboxes/<sandbox-id>/` with `upper/`, `work/`, `merged/` and the host-side `git/`.
   func sandbox(_ id: String) -> URL { root.appendingPathComponent("sandboxes/\(id)", isDirectory: true) }
+  var sandboxes: URL { root.appendingPathComponent("sandboxes", isDirectory: true) }
+
+  /// `snapshots/<snapshot-id>.tar.zst` (the writable layer) and `snapshots/<snapshot-id>.json`.
+  func snapshotArchive(_ id: String) -> URL { root.appendingPathComponent("snapshots/\(id).tar.zst") }
+  func snapshotMetadata(_ id: String) -> URL { root.appendingPathComponent("snapshots/\(id).json") }
+  var snapshots: URL { root.appendingPathComponent("snapshots", isDirectory: true) }
 
   /// Where a repository's remote is: `local/<name>` is the bare repository `remotes/<name>.git`.
   func remote(_ repository: RepositoryName) throws -> URL {
@@ -35,16 +41,26 @@ struct SandboxPaths: Sendable {
   }
 }
 
-/// What goes wrong in sandboxes, mapped to gRPC codes in one place.
+/// What goes wrong in sandboxes, mapped to gRPC codes in one place (`SandboxError.rpcError`).
 enum SandboxError: Error, CustomStringConvertible {
   case invalid(String)
   case notFound(String)
+  case permissionDenied(String)
+  /// The sandbox is in no state for this (terminated, not claimed).
+  case preconditionFailed(String)
+  /// A limit was reached (content size, the node's sandbox count, disk).
+  case exhausted(String)
+  /// Not ready yet (still syncing past the bounded wait); trying again later can work.
+  case unavailable(String)
   case unsupported(String)
   case failed(String)
 
   var description: String {
     switch self {
-    case .invalid(let message), .notFound(let message), .unsupported(let message), .failed(let message): message
+    case .invalid(let message), .notFound(let message), .permissionDenied(let message),
+      .preconditionFailed(let message), .exhausted(let message), .unavailable(let message),
+      .unsupported(let message), .failed(let message):
+      message
     }
   }
 }
