@@ -10,7 +10,10 @@ struct InspectBench: AsyncParsableCommand {
     commandName: "inspect-bench",
     abstract: "Benchmarks of Inspect's services, against real processes on 127.0.0.1.",
     version: InspectVersion.current,
-    subcommands: [AckBenchmark.self, FanoutBenchmark.self, ReplayBenchmark.self, ScaleBenchmark.self]
+    subcommands: [
+      AckBenchmark.self, FanoutBenchmark.self, ReplayBenchmark.self, ScaleBenchmark.self, ClaimBenchmark.self,
+      CreateBenchmark.self, RestoreBenchmark.self, SnapshotBenchmark.self, DensityBenchmark.self,
+    ]
   )
 }
 

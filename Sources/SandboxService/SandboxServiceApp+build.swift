@@ -17,7 +17,7 @@ extension SandboxServiceApp {
     let metrics = SandboxMetrics(host.metrics.registry)
     metrics.cgroups(version: driver.cgroups.versionLabel)
     let manager = SandboxManager(
-      driver: driver, configuration: .init(environment: ProcessInfo.processInfo.environment), logger: host.logger,
+      driver: driver, configuration: try .init(environment: ProcessInfo.processInfo.environment), logger: host.logger,
       metrics: metrics)
     let agent = AgentLoop(
       model: Inspect_Model_V1_ModelRouterService.Client(wrapping: modelClient), modelAddress: modelAddress,

@@ -1,4 +1,5 @@
 import Foundation
+import InspectKit
 
 /// SessionService's limits. `build` reads them from the environment; tests set them directly.
 ///
@@ -26,11 +27,7 @@ struct SessionSettings: Sendable {
   /// Reads the variables in the table above; throws when one is set but not a number in range.
   init(environment: [String: String]) throws {
     func number(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
-      guard let text = environment[name]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
-      guard let value = Int(text), range.contains(value) else {
-        throw SettingsError(message: "\(name)='\(text)' is not a whole number in \(range)")
-      }
-      return value
+      try environment.wholeNumber(name, in: range)
     }
     if let seconds = try number("INSPECT_SESSION_IDLE_SECONDS", in: 1...86_400) { idleEviction = .seconds(seconds) }
     if let depth = try number("INSPECT_SESSION_MAX_CHILD_DEPTH", in: 0...100) { maxChildDepth = depth }
@@ -38,9 +35,4 @@ struct SessionSettings: Sendable {
     if let grace = try number("INSPECT_SESSION_STOP_GRACE_MS", in: 0...60_000) { stopGrace = .milliseconds(grace) }
     if let buffer = try number("INSPECT_SESSION_SUBSCRIBER_BUFFER", in: 1...10_000_000) { subscriberBuffer = buffer }
   }
-}
-
-struct SettingsError: Error, CustomStringConvertible {
-  var message: String
-  var description: String { message }
 }

@@ -187,6 +187,43 @@ struct SandboxManagerTests {
   }
 }
 
+@Suite("SandboxService's settings")
+struct SandboxSettingsTests {
+  @Test("the environment sets the pool size, node limit and sync wait; a bad value names its variable")
+  func environment() throws {
+    let configuration = try SandboxManager.Configuration(environment: [
+      "INSPECT_SANDBOX_POOL_SIZE": "0", "INSPECT_SANDBOX_MAX_SANDBOXES": "7", "INSPECT_SANDBOX_SYNC_WAIT_MS": "1500",
+    ])
+    #expect(configuration.poolSize == 0)
+    #expect(configuration.maxSandboxes == 7)
+    #expect(configuration.syncWait == .milliseconds(1500))
+    #expect(try SandboxManager.Configuration(environment: [:]).poolSize == 2)
+    do {
+      _ = try SandboxManager.Configuration(environment: ["INSPECT_SANDBOX_POOL_SIZE": "many"])
+      Issue.record("a pool size of 'many' was accepted")
+    } catch let error as SettingsError {
+      #expect(error.message.contains("INSPECT_SANDBOX_POOL_SIZE='many'"))
+    }
+  }
+
+  @Test("past the node's sandbox limit a claim is refused with RESOURCE_EXHAUSTED")
+  func nodeLimit() async throws {
+    var configuration = SandboxManager.Configuration()
+    configuration.poolSize = 0
+    configuration.maxSandboxes = 1
+    let fixture = try DirectoryFixture(configuration: configuration)
+    _ = try await fixture.manager.claim(.init(repository: fixture.repository, sessionID: "ses-one"))
+    do {
+      _ = try await fixture.manager.claim(.init(repository: fixture.repository, sessionID: "ses-two"))
+      Issue.record("a second sandbox was created past the limit")
+    } catch let error as SandboxError {
+      #expect(error.rpcError.code == .resourceExhausted)
+      #expect(error.description.contains("INSPECT_SANDBOX_MAX_SANDBOXES"))
+    }
+    await fixture.finish()
+  }
+}
+
 /// Polls `condition` every 20 ms for up to `limit`.
 func waitFor(_ limit: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
   let deadline = ContinuousClock.now + limit

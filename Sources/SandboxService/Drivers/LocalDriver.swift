@@ -161,6 +161,14 @@ struct LocalDriver: SandboxDriver {
     image: Image, repository: RepositoryName, limits: SandboxLimits?, head: String, layer: URL?
   ) async throws -> LocalSandbox {
     let id = Identifier.make(.sandbox)
+    let clock = ContinuousClock()
+    var mark = clock.now
+    var timings: [String: Duration] = [:]
+    func lap(_ name: String) {
+      let now = clock.now
+      timings[name] = now - mark
+      mark = now
+    }
     let directory = paths.sandbox(id)
     let upper = directory.appendingPathComponent("upper", isDirectory: true)
     let merged = directory.appendingPathComponent("merged", isDirectory: true)
@@ -176,6 +184,7 @@ struct LocalDriver: SandboxDriver {
         throw error
       }
     }
+    lap(layer == nil ? "directories" : "layer")
     let lower = paths.image(image.id).appendingPathComponent("workspace").path
     let options =
       "lowerdir=\(lower),upperdir=\(upper.path),workdir=\(directory.appendingPathComponent("work").path)"
@@ -184,12 +193,21 @@ struct LocalDriver: SandboxDriver {
       try? FileManager.default.removeItem(at: directory)
       throw SandboxError.failed("mounting the sandbox's overlay failed: \(reason)")
     }
+    lap("mount")
     do {
       let cgroup = try cgroups.create(id, limits: limits ?? self.limits)
+      lap("cgroups")
       do {
         let process = try await SandboxProcess.start(
           workspace: merged, meta: paths.image(image.id).appendingPathComponent("meta"), initBinary: initBinary,
-          cgroup: cgroup, log: directory.appendingPathComponent("bwrap.log"), label: id)
+          cgroup: cgroup, log: directory.appendingPathComponent("bwrap.log"), label: id, timings: &timings)
+        lap("bubblewrap")
+        logger.debug(
+          "started a sandbox",
+          metadata: [
+            "sandbox.id": "\(id)",
+            "timings": "\(timings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.milliseconds)ms" })",
+          ])
         return LocalSandbox(
           id: id, repository: repository, image: image, directory: directory, process: process, driver: self,
           head: head)

@@ -24,14 +24,14 @@ actor SandboxManager {
     init() {}
 
     /// The defaults, changed by `INSPECT_SANDBOX_POOL_SIZE`, `INSPECT_SANDBOX_MAX_SANDBOXES` and
-    /// `INSPECT_SANDBOX_SYNC_WAIT_MS` (README).
-    init(environment: [String: String]) {
-      if let text = environment["INSPECT_SANDBOX_POOL_SIZE"], let value = Int(text), value >= 0 { poolSize = value }
-      if let text = environment["INSPECT_SANDBOX_MAX_SANDBOXES"], let value = Int(text), value > 0 {
-        maxSandboxes = value
+    /// `INSPECT_SANDBOX_SYNC_WAIT_MS` (README); throws when one is set but not a number in range.
+    init(environment: [String: String]) throws {
+      if let size = try environment.wholeNumber("INSPECT_SANDBOX_POOL_SIZE", in: 0...1000) { poolSize = size }
+      if let count = try environment.wholeNumber("INSPECT_SANDBOX_MAX_SANDBOXES", in: 1...100_000) {
+        maxSandboxes = count
       }
-      if let text = environment["INSPECT_SANDBOX_SYNC_WAIT_MS"], let value = Int(text), value > 0 {
-        syncWait = .milliseconds(value)
+      if let wait = try environment.wholeNumber("INSPECT_SANDBOX_SYNC_WAIT_MS", in: 1...3_600_000) {
+        syncWait = .milliseconds(wait)
       }
     }
   }
@@ -45,6 +45,9 @@ actor SandboxManager {
   /// Sandboxes restored ahead of time for a session (Prewarm with a session id).
   private var prewarmed: [String: SandboxEntry] = [:]
   private var refills: [String: Task<Void, Never>] = [:]
+  /// The newest image known per repository, and when it was looked up.
+  private var images: [String: (image: Image, at: ContinuousClock.Instant)] = [:]
+  private var imageRefresh: Task<Void, Never>?
   /// Ids of sandboxes terminated since the service started (so a second Terminate succeeds and
   /// other calls say FAILED_PRECONDITION rather than NOT_FOUND).
   private var terminated: Set<String> = []
@@ -102,6 +105,7 @@ actor SandboxManager {
     entries[entry.id] = entry
     metrics.claimed(source: entry.source)
     refill(repository)
+    refreshImageIfStale(repository)
     report(repository.description)
     if !claim.branch.isEmpty {
       startSync(entry, branch: claim.branch, fallback: claim.fallbackBranch)
@@ -131,19 +135,44 @@ actor SandboxManager {
     return nil
   }
 
+  /// A new sandbox on the repository's newest known image. The image is looked up (a mirror
+  /// fetch, perhaps a build) only when none is known or `fresh` asks for it; claims rely on the
+  /// sync to bring the workspace to the newest commit, and the pool's fills (and, at most once a
+  /// minute, claims) refresh the image in the background.
   private func create(
-    _ repository: RepositoryName, limits: SandboxLimits?, source: SandboxEntry.Source
+    _ repository: RepositoryName, limits: SandboxLimits?, source: SandboxEntry.Source, fresh: Bool = false
   ) async throws -> SandboxEntry {
     try checkCapacity()
     let driver = self.driver
+    let key = repository.description
+    let known = fresh ? nil : images[key]?.image
     let instance = try await Watchdog.run(
       .provision, configuration.provisionTimeout, abandoned: { await $0.terminate() }
     ) {
-      let image = try await driver.image(for: repository, branch: "", fallback: "")
+      let image: Image
+      if let known { image = known } else { image = try await driver.image(for: repository, branch: "", fallback: "") }
       return try await driver.createSandbox(from: image, repository: repository, limits: limits)
     }
+    if known == nil { images[key] = (instance.image, ContinuousClock.now) }
     return SandboxEntry(instance: instance, source: source, limits: limits, driver: driver)
   }
+
+  /// Looks for a newer image in the background when the known one was found over a minute ago.
+  private func refreshImageIfStale(_ repository: RepositoryName) {
+    let key = repository.description
+    guard let known = images[key], ContinuousClock.now - known.at > .seconds(60), imageRefresh == nil else { return }
+    images[key]?.at = ContinuousClock.now
+    let driver = self.driver
+    imageRefresh = Task {
+      if let image = try? await driver.image(for: repository, branch: "", fallback: "") {
+        self.learned(image, for: key)
+      }
+      self.imageRefreshed()
+    }
+  }
+
+  private func learned(_ image: Image, for key: String) { images[key] = (image, ContinuousClock.now) }
+  private func imageRefreshed() { imageRefresh = nil }
 
   private func restore(
     snapshotID: String, repository: RepositoryName, limits: SandboxLimits?
@@ -225,7 +254,12 @@ actor SandboxManager {
     let key = repository.description
     if pools[key] == nil { pools[key] = WarmPoolState(target: configuration.poolSize) }
     guard refills[key] == nil, let pool = pools[key], pool.ready.count + pool.creating < pool.target else { return }
-    refills[key] = Task { await self.fill(repository) }
+    // Refilling (a mirror fetch, a sandbox start) waits a moment and runs at a lower priority,
+    // so that it does not compete for the CPU with the first command of the sandbox just claimed.
+    refills[key] = Task(priority: .utility) {
+      try? await Task.sleep(for: .milliseconds(30))
+      await self.fill(repository)
+    }
   }
 
   /// Creates warm sandboxes until the pool has its target, on the newest image; sandboxes of an
@@ -237,7 +271,7 @@ actor SandboxManager {
       pools[key]?.creating += 1
       do {
         try checkCapacity()
-        let entry = try await create(repository, limits: nil, source: .warmPool)
+        let entry = try await create(repository, limits: nil, source: .warmPool, fresh: true)
         pools[key]?.creating -= 1
         retireOlder(than: entry.instance.image, in: key)
         pools[key]?.imageID = entry.instance.image.id

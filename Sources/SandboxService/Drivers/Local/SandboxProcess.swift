@@ -45,8 +45,11 @@ final class SandboxProcess: Sendable {
   /// Starts bubblewrap with init, then puts init in `cgroup` before any command can run.
   /// Throws (with bubblewrap's own words from `log`) when it does not come up.
   static func start(
-    workspace: URL, meta: URL, initBinary: URL, cgroup: SandboxCgroup, log: URL, label: String
+    workspace: URL, meta: URL, initBinary: URL, cgroup: SandboxCgroup, log: URL, label: String,
+    timings: inout [String: Duration]
   ) async throws -> SandboxProcess {
+    let clock = ContinuousClock()
+    let began = clock.now
     var control: [Int32] = [-1, -1]
     guard csandbox_seqpacket_pair(&control) == 0 else {
       throw SandboxError.failed("cannot create the sandbox's control socket: \(String(cString: strerror(errno)))")
@@ -80,6 +83,8 @@ final class SandboxProcess: Sendable {
     }
     // bubblewrap writes {"child-pid": N} once the namespaces exist, then closes the pipe.
     let infoText = await readToEnd(info[0])
+    let namespaces = clock.now
+    timings["namespaces"] = namespaces - began
     guard let initPID = childPID(in: infoText) else {
       close(control[0])
       kill(pid, SIGKILL)
@@ -89,6 +94,7 @@ final class SandboxProcess: Sendable {
     }
     do {
       try cgroup.add(initPID)
+      timings["cgroup_procs"] = clock.now - namespaces
     } catch {
       close(control[0])
       kill(initPID, SIGKILL)

@@ -6,9 +6,13 @@ import Synchronization
   import Glibc
 #endif
 
-/// A real `SessionService` process on loopback with its own data directory, started with
-/// ``ChildProcess`` and found through the `listening grpc=HOST:PORT …` line it prints.
-struct SessionServiceProcess: Sendable {
+/// The SessionService the session benchmarks run.
+typealias SessionServiceProcess = ServiceProcess
+
+/// A real service process (`SessionService`, `SandboxService`) on loopback with its own data
+/// directory, started with ``ChildProcess`` and found through the `listening grpc=HOST:PORT …`
+/// line it prints.
+struct ServiceProcess: Sendable {
   let child: ChildProcess
   let grpc: HostAndPort
   let dataDirectory: URL
@@ -20,16 +24,28 @@ struct SessionServiceProcess: Sendable {
   static func start(
     binDirectory: URL, dataDirectory: URL, sandbox: HostAndPort, logLevel: String,
     timeout: Duration = .seconds(60)
-  ) async throws -> SessionServiceProcess {
+  ) async throws -> ServiceProcess {
+    try await start(
+      "SessionService", binDirectory: binDirectory, dataDirectory: dataDirectory,
+      environment: ["INSPECT_SANDBOX_ADDR": sandbox.description], logLevel: logLevel, timeout: timeout)
+  }
+
+  /// Starts `<binDirectory>/<service>` on free ports with `dataDirectory` and `environment`
+  /// (added to this process's, without its `INSPECT_*` and `OPENAI_*` variables); returns once
+  /// it prints its `listening` line.
+  static func start(
+    _ service: String, binDirectory: URL, dataDirectory: URL, environment extra: [String: String],
+    logLevel: String, timeout: Duration = .seconds(60)
+  ) async throws -> ServiceProcess {
     let folder = dataDirectory.deletingLastPathComponent()
-    let output = folder.appendingPathComponent("session.out")
-    let log = folder.appendingPathComponent("session.log")
+    let output = folder.appendingPathComponent("\(service).out")
+    let log = folder.appendingPathComponent("\(service).log")
     var environment = ProcessInfo.processInfo.environment.filter {
       !$0.key.hasPrefix("INSPECT_") && !$0.key.hasPrefix("OPENAI_")
     }
-    environment["INSPECT_SANDBOX_ADDR"] = sandbox.description
+    environment.merge(extra) { $1 }
     let child = try ChildProcess.spawn(
-      executable: binDirectory.appendingPathComponent("SessionService").path,
+      executable: binDirectory.appendingPathComponent(service).path,
       arguments: [
         "--data-dir", dataDirectory.path, "--host", "127.0.0.1", "--grpc-port", "0", "--admin-port", "0",
         "--log-level", logLevel,
@@ -39,14 +55,14 @@ struct SessionServiceProcess: Sendable {
     let deadline = ContinuousClock.now + timeout
     while true {
       if let how = child.exitStatusIfExited() {
-        throw BenchError("SessionService \(how) during start-up:\n\(tail(of: log))")
+        throw BenchError("\(service) \(how) during start-up:\n\(tail(of: log))")
       }
       if let address = listeningAddress(in: output) {
-        return SessionServiceProcess(child: child, grpc: address, dataDirectory: dataDirectory, log: log)
+        return ServiceProcess(child: child, grpc: address, dataDirectory: dataDirectory, log: log)
       }
       guard ContinuousClock.now < deadline else {
         child.signal(SIGKILL)
-        throw BenchError("SessionService did not print its listening line within \(timeout):\n\(tail(of: log))")
+        throw BenchError("\(service) did not print its listening line within \(timeout):\n\(tail(of: log))")
       }
       try await Task.sleep(for: .milliseconds(10))
     }
