@@ -14,6 +14,13 @@
 //   'S' u64 id, i32 pid     the command started
 //   'F' u64 id, i32 errno   it could not start (chdir or exec failed)
 //   'E' u64 id, i32 status  it exited (a waitpid status)
+//
+// `inspect-sandbox-init --launch` is the other role of this binary, on the host: SandboxService
+// starts it ahead of time and moves it into a new sandbox's cgroups (slow on cgroup v1), where
+// it waits; when the sandbox is created, the service writes bubblewrap's arguments to its fd 5
+// (NUL-separated, then end of file) and it becomes bubblewrap with execv, keeping fds 3 and 4
+// (the control socket and the info pipe) — so bubblewrap and the sandbox start inside their
+// cgroups without another migration.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -149,7 +156,40 @@ static void start(char *message, ssize_t length, int fds[3], sigset_t *original_
   send_reply('S', id, pid);
 }
 
-int main(void) {
+#define ARGUMENTS_FD 5
+#define MAX_ARGUMENTS (1024 * 1024)
+
+// The launcher: reads argv from ARGUMENTS_FD and execs it. Exit 126 on a malformed argv, 127 when
+// the exec fails.
+static int launch(void) {
+  static char buffer[MAX_ARGUMENTS];
+  size_t length = 0;
+  for (;;) {
+    ssize_t got = read(ARGUMENTS_FD, buffer + length, sizeof buffer - 1 - length);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return 126;
+    if (got == 0) break;
+    length += (size_t)got;
+    if (length == sizeof buffer - 1) return 126;
+  }
+  close(ARGUMENTS_FD);
+  if (length == 0 || buffer[length - 1] != '\0') return 126;
+  size_t count = 0;
+  for (size_t i = 0; i < length; i++)
+    if (buffer[i] == '\0') count++;
+  char **argv = calloc(count + 1, sizeof(char *));
+  if (!argv) return 126;
+  char *cursor = buffer;
+  for (size_t i = 0; i < count; i++) {
+    argv[i] = cursor;
+    cursor += strlen(cursor) + 1;
+  }
+  execv(argv[0], argv);
+  return 127;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "--launch") == 0) return launch();
   sigset_t mask, original;
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);

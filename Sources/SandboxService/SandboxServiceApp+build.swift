@@ -8,6 +8,9 @@ extension SandboxServiceApp {
   /// Builds the service: the local driver under the data directory, the sandbox manager (warm
   /// pools, sync gating, snapshots) over it, and the agent runtime, which calls ModelRouter.
   static func build(_ configuration: ServiceConfiguration) async throws -> BuiltService {
+    // A write to a pipe whose reader is gone (a command's closed stdin) must fail with EPIPE,
+    // not end the service.
+    signal(SIGPIPE, SIG_IGN)
     let host = ServiceHost(configuration: configuration, servedServices: [Inspect_Sandbox_V1_SandboxService.descriptor])
     let modelAddress = configuration.peers[.modelRouter]
     let modelClient = try GRPCClient.peer(modelAddress)
@@ -26,6 +29,12 @@ extension SandboxServiceApp {
       host: host,
       grpcServer: try host.makeGRPCServer(services: [SandboxRPCService(agent: agent, manager: manager)]),
       httpServer: host.makeHTTPServer(router: host.makeRouter()),
-      dependencies: [GRPCClientService(client: modelClient), ShutdownAction { await manager.shutdown() }])
+      dependencies: [
+        GRPCClientService(client: modelClient),
+        ShutdownAction {
+          await manager.shutdown()
+          await driver.reserve.close()
+        },
+      ])
   }
 }

@@ -135,6 +135,12 @@ struct SandboxRPCTests {
           onResponse: { response in for try await _ in response.messages {} })
       }
       #expect(notStart == .invalidArgument)
+      // Standard input sent to a command that closed it: an error for that write, not the end of
+      // the service (SIGPIPE is ignored).
+      let closed = try await client.run(
+        sandbox.id, ["/bin/sh", "-c", "exec 0<&-; sleep 0.4; echo done"],
+        then: [.with { $0.stdin = Data(count: 256 * 1024) }], afterStart: .milliseconds(200))
+      #expect(closed.text == "done\n")
       // The service is still up and the sandbox still works.
       #expect(try await client.run(sandbox.id, ["echo", "ok"]).text == "ok\n")
     }

@@ -36,6 +36,7 @@ struct SandboxFixture {
       result = .failure(error)
     }
     await sandbox.terminate()
+    await driver.reserve.close()
     directory.remove()
     return try result.get()
   }
@@ -66,10 +67,47 @@ struct SandboxTests {
           == sandbox.image.nonce)
       let remount = try await sandbox.exec("mount -o remount,rw /inspect", timeout: .seconds(10))
       #expect(!remount.succeeded)
+      // A server on the host's loopback, which the sandbox must not reach.
+      let server = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+      defer { close(server) }
+      var address = sockaddr_in()
+      address.sin_family = sa_family_t(AF_INET)
+      address.sin_addr.s_addr = inet_addr("127.0.0.1")
+      var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+      let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+          bind(server, $0, length) == 0 && getsockname(server, $0, &length) == 0
+        }
+      }
+      #expect(bound && listen(server, 8) == 0)
+      let port = Int(UInt16(bigEndian: address.sin_port))
       let network = try await sandbox.exec(
-        "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 9), 1)'",
+        "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", \(port)), 2)'",
         timeout: .seconds(10))
       #expect(!network.succeeded)
+      #expect(accept(server, nil, nil) < 0, "the sandbox reached a server on the host's loopback")
+    }
+  }
+
+  @Test("a sandbox sees neither another sandbox's files nor the host's processes")
+  func otherSandboxes() async throws {
+    let fixture = try SandboxFixture()
+    try await fixture.withSandbox { first in
+      let second = try await fixture.makeSandbox()
+      let secret = try await first.exec("echo secret-of-the-first > secret.txt", timeout: .seconds(10))
+      #expect(secret.succeeded)
+      let hostPath = first.merged.appendingPathComponent("secret.txt").path
+      let upperPath = first.upper.appendingPathComponent("secret.txt").path
+      let attempts = try await second.exec(
+        "cat \(hostPath) \(upperPath) /proc/\(first.process.initPID)/root/workspace/secret.txt 2>&1; "
+          + "grep -rs secret-of-the-first / --include=secret.txt 2>/dev/null; ls /proc | grep -c '^[0-9]'",
+        timeout: .seconds(30))
+      let output = String(decoding: attempts.stdout, as: UTF8.self)
+      #expect(!output.contains("secret-of-the-first"), "\(output)")
+      // Only the sandbox's own processes: init, the shell, ls and grep.
+      let processes = Int(output.split(separator: "\n").last ?? "") ?? 99
+      #expect(processes <= 5, "\(output)")
+      await second.terminate()
     }
   }
 
@@ -216,6 +254,7 @@ struct SandboxTests {
       #expect(!FileManager.default.fileExists(atPath: directory.path))
     }
     #expect(!FileManager.default.fileExists(atPath: sandbox.directory.path))
+    await fixture.driver.reserve.close()
     fixture.directory.remove()
   }
 

@@ -39,12 +39,52 @@ struct LocalDriver: SandboxDriver {
   var limits = SandboxLimits()
   /// One git operation on a repository's mirror at a time (fetches would collide on its locks).
   let mirrorLocks = KeyedLock()
+  /// Launchers already in their sandbox's cgroups (default limits), for the next creates.
+  let reserve: LaunchReserve
 
-  init(paths: SandboxPaths, logger: Logger, initBinary: URL? = nil, cgroups: CgroupSupport? = nil) {
+  /// `reserve` launchers are kept ready (in their cgroups) for the next sandboxes.
+  init(
+    paths: SandboxPaths, logger: Logger, initBinary: URL? = nil, cgroups: CgroupSupport? = nil, reserve: Int = 2
+  ) {
     self.paths = paths
     self.logger = logger
-    self.initBinary = initBinary ?? Self.defaultInitBinary()
-    self.cgroups = cgroups ?? .detect()
+    let initBinary = initBinary ?? Self.defaultInitBinary()
+    let cgroups = cgroups ?? .detect()
+    let limits = SandboxLimits()
+    self.initBinary = initBinary
+    self.cgroups = cgroups
+    self.reserve = LaunchReserve(size: reserve) {
+      try Self.prepareSlot(paths: paths, initBinary: initBinary, cgroups: cgroups, limits: limits)
+    }
+  }
+
+  /// A new sandbox id, its directory, its cgroups with `limits` and a launcher inside them.
+  static func prepareSlot(
+    paths: SandboxPaths, initBinary: URL, cgroups: CgroupSupport, limits: SandboxLimits
+  ) throws -> LaunchReserve.Slot {
+    let id = Identifier.make(.sandbox)
+    let directory = paths.sandbox(id)
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    do {
+      let cgroup = try cgroups.create(id, limits: limits)
+      do {
+        let launcher = try SandboxLauncher.spawn(
+          initBinary: initBinary, log: directory.appendingPathComponent("bwrap.log"))
+        do {
+          try cgroup.add(launcher.pid)
+        } catch {
+          Task { await launcher.abandon() }
+          throw error
+        }
+        return LaunchReserve.Slot(id: id, directory: directory, cgroup: cgroup, launcher: launcher)
+      } catch {
+        cgroup.remove()
+        throw error
+      }
+    } catch {
+      try? FileManager.default.removeItem(at: directory)
+      throw error
+    }
   }
 
   /// `$INSPECT_SANDBOX_INIT`, else `inspect-sandbox-init` next to the running executable.
@@ -160,7 +200,6 @@ struct LocalDriver: SandboxDriver {
   private func makeSandbox(
     image: Image, repository: RepositoryName, limits: SandboxLimits?, head: String, layer: URL?
   ) async throws -> LocalSandbox {
-    let id = Identifier.make(.sandbox)
     let clock = ContinuousClock()
     var mark = clock.now
     var timings: [String: Duration] = [:]
@@ -169,20 +208,27 @@ struct LocalDriver: SandboxDriver {
       timings[name] = now - mark
       mark = now
     }
-    let directory = paths.sandbox(id)
+    // A reserved launcher when the limits are the defaults; otherwise one made now.
+    let slot =
+      limits == nil || limits == self.limits
+      ? try reserve.take()
+      : try Self.prepareSlot(paths: paths, initBinary: initBinary, cgroups: cgroups, limits: limits ?? self.limits)
+    lap("launcher")
+    let (id, directory, cgroup) = (slot.id, slot.directory, slot.cgroup)
     let upper = directory.appendingPathComponent("upper", isDirectory: true)
     let merged = directory.appendingPathComponent("merged", isDirectory: true)
-    for name in ["upper", "work", "merged"] {
-      try FileManager.default.createDirectory(
-        at: directory.appendingPathComponent(name, isDirectory: true), withIntermediateDirectories: true)
+    func giveUp() async {
+      await LaunchReserve.discard(slot)
     }
-    if let layer {
-      do {
-        try await LayerArchive.extract(layer, into: upper)
-      } catch {
-        try? FileManager.default.removeItem(at: directory)
-        throw error
+    do {
+      for name in ["upper", "work", "merged"] {
+        try FileManager.default.createDirectory(
+          at: directory.appendingPathComponent(name, isDirectory: true), withIntermediateDirectories: true)
       }
+      if let layer { try await LayerArchive.extract(layer, into: upper) }
+    } catch {
+      await giveUp()
+      throw error
     }
     lap(layer == nil ? "directories" : "layer")
     let lower = paths.image(image.id).appendingPathComponent("workspace").path
@@ -190,32 +236,28 @@ struct LocalDriver: SandboxDriver {
       "lowerdir=\(lower),upperdir=\(upper.path),workdir=\(directory.appendingPathComponent("work").path)"
     guard mount("overlay", merged.path, "overlay", 0, options) == 0 else {
       let reason = String(cString: strerror(errno))
-      try? FileManager.default.removeItem(at: directory)
+      await giveUp()
       throw SandboxError.failed("mounting the sandbox's overlay failed: \(reason)")
     }
     lap("mount")
     do {
-      let cgroup = try cgroups.create(id, limits: limits ?? self.limits)
-      lap("cgroups")
-      do {
-        let process = try await SandboxProcess.start(
-          workspace: merged, meta: paths.image(image.id).appendingPathComponent("meta"), initBinary: initBinary,
-          cgroup: cgroup, log: directory.appendingPathComponent("bwrap.log"), label: id, timings: &timings)
-        lap("bubblewrap")
-        logger.debug(
-          "started a sandbox",
-          metadata: [
-            "sandbox.id": "\(id)",
-            "timings": "\(timings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.milliseconds)ms" })",
-          ])
-        return LocalSandbox(
-          id: id, repository: repository, image: image, directory: directory, process: process, driver: self,
-          head: head)
-      } catch {
-        cgroup.remove()
-        throw error
-      }
+      // On failure the launcher is already killed and reaped.
+      let process = try await SandboxProcess.start(
+        launcher: slot.launcher, workspace: merged, meta: paths.image(image.id).appendingPathComponent("meta"),
+        initBinary: initBinary, cgroup: cgroup, log: directory.appendingPathComponent("bwrap.log"), label: id,
+        timings: &timings)
+      lap("bubblewrap")
+      logger.debug(
+        "started a sandbox",
+        metadata: [
+          "sandbox.id": "\(id)",
+          "timings": "\(timings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.milliseconds)ms" })",
+        ])
+      return LocalSandbox(
+        id: id, repository: repository, image: image, directory: directory, process: process, driver: self,
+        head: head)
     } catch {
+      cgroup.remove()
       _ = umount2(merged.path, 0)
       try? FileManager.default.removeItem(at: directory)
       throw error

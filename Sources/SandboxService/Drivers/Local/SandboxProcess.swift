@@ -42,67 +42,31 @@ final class SandboxProcess: Sendable {
     ]
   }
 
-  /// Starts bubblewrap with init, then puts init in `cgroup` before any command can run.
-  /// Throws (with bubblewrap's own words from `log`) when it does not come up.
+  /// Turns `launcher` (already in the sandbox's cgroups) into bubblewrap with init as the
+  /// sandbox's pid 1. Throws (with bubblewrap's own words from `log`) when it does not come up.
   static func start(
-    workspace: URL, meta: URL, initBinary: URL, cgroup: SandboxCgroup, log: URL, label: String,
-    timings: inout [String: Duration]
+    launcher: SandboxLauncher, workspace: URL, meta: URL, initBinary: URL, cgroup: SandboxCgroup, log: URL,
+    label: String, timings: inout [String: Duration]
   ) async throws -> SandboxProcess {
     let clock = ContinuousClock()
     let began = clock.now
-    var control: [Int32] = [-1, -1]
-    guard csandbox_seqpacket_pair(&control) == 0 else {
-      throw SandboxError.failed("cannot create the sandbox's control socket: \(String(cString: strerror(errno)))")
-    }
-    var info: [Int32] = [-1, -1]
-    guard csandbox_pipe(&info) == 0 else {
-      close(control[0])
-      close(control[1])
-      throw SandboxError.failed("cannot create a pipe: \(String(cString: strerror(errno)))")
-    }
-    let logFD = open(log.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
     let argv =
-      ["/usr/bin/bwrap"]
-      + arguments(workspace: workspace.path, meta: meta.path, initBinary: initBinary.path)
-    let cArguments = argv.map { strdup($0) } + [nil]
-    let cEnvironment: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin"), nil]
-    defer {
-      cArguments.forEach { free($0) }
-      cEnvironment.forEach { free($0) }
-    }
-    var pid: pid_t = 0
-    let extra: [Int32] = [control[1], info[1]]
-    let spawned = csandbox_spawn("/usr/bin/bwrap", cArguments, cEnvironment, logFD, extra, 2, &pid)
-    close(control[1])
-    close(info[1])
-    if logFD >= 0 { close(logFD) }
-    guard spawned == 0 else {
-      close(control[0])
-      close(info[0])
-      throw SandboxError.failed("cannot start bubblewrap: \(String(cString: strerror(spawned)))")
-    }
+      ["/usr/bin/bwrap"] + arguments(workspace: workspace.path, meta: meta.path, initBinary: initBinary.path)
+    let sent = launcher.send(argv)
     // bubblewrap writes {"child-pid": N} once the namespaces exist, then closes the pipe.
-    let infoText = await readToEnd(info[0])
-    let namespaces = clock.now
-    timings["namespaces"] = namespaces - began
+    let infoText = sent ? await readToEnd(launcher.info) : ""
+    if !sent { close(launcher.info) }
+    timings["namespaces"] = clock.now - began
     guard let initPID = childPID(in: infoText) else {
-      close(control[0])
-      kill(pid, SIGKILL)
-      _ = await reap(pid)
+      close(launcher.control)
+      kill(launcher.pid, SIGKILL)
+      _ = await reap(launcher.pid)
       let said = (try? String(contentsOf: log, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
       throw SandboxError.failed("bubblewrap did not start the sandbox\(said.isEmpty ? "" : ": \(said)")")
     }
-    do {
-      try cgroup.add(initPID)
-      timings["cgroup_procs"] = clock.now - namespaces
-    } catch {
-      close(control[0])
-      kill(initPID, SIGKILL)
-      _ = await reap(pid)
-      throw error
-    }
     return SandboxProcess(
-      bwrapPID: pid, initPID: initPID, connection: InitConnection(socket: control[0], label: label), cgroup: cgroup)
+      bwrapPID: launcher.pid, initPID: initPID, connection: InitConnection(socket: launcher.control, label: label),
+      cgroup: cgroup)
   }
 
   /// Runs `argv` in the sandbox with `environment` (added to the sandbox's defaults).
@@ -169,6 +133,79 @@ final class SandboxProcess: Sendable {
         continuation.resume(returning: status)
       }
     }
+  }
+}
+
+/// `inspect-sandbox-init --launch` waiting to become a sandbox's bubblewrap: started (and moved
+/// into the sandbox's cgroups, which costs milliseconds on cgroup v1) before the sandbox is
+/// needed, holding the other ends of the sandbox's control socket (its fd 3) and info pipe (fd 4);
+/// it execs whatever argv it reads from fd 5.
+struct SandboxLauncher: Sendable {
+  let pid: Int32
+  /// The host's end of the control socket.
+  let control: Int32
+  /// The read end of bubblewrap's `--info-fd` pipe.
+  let info: Int32
+  /// Where bubblewrap's arguments are written.
+  let arguments: Int32
+
+  /// Spawns the launcher with its standard output and error appended to `log`.
+  static func spawn(initBinary: URL, log: URL) throws -> SandboxLauncher {
+    var control: [Int32] = [-1, -1]
+    var info: [Int32] = [-1, -1]
+    var arguments: [Int32] = [-1, -1]
+    guard csandbox_seqpacket_pair(&control) == 0 else {
+      throw SandboxError.failed("cannot create the sandbox's control socket: \(String(cString: strerror(errno)))")
+    }
+    guard csandbox_pipe(&info) == 0, csandbox_pipe(&arguments) == 0 else {
+      let reason = String(cString: strerror(errno))
+      for fd in control + info + arguments where fd >= 0 { close(fd) }
+      throw SandboxError.failed("cannot create a pipe: \(reason)")
+    }
+    let logFD = open(log.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    let argv = [initBinary.path, "--launch"]
+    let cArguments = argv.map { strdup($0) } + [nil]
+    let cEnvironment: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin"), nil]
+    defer {
+      cArguments.forEach { free($0) }
+      cEnvironment.forEach { free($0) }
+    }
+    var pid: pid_t = 0
+    let extra: [Int32] = [control[1], info[1], arguments[0]]
+    let spawned = csandbox_spawn(initBinary.path, cArguments, cEnvironment, logFD, extra, 3, &pid)
+    close(control[1])
+    close(info[1])
+    close(arguments[0])
+    if logFD >= 0 { close(logFD) }
+    guard spawned == 0 else {
+      close(control[0])
+      close(info[0])
+      close(arguments[1])
+      throw SandboxError.failed("cannot start the sandbox's launcher: \(String(cString: strerror(spawned)))")
+    }
+    return SandboxLauncher(pid: pid, control: control[0], info: info[0], arguments: arguments[1])
+  }
+
+  /// Writes `argv` (NUL-separated) and closes the pipe; false when the launcher is gone.
+  func send(_ argv: [String]) -> Bool {
+    var bytes: [UInt8] = []
+    for argument in argv { bytes += Array(argument.utf8) + [0] }
+    defer { close(arguments) }
+    var done = 0
+    while done < bytes.count {
+      let written = bytes.withUnsafeBytes { Glibc.write(arguments, $0.baseAddress! + done, $0.count - done) }
+      if written < 0, errno == EINTR { continue }
+      guard written > 0 else { return false }
+      done += written
+    }
+    return true
+  }
+
+  /// Kills and reaps a launcher that will not be used, closing its descriptors.
+  func abandon() async {
+    kill(pid, SIGKILL)
+    for fd in [control, info, arguments] { close(fd) }
+    _ = await SandboxProcess.reap(pid)
   }
 }
 
