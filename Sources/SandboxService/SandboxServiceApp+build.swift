@@ -17,6 +17,11 @@ extension SandboxServiceApp {
     let driver = LocalDriver(paths: SandboxPaths(configuration.dataDirectory), logger: host.logger)
     host.logger.info(
       "sandbox isolation", metadata: ["cgroups": "\(driver.cgroups)", "limits": "\(driver.cgroups.enforced)"])
+    let recovered = await driver.recover()
+    if !recovered.isEmpty {
+      host.logger.notice("recovered after a crash", metadata: ["report": "\(recovered)"])
+    }
+    driver.reserve.refill()
     let metrics = SandboxMetrics(host.metrics.registry)
     metrics.cgroups(version: driver.cgroups.versionLabel)
     let manager = SandboxManager(

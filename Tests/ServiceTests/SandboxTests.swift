@@ -258,6 +258,48 @@ struct SandboxTests {
     fixture.directory.remove()
   }
 
+  @Test(
+    "after a crash, recovery kills what ran, saves a claimed sandbox's work as a snapshot, unmounts and removes the rest"
+  )
+  func crashRecovery() async throws {
+    let fixture = try SandboxFixture()
+    let sandbox = try await fixture.makeSandbox()
+    sandbox.claimed(by: "ses-crashed", branch: "inspect/ses-crashed")
+    let work = try await sandbox.exec(
+      "echo unsaved > work.txt; sleep 300 > /dev/null 2>&1 & echo ok", timeout: .seconds(10))
+    #expect(work.succeeded)
+    let pids = sandbox.process.cgroup.pids
+    #expect(pids.count >= 2)
+    let paths = fixture.driver.paths
+    try FileManager.default.createDirectory(at: paths.snapshots, withIntermediateDirectories: true)
+    try Data("half".utf8).write(to: paths.snapshots.appendingPathComponent("snp-half.tar.zst.partial"))
+    try Data("orphan".utf8).write(to: paths.snapshotArchive("snp-orphan"))
+    // The crash: nothing is terminated. A new driver over the same data directory recovers.
+    let recovering = LocalDriver(paths: paths, logger: Logger(label: "test"), reserve: 0)
+    let report = await recovering.recover()
+    #expect(report.sandboxes.contains(sandbox.id))
+    #expect(report.failures.isEmpty, "\(report.failures)")
+    for pid in pids { #expect(!ChildProcess.isAlive(pid), "pid \(pid) survived recovery") }
+    let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+    #expect(!mounts.contains(sandbox.merged.path))
+    for directory in sandbox.process.cgroup.directories {
+      #expect(!FileManager.default.fileExists(atPath: directory.path))
+    }
+    #expect(!FileManager.default.fileExists(atPath: sandbox.directory.path))
+    #expect(Set(report.incompleteSnapshots) == ["snp-half.tar.zst.partial", "snp-orphan.tar.zst"])
+    let saved = try #require(report.snapshots.first { $0.sandbox == sandbox.id })
+    #expect(saved.session == "ses-crashed")
+    let record = try #require(recovering.snapshotRecord(saved.snapshot))
+    #expect(record.branch == "inspect/ses-crashed")
+    let restored = try await recovering.restoreSandbox(from: record, limits: nil)
+    #expect(
+      String(decoding: try restored.readFile("work.txt", offset: 0, limit: 0).content, as: UTF8.self) == "unsaved\n")
+    await restored.terminate()
+    // The first driver's reserved launchers were left behind too, and are gone.
+    #expect((try? FileManager.default.contentsOfDirectory(atPath: paths.sandboxes.path))?.isEmpty ?? true)
+    fixture.directory.remove()
+  }
+
   @Test("a fork bomb stops at the sandbox's pids limit and the host stays healthy")
   func forkBomb() async throws {
     let fixture = try SandboxFixture()

@@ -71,6 +71,7 @@ struct LocalDriver: SandboxDriver {
         let launcher = try SandboxLauncher.spawn(
           initBinary: initBinary, log: directory.appendingPathComponent("bwrap.log"))
         do {
+          try LocalSandboxState(id: id, cgroup: cgroup).write(to: directory)
           try cgroup.add(launcher.pid)
         } catch {
           Task { await launcher.abandon() }
@@ -253,9 +254,13 @@ struct LocalDriver: SandboxDriver {
           "sandbox.id": "\(id)",
           "timings": "\(timings.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.milliseconds)ms" })",
         ])
+      let state = LocalSandboxState(
+        id: id, cgroup: cgroup, repository: repository.description, imageID: image.id, imageCommit: image.commit,
+        head: head)
+      try state.write(to: directory)
       return LocalSandbox(
         id: id, repository: repository, image: image, directory: directory, process: process, driver: self,
-        head: head)
+        state: state)
     } catch {
       cgroup.remove()
       _ = umount2(merged.path, 0)
@@ -331,11 +336,12 @@ final class LocalSandbox: SandboxInstance {
   let directory: URL
   let process: SandboxProcess
   let driver: LocalDriver
-  private let state: Mutex<String>
+  /// Persisted in `state.json` whenever it changes (for crash recovery).
+  private let state: Mutex<LocalSandboxState>
 
   init(
     id: String, repository: RepositoryName, image: Image, directory: URL, process: SandboxProcess,
-    driver: LocalDriver, head: String
+    driver: LocalDriver, state: LocalSandboxState
   ) {
     self.id = id
     self.repository = repository
@@ -343,7 +349,23 @@ final class LocalSandbox: SandboxInstance {
     self.directory = directory
     self.process = process
     self.driver = driver
-    state = Mutex(head)
+    self.state = Mutex(state)
+  }
+
+  /// Changes the state and writes it down (best effort: recovery then knows less).
+  private func update(_ change: (inout LocalSandboxState) -> Void) {
+    let snapshot = state.withLock { state in
+      change(&state)
+      return state
+    }
+    try? snapshot.write(to: directory)
+  }
+
+  func claimed(by sessionID: String, branch: String) {
+    update {
+      $0.sessionID = sessionID
+      $0.branch = branch
+    }
   }
 
   var merged: URL { directory.appendingPathComponent("merged", isDirectory: true) }
@@ -351,7 +373,7 @@ final class LocalSandbox: SandboxInstance {
   var gitDirectory: URL { directory.appendingPathComponent("git", isDirectory: true) }
   var workspace: HostWorkspace { HostWorkspace(root: merged) }
   /// The commit the workspace is based on (the image's, then the last sync's or commit's).
-  var head: String { state.withLock { $0 } }
+  var head: String { state.withLock { $0.head } }
   var isAlive: Bool { process.isAlive }
 
   func start(_ argv: [String], environment: [String: String], directory: String) throws -> RunningCommand {
@@ -394,7 +416,7 @@ final class LocalSandbox: SandboxInstance {
     _ = try? await Git.run(base + ["update-index", "-q", "--refresh"])
     try await Git.run(base + ["read-tree", "-m", "-u", "HEAD", commit])
     try await Git.run(["--git-dir", gitDirectory.path, "update-ref", "refs/heads/work", commit])
-    state.withLock { $0 = commit }
+    update { $0.head = commit }
     return commit
   }
 
@@ -434,7 +456,7 @@ final class LocalSandbox: SandboxInstance {
     let commit = try await Git.run(base + ["rev-parse", "HEAD"])
     let remote = try driver.paths.remote(repository)
     try await Git.run(["--git-dir", gitDirectory.path, "push", "--quiet", remote.path, "HEAD:refs/heads/\(branch)"])
-    state.withLock { $0 = commit }
+    update { $0.head = commit }
     return (commit, remote.path)
   }
 

@@ -67,6 +67,10 @@ protocol SandboxInstance: AnyObject, Sendable {
   func writeFile(_ path: String, content: Data, mode: UInt32?, createParents: Bool) throws -> UInt64
   func listFiles(_ path: String, recursive: Bool, maxEntries: Int) throws -> FileListing
 
+  /// Records which session claimed the sandbox and its branch (a driver may persist it, e.g. to
+  /// save the session's work after a crash).
+  func claimed(by sessionID: String, branch: String)
+
   /// Brings the workspace to the newest commit of `branch` (else `fallback`); returns the commit.
   func sync(branch: String, fallback: String) async throws -> String
 

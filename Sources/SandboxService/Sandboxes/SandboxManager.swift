@@ -102,6 +102,7 @@ actor SandboxManager {
       entry = try await create(repository, limits: claim.limits, source: .image)
     }
     entry.claim(sessionID: claim.sessionID)
+    entry.instance.claimed(by: claim.sessionID, branch: claim.branch)
     entries[entry.id] = entry
     metrics.claimed(source: entry.source)
     refill(repository)

@@ -161,6 +161,8 @@ final class DirectorySandbox: SandboxInstance {
     try workspace.listFiles(path, recursive: recursive, maxEntries: maxEntries)
   }
 
+  func claimed(by sessionID: String, branch: String) {}
+
   func sync(branch: String, fallback: String) async throws -> String {
     if let release = driver.syncRelease { await release.wait() }
     let git = ["-C", directory.path]
