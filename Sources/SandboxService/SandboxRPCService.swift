@@ -5,9 +5,9 @@ import InspectProtos
 import Logging
 import SwiftProtobuf
 
-/// `inspect.sandbox.v1.SandboxService`: sandboxes (claim, exec, files, snapshots, warm pools)
-/// through `SandboxManager`, whatever driver runs them, and the agent runtime (`RunAgent`).
-/// Images (`BuildImage`, `ListImages`) answer UNIMPLEMENTED.
+/// `inspect.sandbox.v1.SandboxService`: images, sandboxes (claim, exec, files, snapshots, warm
+/// pools) through `SandboxManager`, whatever driver runs them, and the agent runtime
+/// (`RunAgent`).
 struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtocol {
   let agent: AgentLoop
   let manager: SandboxManager
@@ -285,21 +285,67 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
     }
   }
 
-  // MARK: - Images (not built yet)
+  // MARK: - Images
 
+  /// Streams the build's steps and the setup script's output as they happen; the last message
+  /// is the result (a FAILED image when the setup failed).
   func buildImage(
     request: Inspect_Sandbox_V1_BuildImageRequest, response: RPCWriter<Inspect_Sandbox_V1_BuildImageResponse>,
     context: ServerContext
-  ) async throws { throw Self.missing("BuildImage") }
+  ) async throws {
+    let repository = try Self.repository(request.repository)
+    guard request.remoteURL.isEmpty else {
+      throw RPCError(
+        code: .unimplemented,
+        message:
+          "BuildImage with a remote_url is not implemented yet in this version of Inspect: local/<name> repositories use remotes/<name>.git"
+      )
+    }
+    let (events, continuation) = AsyncStream.makeStream(of: Inspect_Sandbox_V1_BuildImageResponse.self)
+    let clock = ContinuousClock()
+    let started = clock.now
+    let manager = self.manager
+    let build = Task {
+      defer { continuation.finish() }
+      return try await mapped {
+        try await manager.buildImage(repository, branch: request.branch, force: request.force) { event in
+          switch event {
+          case .step(let step, let message):
+            continuation.yield(
+              .with {
+                $0.progress = .with {
+                  $0.step =
+                    switch step {
+                    case .fetch: .fetch
+                    case .checkout: .checkout
+                    case .setup: .setup
+                    case .finalize: .finalize
+                    }
+                  $0.message = message
+                  $0.elapsed = .init(rounding: clock.now - started)
+                }
+              })
+          case .log(let data): continuation.yield(.with { $0.log = data })
+          }
+        }
+      }
+    }
+    for await message in events { try await response.write(message) }
+    let (image, unchanged) = try await build.value
+    try await response.write(
+      .with {
+        $0.result = .with {
+          $0.image = Self.proto(image)
+          $0.unchanged = unchanged
+        }
+      })
+  }
 
   func listImages(
     request: Inspect_Sandbox_V1_ListImagesRequest, context: ServerContext
-  ) async throws -> Inspect_Sandbox_V1_ListImagesResponse { throw Self.missing("ListImages") }
-
-  private static func missing(_ method: String) -> RPCError {
-    RPCError(
-      code: .unimplemented,
-      message: "inspect.sandbox.v1.SandboxService/\(method) is not implemented yet in this version of Inspect")
+  ) async throws -> Inspect_Sandbox_V1_ListImagesResponse {
+    if !request.repository.isEmpty { _ = try Self.repository(request.repository) }
+    return .with { $0.images = manager.driver.images(repository: request.repository).map(Self.proto) }
   }
 
   // MARK: - Mapping
@@ -350,6 +396,26 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
     }
   }
 
+  static func proto(_ image: Image) -> Inspect_Sandbox_V1_Image {
+    .with {
+      $0.id = image.id
+      $0.repository = image.repository
+      $0.branch = image.branch
+      $0.commit = image.commit
+      $0.state =
+        switch image.state {
+        case .building: .building
+        case .ready: .ready
+        case .failed: .failed
+        }
+      $0.createdAt = .init(date: image.builtAt)
+      $0.timings = image.timings.mapValues { .init(rounding: .milliseconds($0)) }
+      $0.sizeBytes = image.sizeBytes
+      $0.setupRan = image.setupRan
+      $0.error = image.error
+    }
+  }
+
   static func proto(_ record: SnapshotRecord) -> Inspect_Sandbox_V1_Snapshot {
     .with {
       $0.id = record.id
@@ -395,6 +461,7 @@ extension SandboxError {
       case .preconditionFailed: .failedPrecondition
       case .exhausted: .resourceExhausted
       case .unavailable: .unavailable
+      case .aborted: .aborted
       case .unsupported: .unimplemented
       case .failed: .internalError
       }

@@ -27,6 +27,7 @@ extension SandboxServiceApp {
     let manager = SandboxManager(
       driver: driver, configuration: try .init(environment: ProcessInfo.processInfo.environment), logger: host.logger,
       metrics: metrics)
+    await manager.startImageRebuilds()
     let agent = AgentLoop(
       model: Inspect_Model_V1_ModelRouterService.Client(wrapping: modelClient), modelAddress: modelAddress,
       manager: manager, logger: host.logger)

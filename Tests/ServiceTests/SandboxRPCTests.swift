@@ -86,6 +86,36 @@ extension SandboxClient {
   }
 }
 
+/// What one BuildImage stream carried.
+struct BuildOutcome: Sendable {
+  var steps: [Inspect_Sandbox_V1_BuildStep] = []
+  var log = ""
+  var result = Inspect_Sandbox_V1_BuildImageResult()
+}
+
+extension SandboxClient {
+  func build(_ repository: String, branch: String = "", force: Bool = false) async throws -> BuildOutcome {
+    try await buildImage(
+      .with {
+        $0.repository = repository
+        $0.branch = branch
+        $0.force = force
+      }
+    ) { response in
+      var outcome = BuildOutcome()
+      for try await message in response.messages {
+        switch message.kind {
+        case .progress(let progress): outcome.steps.append(progress.step)
+        case .log(let data): outcome.log += String(decoding: data, as: UTF8.self)
+        case .result(let result): outcome.result = result
+        case .none: break
+        }
+      }
+      return outcome
+    }
+  }
+}
+
 /// The gRPC status code `body` failed with, or nil when it succeeded.
 func statusCode(_ body: () async throws -> Void) async -> RPCError.Code? {
   do {
@@ -274,6 +304,67 @@ struct SandboxRPCTests {
       let started = try await client.run(restored.id, ["cat", "/tmp/start-ran"])
       #expect(started.text == "started\n")
       #expect(await statusCode { _ = try await client.create(snapshot: "snp-unknown") } == .notFound)
+    }
+  }
+
+  @Test(
+    "images: BuildImage runs .inspect/setup.sh and streams it; unchanged branches keep the image; a failed setup keeps the previous one"
+  )
+  func images() async throws {
+    try await withSandboxService { client, data in
+      let remote = DemoRepository.remote(in: data)
+      try await pushCommit(
+        to: remote,
+        files: [
+          ".inspect/setup.sh": "echo setting up dependencies\nmkdir -p deps && echo installed > deps/marker.txt\n"
+        ])
+      let built = try await client.build("local/demo")
+      #expect(built.steps == [.fetch, .checkout, .setup, .finalize])
+      #expect(built.log.contains("setting up dependencies"))
+      let image = built.result.image
+      #expect(image.state == .ready)
+      #expect(image.setupRan)
+      #expect(image.branch == "main")
+      #expect(image.timings["setup"] != nil && image.timings["checkout"] != nil)
+      #expect(image.sizeBytes > 0)
+      #expect(!built.result.unchanged)
+      // New sandboxes start from it: the setup's output is in their workspace.
+      let sandbox = try await client.create(branch: "")
+      #expect(sandbox.imageID == image.id)
+      #expect(try await client.run(sandbox.id, ["cat", "deps/marker.txt"]).text == "installed\n")
+      // The branch did not move: the image stays.
+      let again = try await client.build("local/demo")
+      #expect(again.result.unchanged)
+      #expect(again.result.image.id == image.id)
+      // A setup that fails: the image is FAILED with the reason, the previous one stays in use.
+      try await pushCommit(to: remote, files: [".inspect/setup.sh": "echo about to fail >&2\nexit 3\n"])
+      let failed = try await client.build("local/demo")
+      #expect(failed.result.image.state == .failed)
+      #expect(failed.result.image.error.contains("exited 3"))
+      #expect(failed.result.image.error.contains("about to fail"))
+      let listed = try await client.listImages(.with { $0.repository = "local/demo" }).images
+      #expect(listed.first?.id == failed.result.image.id)
+      #expect(listed.first(where: { $0.state == .ready })?.id == image.id)
+      let next = try await client.create(session: "ses-after-failure", branch: "")
+      #expect(next.imageID == image.id)
+      #expect(await statusCode { _ = try await client.build("not a repository") } == .invalidArgument)
+      #expect(await statusCode { _ = try await client.build("local/missing") } == .notFound)
+      #expect(await statusCode { _ = try await client.build("local/demo", branch: "no-such-branch") } == .notFound)
+    }
+  }
+
+  @Test("only the newest three READY images of a repository are kept")
+  func imageRetention() async throws {
+    try await withSandboxService { client, data in
+      var built: [String] = []
+      for _ in 0..<5 { built.append(try await client.build("local/demo", force: true).result.image.id) }
+      let ready = try await client.listImages(.with { $0.repository = "local/demo" }).images.filter {
+        $0.state == .ready
+      }
+      #expect(ready.map(\.id) == Array(built.suffix(3).reversed()))
+      for id in built.prefix(2) {
+        #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("images/\(id)").path))
+      }
     }
   }
 

@@ -69,7 +69,11 @@ struct ServiceBootTests {
             let error = await #expect(throws: RPCError.self) {
               switch service {
               case .sandbox:
-                _ = try await Inspect_Sandbox_V1_SandboxService.Client(wrapping: client).listImages(.init())
+                _ = try await Inspect_Sandbox_V1_SandboxService.Client(wrapping: client).createSandbox(
+                  .with {
+                    $0.repository = "local/demo"
+                    $0.limits = .with { $0.network = true }
+                  })
               case .modelRouter:
                 _ = try await Inspect_Model_V1_ModelRouterService.Client(wrapping: client).transcribe(.init())
               default:

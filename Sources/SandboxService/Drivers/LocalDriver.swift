@@ -9,15 +9,26 @@ import Synchronization
   import Glibc
 #endif
 
-/// An image: a repository's files at one commit (the read-only lower layer of its sandboxes),
-/// plus metadata mounted read-only at `/inspect` inside them.
-struct Image: Codable, Sendable {
+/// An image: a repository's files at one commit after its setup script ran (the read-only lower
+/// layer of its sandboxes), plus metadata mounted read-only at `/inspect` inside them.
+struct Image: Codable, Sendable, Equatable {
+  enum State: String, Codable, Sendable { case building, ready, failed }
+
   var id: String
   var repository: String
   var commit: String
   /// A random value written when the image was built (`/inspect/nonce` in the sandbox).
   var nonce: String
   var builtAt: Date
+  var branch = ""
+  var state = State.ready
+  /// Named build timings in milliseconds (`fetch`, `checkout`, `setup`, `finalize`).
+  var timings: [String: Double] = [:]
+  var sizeBytes: UInt64 = 0
+  /// Whether `.inspect/setup.sh` ran.
+  var setupRan = false
+  /// Why the build failed, when it did.
+  var error = ""
 }
 
 /// The `local` driver: sandboxes on this machine with overlayfs, bubblewrap and cgroups.
@@ -37,6 +48,8 @@ struct LocalDriver: SandboxDriver {
   let cgroups: CgroupSupport
   /// Limits for sandboxes created without their own.
   var limits = SandboxLimits()
+  /// The watchdog of an image's `.inspect/setup.sh`.
+  var setupTimeout: Duration = .seconds(1800)
   /// One git operation on a repository's mirror at a time (fetches would collide on its locks).
   let mirrorLocks = KeyedLock()
   /// Launchers already in their sandbox's cgroups (default limits), for the next creates.
@@ -100,16 +113,6 @@ struct LocalDriver: SandboxDriver {
 
   // MARK: - Images
 
-  /// The image of `repository` at the newest commit of `branch` (falling back to `fallback`
-  /// when `branch` does not exist yet; empty names the default branch), built now if no image
-  /// of that commit exists.
-  func image(for repository: RepositoryName, branch: String, fallback: String) async throws -> Image {
-    let mirror = try await refreshMirror(repository)
-    let commit = try await newestCommit(in: mirror, branch: branch, fallback: fallback)
-    if let existing = try existingImage(repository: repository, commit: commit) { return existing }
-    return try await buildImage(repository: repository, commit: commit, mirror: mirror)
-  }
-
   /// The newest commit of `branch` in `mirror`, else of `fallback`; an empty name is the
   /// mirror's default branch (its HEAD).
   func newestCommit(in mirror: URL, branch: String, fallback: String) async throws -> String {
@@ -146,46 +149,6 @@ struct LocalDriver: SandboxDriver {
       }
     }
     return mirror
-  }
-
-  private func existingImage(repository: RepositoryName, commit: String) throws -> Image? {
-    guard let files = try? FileManager.default.contentsOfDirectory(atPath: paths.images.path) else { return nil }
-    let decoder = JSONCoding.decoder
-    for file in files where file.hasSuffix(".json") {
-      guard let data = FileManager.default.contents(atPath: paths.images.appendingPathComponent(file).path),
-        let image = try? decoder.decode(Image.self, from: data)
-      else { continue }
-      if image.repository == repository.description, image.commit == commit { return image }
-    }
-    return nil
-  }
-
-  func buildImage(repository: RepositoryName, commit: String, mirror: URL) async throws -> Image {
-    let image = Image(
-      id: Identifier.make(.image), repository: repository.description, commit: commit,
-      nonce: (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined(), builtAt: Date())
-    let directory = paths.image(image.id)
-    let workspace = directory.appendingPathComponent("workspace", isDirectory: true)
-    let meta = directory.appendingPathComponent("meta", isDirectory: true)
-    try FileManager.default.createDirectory(at: workspace, withIntermediateDirectories: true)
-    try FileManager.default.createDirectory(at: meta, withIntermediateDirectories: true)
-    let extract = try await ProcessRunner.run(
-      "/bin/sh",
-      [
-        "-c", "git --git-dir=\"$0\" archive --format=tar \"$1\" | tar -x -C \"$2\"", mirror.path, commit,
-        workspace.path,
-      ],
-      environment: ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent"])
-    guard extract.succeeded else {
-      throw SandboxError.failed("building the image of \(repository) at \(commit) failed: \(extract.combinedText)")
-    }
-    try Data((image.nonce + "\n").utf8).write(to: meta.appendingPathComponent("nonce"))
-    let encoder = JSONCoding.encoder
-    try encoder.encode(image).write(to: meta.appendingPathComponent("image.json"))
-    try encoder.encode(image).write(to: paths.imageMetadata(image.id), options: .atomic)
-    logger.info(
-      "built image", metadata: ["image.id": "\(image.id)", "repository": "\(repository)", "commit": "\(commit)"])
-    return image
   }
 
   // MARK: - Sandboxes

@@ -31,6 +31,20 @@ protocol SandboxDriver: Sendable {
   /// when `branch` does not exist), built now when no image of that commit exists.
   func image(for repository: RepositoryName, branch: String, fallback: String) async throws -> Image
 
+  /// Builds a new image of `branch` (empty: the default branch) unless its newest commit has a
+  /// READY image already and `force` is false (then that image, `unchanged`). A failed setup
+  /// gives an image in state FAILED; fetch or checkout failures throw.
+  func buildImage(
+    _ repository: RepositoryName, branch: String, force: Bool,
+    progress: @escaping @Sendable (ImageBuildEvent) -> Void
+  ) async throws -> (image: Image, unchanged: Bool)
+
+  /// Images of `repository` (empty: all), newest first.
+  func images(repository: String) -> [Image]
+
+  /// Deletes an image no sandbox uses any more.
+  func removeImage(_ id: String)
+
   /// Starts a new sandbox over `image`.
   func createSandbox(
     from image: Image, repository: RepositoryName, limits: SandboxLimits?

@@ -52,13 +52,15 @@ enum SandboxError: Error, CustomStringConvertible {
   case exhausted(String)
   /// Not ready yet (still syncing past the bounded wait); trying again later can work.
   case unavailable(String)
+  /// Clashes with work in progress (a build of the same repository).
+  case aborted(String)
   case unsupported(String)
   case failed(String)
 
   var description: String {
     switch self {
     case .invalid(let message), .notFound(let message), .permissionDenied(let message),
-      .preconditionFailed(let message), .exhausted(let message), .unavailable(let message),
+      .preconditionFailed(let message), .exhausted(let message), .unavailable(let message), .aborted(let message),
       .unsupported(let message), .failed(let message):
       message
     }

@@ -20,6 +20,11 @@ actor SandboxManager {
     var setupTimeout: Duration = .seconds(300)
     /// A command's timeout when its request has none.
     var commandTimeout: Duration = .seconds(600)
+    /// How often the images of used repositories are rebuilt (when their default branch moved);
+    /// nil: never.
+    var imageRebuildInterval: Duration? = .seconds(1800)
+    /// READY images kept per repository (besides any a sandbox still uses).
+    var imagesKept = 3
 
     init() {}
 
@@ -33,6 +38,10 @@ actor SandboxManager {
       if let wait = try environment.wholeNumber("INSPECT_SANDBOX_SYNC_WAIT_MS", in: 1...3_600_000) {
         syncWait = .milliseconds(wait)
       }
+      if let seconds = try environment.wholeNumber("INSPECT_SANDBOX_IMAGE_REBUILD_SECONDS", in: 0...604_800) {
+        imageRebuildInterval = seconds == 0 ? nil : .seconds(seconds)
+      }
+      if let kept = try environment.wholeNumber("INSPECT_SANDBOX_IMAGES_KEPT", in: 1...100) { imagesKept = kept }
     }
   }
 
@@ -48,6 +57,9 @@ actor SandboxManager {
   /// The newest image known per repository, and when it was looked up.
   private var images: [String: (image: Image, at: ContinuousClock.Instant)] = [:]
   private var imageRefresh: Task<Void, Never>?
+  /// Repositories with an image build running.
+  private var building: Set<String> = []
+  private var rebuilds: Task<Void, Never>?
   /// Ids of sandboxes terminated since the service started (so a second Terminate succeeds and
   /// other calls say FAILED_PRECONDITION rather than NOT_FOUND).
   private var terminated: Set<String> = []
@@ -248,6 +260,77 @@ actor SandboxManager {
     }
   }
 
+  // MARK: - Images
+
+  /// Builds an image (one build per repository at a time: ABORTED otherwise). A new READY image
+  /// becomes the one new sandboxes use: the warm pool moves to it and old images beyond
+  /// `imagesKept` that no sandbox uses are removed.
+  func buildImage(
+    _ repository: RepositoryName, branch: String, force: Bool,
+    progress: @escaping @Sendable (ImageBuildEvent) -> Void
+  ) async throws -> (image: Image, unchanged: Bool) {
+    let key = repository.description
+    guard building.insert(key).inserted else {
+      throw SandboxError.aborted("an image of \(repository) is being built already")
+    }
+    defer { building.remove(key) }
+    let result = try await driver.buildImage(repository, branch: branch, force: force, progress: progress)
+    // New sandboxes start from the default branch's image; other branches' images are built
+    // for whoever asked.
+    if result.image.state == .ready, !result.unchanged, branch.isEmpty {
+      images[key] = (result.image, ContinuousClock.now)
+      retireOlder(than: result.image, in: key)
+      refill(repository)
+    }
+    pruneImages(key)
+    return result
+  }
+
+  /// Removes READY images of `key` beyond the newest `imagesKept`, and FAILED records beyond as
+  /// many, unless a sandbox (claimed, warm or prewarmed) still uses them.
+  private func pruneImages(_ key: String) {
+    let inUse = Set(list(repository: key, sessionID: "").map(\.instance.image.id))
+      .union(images[key].map { [$0.image.id] } ?? [])
+    let all = driver.images(repository: key)
+    let excess =
+      all.filter { $0.state == .ready }.dropFirst(configuration.imagesKept)
+      + all.filter { $0.state == .failed }.dropFirst(configuration.imagesKept)
+    for image in excess where !inUse.contains(image.id) {
+      driver.removeImage(image.id)
+      logger.info("removed an old image", metadata: ["image.id": "\(image.id)", "repository": "\(key)"])
+    }
+  }
+
+  /// Rebuilds the images of every repository in use on `imageRebuildInterval` (a build that
+  /// finds the default branch where it was keeps the image).
+  func startImageRebuilds() {
+    guard let interval = configuration.imageRebuildInterval, rebuilds == nil else { return }
+    rebuilds = Task {
+      while !Task.isCancelled {
+        try? await Task.sleep(for: interval)
+        for key in await self.repositoriesInUse() {
+          guard let repository = try? RepositoryName(key) else { continue }
+          do {
+            let (image, unchanged) = try await self.buildImage(repository, branch: "", force: false) { _ in }
+            self.logger.info(
+              "scheduled image build",
+              metadata: [
+                "repository": "\(key)", "image.id": "\(image.id)", "state": "\(image.state)",
+                "unchanged": "\(unchanged)",
+              ])
+          } catch {
+            self.logger.warning(
+              "a scheduled image build failed", metadata: ["repository": "\(key)", "error": "\(error)"])
+          }
+        }
+      }
+    }
+  }
+
+  private func repositoriesInUse() -> [String] {
+    Set(images.keys).union(pools.keys).sorted()
+  }
+
   // MARK: - Warm pools
 
   /// Makes sure the repository's pool exists and fills it in the background.
@@ -375,6 +458,7 @@ actor SandboxManager {
 
   /// Terminates every sandbox (at shutdown).
   func shutdown() async {
+    rebuilds?.cancel()
     for task in refills.values { task.cancel() }
     let all = list(repository: "", sessionID: "")
     pools = [:]

@@ -20,7 +20,7 @@ struct DirectoryDriver: SandboxDriver {
   /// When set, every sync waits until the gate is opened.
   let syncRelease: Gate?
   /// Images by commit.
-  let images = ImageCache()
+  let imageCache = ImageCache()
 
   final class ImageCache: Sendable {
     let images = Mutex<[String: Image]>([:])
@@ -40,7 +40,7 @@ struct DirectoryDriver: SandboxDriver {
     let commit = try await Git.run([
       "--git-dir", remote(repository).path, "rev-parse", "--verify", (branch.isEmpty ? "HEAD" : branch) + "^{commit}",
     ])
-    if let image = images.images.withLock({ $0[commit] }) { return image }
+    if let image = imageCache.images.withLock({ $0[commit] }) { return image }
     let id = Identifier.make(.image)
     let directory = root.appendingPathComponent("images/\(id)")
     try FileManager.default.createDirectory(
@@ -48,8 +48,26 @@ struct DirectoryDriver: SandboxDriver {
     try await Git.run(["clone", "--quiet", remote(repository).path, directory.path])
     try await Git.run(["-C", directory.path, "checkout", "--quiet", "--detach", commit])
     let image = Image(id: id, repository: repository.description, commit: commit, nonce: "directory", builtAt: Date())
-    images.images.withLock { $0[commit] = image }
+    imageCache.images.withLock { $0[commit] = image }
     return image
+  }
+
+  func buildImage(
+    _ repository: RepositoryName, branch: String, force: Bool,
+    progress: @escaping @Sendable (ImageBuildEvent) -> Void
+  ) async throws -> (image: Image, unchanged: Bool) {
+    let known = imageCache.images.withLock { Set($0.keys) }
+    let image = try await image(for: repository, branch: branch, fallback: "")
+    return (image, known.contains(image.commit))
+  }
+
+  func images(repository: String) -> [Image] {
+    imageCache.images.withLock { Array($0.values) }.filter { repository.isEmpty || $0.repository == repository }
+      .sorted { $0.builtAt > $1.builtAt }
+  }
+
+  func removeImage(_ id: String) {
+    imageCache.images.withLock { images in images = images.filter { $0.value.id != id } }
   }
 
   func createSandbox(
