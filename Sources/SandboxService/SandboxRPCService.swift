@@ -139,7 +139,7 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
     request: Inspect_Sandbox_V1_PrewarmRequest, context: ServerContext
   ) async throws -> Inspect_Sandbox_V1_PrewarmResponse {
     let repository = try Self.repository(request.repository)
-    await manager.prewarm(repository, sessionID: request.sessionID, snapshotID: "")
+    await manager.prewarm(repository, sessionID: request.sessionID)
     return .init()
   }
 

@@ -313,13 +313,34 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     return .with { $0.stats = stats }
   }
 
-  // MARK: - Not built yet
+  // MARK: - Prewarm
 
+  /// Someone started writing a prompt: SandboxService gets a sandbox of the repository ready
+  /// (for an existing session, the restore of its newest snapshot, which its next turn takes).
   func prewarm(
     request: Inspect_Session_V1_PrewarmRequest, context: ServerContext
   ) async throws -> Inspect_Session_V1_PrewarmResponse {
-    throw Self.missing("Prewarm", "sandbox warm pools come with SandboxService's pools")
+    let caller = try await requireCaller()
+    var repository = request.repository.trimmingCharacters(in: .whitespaces)
+    if !request.sessionID.isEmpty {
+      let sessionRepository = try await withAccess(request.sessionID, caller: caller, needs: .collaborator) {
+        await $0.record.repository
+      }
+      guard repository.isEmpty || repository == sessionRepository else {
+        throw RPCError(
+          code: .invalidArgument,
+          message: "session \(request.sessionID) is about \(sessionRepository), not \(repository)")
+      }
+      repository = sessionRepository
+    }
+    guard Self.isRepositoryName(repository) else {
+      throw RPCError(code: .invalidArgument, message: "repository must be owner/name, got '\(request.repository)'")
+    }
+    try await registry.runner.prewarm(repository: repository, sessionID: request.sessionID)
+    return .init()
   }
+
+  // MARK: - Not built yet
 
   func decideToolCall(
     request: Inspect_Session_V1_DecideToolCallRequest, context: ServerContext

@@ -168,12 +168,41 @@ struct SandboxManagerTests {
     await fixture.finish()
   }
 
+  @Test("Prewarm for a session restores its newest snapshot (or sets a sandbox aside) and its next claim takes it")
+  func prewarmForASession() async throws {
+    var configuration = SandboxManager.Configuration()
+    configuration.poolSize = 1
+    let fixture = try DirectoryFixture(configuration: configuration)
+    let first = try await fixture.manager.claim(.init(repository: fixture.repository, sessionID: "ses-a"))
+    try first.instance.writeFile("work.txt", content: Data("kept".utf8), mode: nil, createParents: false)
+    let snapshot = try #require(try await fixture.manager.terminate(first.id, snapshot: true))
+    await fixture.manager.prewarm(fixture.repository, sessionID: "ses-a")
+    try await waitFor {
+      await fixture.manager.list(repository: "", sessionID: "").contains { $0.snapshotID == snapshot.id }
+    }
+    let prepared = try #require(
+      await fixture.manager.list(repository: "", sessionID: "").first { $0.snapshotID == snapshot.id })
+    let resumed = try await fixture.manager.claim(
+      .init(repository: fixture.repository, sessionID: "ses-a", snapshotID: snapshot.id))
+    #expect(resumed.id == prepared.id)
+    #expect(resumed.source == .snapshot)
+    #expect(
+      String(decoding: try resumed.instance.readFile("work.txt", offset: 0, limit: 0).content, as: UTF8.self) == "kept")
+    // A session without a snapshot gets a sandbox set aside.
+    await fixture.manager.prewarm(fixture.repository, sessionID: "ses-b")
+    try await waitFor { await fixture.manager.isPrewarmed("ses-b") }
+    let setAside = try #require(await fixture.manager.prewarmedID("ses-b"))
+    let claimed = try await fixture.manager.claim(.init(repository: fixture.repository, sessionID: "ses-b"))
+    #expect(claimed.id == setAside)
+    await fixture.finish()
+  }
+
   @Test("the warm pool fills to its target, a claim takes a warm sandbox, and the pool refills")
   func warmPool() async throws {
     var configuration = SandboxManager.Configuration()
     configuration.poolSize = 2
     let fixture = try DirectoryFixture(configuration: configuration)
-    await fixture.manager.prewarm(fixture.repository, sessionID: "", snapshotID: "")
+    await fixture.manager.prewarm(fixture.repository, sessionID: "")
     try await waitFor { await fixture.manager.warmPools("local/demo").first?.ready == 2 }
     let entry = try await fixture.manager.claim(.init(repository: fixture.repository, sessionID: "ses-warm"))
     #expect(entry.source == .warmPool)

@@ -23,6 +23,10 @@ final class ScriptedAgentRunner: AgentRunner, Sendable {
 
   init(_ behaviours: Turn...) { self.behaviours = behaviours }
 
+  func prewarm(repository: String, sessionID: String) async throws {
+    throw RPCError(code: .unimplemented, message: "the scripted runner does not prewarm")
+  }
+
   func run(
     start: Inspect_Sandbox_V1_StartTurn, controls: AsyncStream<Inspect_Sandbox_V1_RunAgentRequest>,
     onEvent: @escaping @Sendable (Inspect_Session_V1_SessionEvent) -> Void

@@ -44,7 +44,16 @@ final class FakeAgentRunner: AgentRunner, Sendable {
       for await _ in gate { break }
     }
     onEvent(.with { $0.textDelta = .with { $0.text = start.prompts.map(\.text).joined(separator: " + ") } })
-    return .with { $0.outcome = .succeeded }
+    return .with {
+      $0.outcome = .succeeded
+      $0.snapshotID = "snp-after-\(start.turnID)"
+    }
+  }
+
+  let prewarms = Mutex<[(repository: String, session: String)]>([])
+
+  func prewarm(repository: String, sessionID: String) async throws {
+    prewarms.withLock { $0.append((repository, sessionID)) }
   }
 }
 
@@ -136,6 +145,44 @@ func finishedTurns(_ events: [Inspect_Session_V1_SessionEvent]) -> Int {
 
 @Suite("SessionService: sessions, queued prompts, turns and the live stream")
 struct SessionServiceTests {
+  @Test("Prewarm forwards the session's repository to SandboxService; strangers, viewers and bad input are refused")
+  func prewarm() async throws {
+    let runner = FakeAgentRunner()
+    let harness = try await SessionHarness(runner: runner)
+    try await harness.run { sessions, metadata in
+      let id = try await sessions.createSession(.with { $0.repository = "local/demo" }, metadata: metadata).session.id
+      _ = try await sessions.prewarm(.with { $0.sessionID = id }, metadata: metadata)
+      _ = try await sessions.prewarm(.with { $0.repository = "local/other" }, metadata: metadata)
+      #expect(
+        runner.prewarms.withLock { $0.map { "\($0.repository) \($0.session)" } } == [
+          "local/demo \(id)", "local/other ",
+        ])
+      #expect(
+        await rpcCode {
+          _ = try await sessions.prewarm(
+            .with {
+              $0.sessionID = id; $0.repository = "local/other"
+            }, metadata: metadata)
+        } == .invalidArgument)
+      #expect(
+        await rpcCode { _ = try await sessions.prewarm(.with { $0.repository = "nope" }, metadata: metadata) }
+          == .invalidArgument)
+      #expect(
+        await rpcCode { _ = try await sessions.prewarm(.with { $0.sessionID = "ses-none" }, metadata: metadata) }
+          == .notFound)
+      let (_, bob) = try await harness.makeUser("Bob")
+      #expect(await rpcCode { _ = try await sessions.prewarm(.with { $0.sessionID = id }, metadata: bob) } == .notFound)
+      _ = try await sessions.addParticipant(
+        .with {
+          $0.sessionID = id; $0.role = .viewer
+        }, metadata: bob)
+      #expect(
+        await rpcCode { _ = try await sessions.prewarm(.with { $0.sessionID = id }, metadata: bob) }
+          == .permissionDenied)
+      #expect(runner.prewarms.withLock { $0.count } == 2)
+    }
+  }
+
   @Test("a created session starts its log with session_created at seq 1 and is found by Get and List")
   func createGetList() async throws {
     let harness = try await SessionHarness(runner: FakeAgentRunner())
@@ -269,6 +316,9 @@ struct SessionServiceTests {
       #expect(events.map(\.seq) == Array(1...UInt64(events.count)))
       let turns = runner.turns.withLock { $0 }
       #expect(turns.map { $0.prompts.map(\.text) } == [["first"], ["second", "third"]])
+      // The second turn resumes from the first turn's end-of-turn snapshot.
+      #expect(turns[0].snapshotID.isEmpty)
+      #expect(turns[1].snapshotID == "snp-after-\(turns[0].turnID)")
       // The second turn carries the first as history: its prompt, then how it ended.
       #expect(turns[0].history.items.isEmpty)
       let history = turns[1].history.items

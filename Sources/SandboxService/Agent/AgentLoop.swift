@@ -74,11 +74,18 @@ struct AgentLoop: Sendable {
       try await emit(.with { $0.sandboxStatus = .with { $0.phase = .provisioning } })
       let repository = try RepositoryName(turn.repository.fullName)
       let entry: SandboxEntry
+      var claim = SandboxManager.Claim(
+        repository: repository, sessionID: turn.sessionID, snapshotID: turn.snapshotID, branch: turn.sessionBranch,
+        fallbackBranch: turn.baseBranch)
       do {
-        entry = try await manager.claim(
-          .init(
-            repository: repository, sessionID: turn.sessionID, snapshotID: turn.snapshotID,
-            branch: turn.sessionBranch, fallbackBranch: turn.baseBranch))
+        do {
+          entry = try await manager.claim(claim)
+        } catch SandboxError.notFound(let reason) where !claim.snapshotID.isEmpty {
+          // The session's snapshot is gone: start from the session branch instead.
+          logger.warning("the turn's snapshot is gone; starting fresh", metadata: ["reason": "\(reason)"])
+          claim.snapshotID = ""
+          entry = try await manager.claim(claim)
+        }
       } catch {
         throw TurnEnd(finished: .failed(.sandbox, "the sandbox could not be prepared: \(error)"))
       }

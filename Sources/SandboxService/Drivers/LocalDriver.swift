@@ -264,6 +264,14 @@ struct LocalDriver: SandboxDriver {
     return try? JSONCoding.decoder.decode(SnapshotRecord.self, from: data)
   }
 
+  func latestSnapshot(session sessionID: String) -> SnapshotRecord? {
+    let files = (try? FileManager.default.contentsOfDirectory(atPath: paths.snapshots.path)) ?? []
+    return files.filter { $0.hasSuffix(".json") }
+      .compactMap { snapshotRecord(String($0.dropLast(".json".count))) }
+      .filter { $0.sessionID == sessionID }
+      .max { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+  }
+
   /// The snapshot's image plus its layer. An image that was removed is built again at the
   /// snapshot's image commit (the layer only holds the differences from that tree).
   func restoreSandbox(from snapshot: SnapshotRecord, limits: SandboxLimits?) async throws -> any SandboxInstance {

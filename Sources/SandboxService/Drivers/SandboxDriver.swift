@@ -59,6 +59,9 @@ protocol SandboxDriver: Sendable {
   /// The snapshot's metadata; nil when there is no such (complete) snapshot.
   func snapshotRecord(_ id: String) -> SnapshotRecord?
 
+  /// The newest complete snapshot of a session's sandboxes, if any.
+  func latestSnapshot(session sessionID: String) -> SnapshotRecord?
+
   /// Starts a new sandbox from a snapshot: its image plus the archived layer. Throws
   /// ``SandboxError/notFound(_:)`` naming the image when it is gone.
   func restoreSandbox(from snapshot: SnapshotRecord, limits: SandboxLimits?) async throws -> any SandboxInstance

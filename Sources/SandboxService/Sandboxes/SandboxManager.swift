@@ -25,6 +25,8 @@ actor SandboxManager {
     var imageRebuildInterval: Duration? = .seconds(1800)
     /// READY images kept per repository (besides any a sandbox still uses).
     var imagesKept = 3
+    /// How long a sandbox prewarmed for a session waits for its claim.
+    var prewarmTTL: Duration = .seconds(300)
 
     init() {}
 
@@ -51,8 +53,9 @@ actor SandboxManager {
   let metrics: SandboxMetrics
   private var entries: [String: SandboxEntry] = [:]
   private var pools: [String: WarmPoolState] = [:]
-  /// Sandboxes restored ahead of time for a session (Prewarm with a session id).
+  /// Sandboxes made ready ahead of time for a session (Prewarm with a session id).
   private var prewarmed: [String: SandboxEntry] = [:]
+  private var prewarming: Set<String> = []
   private var refills: [String: Task<Void, Never>] = [:]
   /// The newest image known per repository, and when it was looked up.
   private var images: [String: (image: Image, at: ContinuousClock.Instant)] = [:]
@@ -99,13 +102,14 @@ actor SandboxManager {
   func claim(_ claim: Claim) async throws -> SandboxEntry {
     let repository = claim.repository
     let entry: SandboxEntry
-    if !claim.snapshotID.isEmpty {
-      if let ready = prewarmed[claim.sessionID], ready.snapshotID == claim.snapshotID, ready.instance.isAlive {
-        prewarmed[claim.sessionID] = nil
-        entry = ready
-      } else {
-        entry = try await restore(snapshotID: claim.snapshotID, repository: repository, limits: claim.limits)
-      }
+    if let ready = prewarmed[claim.sessionID], ready.snapshotID == claim.snapshotID,
+      ready.instance.repository == repository, claim.limits == nil, ready.instance.isAlive
+    {
+      // Prewarmed for this session (its snapshot restored, or a warm sandbox set aside).
+      prewarmed[claim.sessionID] = nil
+      entry = ready
+    } else if !claim.snapshotID.isEmpty {
+      entry = try await restore(snapshotID: claim.snapshotID, repository: repository, limits: claim.limits)
     } else if claim.limits == nil, let warm = takeWarm(repository) {
       entry = warm
     } else {
@@ -308,7 +312,7 @@ actor SandboxManager {
     rebuilds = Task {
       while !Task.isCancelled {
         try? await Task.sleep(for: interval)
-        for key in await self.repositoriesInUse() {
+        for key in self.repositoriesInUse() {
           guard let repository = try? RepositoryName(key) else { continue }
           do {
             let (image, unchanged) = try await self.buildImage(repository, branch: "", force: false) { _ in }
@@ -381,25 +385,60 @@ actor SandboxManager {
     logger.info("warm pool moved to a new image", metadata: ["repository": "\(key)", "image.id": "\(image.id)"])
   }
 
-  /// Gets a sandbox ready ahead of a prompt: the session's snapshot restored in the background
-  /// when there is one, else a full warm pool.
-  func prewarm(_ repository: RepositoryName, sessionID: String, snapshotID: String) {
-    if !snapshotID.isEmpty, !sessionID.isEmpty, prewarmed[sessionID] == nil {
-      Task {
-        do {
-          let entry = try await self.restore(snapshotID: snapshotID, repository: repository, limits: nil)
-          await self.keepPrewarmed(entry, for: sessionID)
-        } catch {
-          self.logger.warning(
-            "prewarming a snapshot failed", metadata: ["snapshot.id": "\(snapshotID)", "error": "\(error)"])
+  /// Gets a sandbox ready ahead of a prompt: for a session, the restore of its newest snapshot
+  /// (or a warm sandbox set aside for it), which its next claim takes; in any case a full pool.
+  /// Answers at once; the work happens in the background.
+  func prewarm(_ repository: RepositoryName, sessionID: String) {
+    refill(repository)
+    guard !sessionID.isEmpty, prewarmed[sessionID] == nil, prewarming.insert(sessionID).inserted else { return }
+    let snapshot = driver.latestSnapshot(session: sessionID).flatMap {
+      $0.repository == repository.description ? $0 : nil
+    }
+    Task {
+      do {
+        let entry: SandboxEntry
+        if let snapshot {
+          entry = try await self.restore(snapshotID: snapshot.id, repository: repository, limits: nil)
+        } else if let warm = await self.takeWarm(repository) {
+          entry = warm
+          await self.refill(repository)
+        } else {
+          entry = try await self.create(repository, limits: nil, source: .image)
         }
+        await self.keepPrewarmed(entry, for: sessionID)
+      } catch {
+        await self.prewarmFailed(sessionID)
+        self.logger.warning(
+          "prewarming failed",
+          metadata: ["session.id": "\(sessionID)", "repository": "\(repository)", "error": "\(error)"])
       }
     }
-    refill(repository)
   }
 
+  private func prewarmFailed(_ sessionID: String) { prewarming.remove(sessionID) }
+
+  /// The sandbox waiting for the session's claim, if one is.
+  func prewarmedID(_ sessionID: String) -> String? { prewarmed[sessionID]?.id }
+  func isPrewarmed(_ sessionID: String) -> Bool { prewarmed[sessionID] != nil }
+
+  /// Keeps `entry` for the session's claim; unclaimed after `prewarmTTL`, it is terminated.
   private func keepPrewarmed(_ entry: SandboxEntry, for sessionID: String) async {
+    prewarming.remove(sessionID)
     if let old = prewarmed.updateValue(entry, forKey: sessionID) { await old.instance.terminate() }
+    let ttl = configuration.prewarmTTL
+    Task {
+      try? await Task.sleep(for: ttl)
+      await self.expirePrewarmed(sessionID, id: entry.id)
+    }
+  }
+
+  private func expirePrewarmed(_ sessionID: String, id: String) async {
+    guard let entry = prewarmed[sessionID], entry.id == id else { return }
+    prewarmed[sessionID] = nil
+    entry.markTerminated()
+    await entry.instance.terminate()
+    logger.info(
+      "a prewarmed sandbox was not claimed in time", metadata: ["session.id": "\(sessionID)", "sandbox.id": "\(id)"])
   }
 
   func warmPools(_ repository: String) -> [WarmPoolState.Status] {

@@ -15,6 +15,10 @@ protocol AgentRunner: Sendable {
     controls: AsyncStream<Inspect_Sandbox_V1_RunAgentRequest>,
     onEvent: @escaping @Sendable (Inspect_Session_V1_SessionEvent) -> Void
   ) async throws -> Inspect_Session_V1_TurnFinished
+
+  /// Asks for a sandbox of `repository` to be made ready ahead of a prompt (for `sessionID`,
+  /// when given). Throws `RPCError` (UNAVAILABLE naming SandboxService when it is down).
+  func prewarm(repository: String, sessionID: String) async throws
 }
 
 /// Runs turns in SandboxService through the bidirectional `RunAgent` stream.
@@ -63,6 +67,21 @@ struct SandboxAgentRunner: AgentRunner {
         phase: .connection, reason: "SandboxService ended the agent's stream without finishing the turn")
     }
     return finished
+  }
+
+  func prewarm(repository: String, sessionID: String) async throws {
+    var options = CallOptions.defaults
+    options.waitForReady = false
+    options.timeout = .seconds(5)
+    do {
+      _ = try await client.prewarm(
+        .with {
+          $0.repository = repository
+          $0.sessionID = sessionID
+        }, options: options)
+    } catch let error as RPCError where [.unavailable, .deadlineExceeded].contains(error.code) {
+      throw RPCError(code: .unavailable, message: "SandboxService is unavailable at \(address): \(error.message)")
+    }
   }
 
   static func failure(for error: RPCError, address: HostAndPort) -> TurnFailure {

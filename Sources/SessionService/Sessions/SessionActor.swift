@@ -454,7 +454,14 @@ actor SessionActor {
 
   private func runNextTurn(runner: any AgentRunner) async throws -> Bool {
     // The conversation so far (finished turns only), before this turn's first event.
-    let history = TurnHistory.build(from: try await database.events(after: 0, limit: .max))
+    let events = try await database.events(after: 0, limit: .max)
+    let history = TurnHistory.build(from: events)
+    // The sandbox resumes from the newest end-of-turn snapshot.
+    let snapshotID =
+      events.reversed().lazy.compactMap { event -> String? in
+        if case .turnFinished(let finished) = event.kind, !finished.snapshotID.isEmpty { return finished.snapshotID }
+        return nil
+      }.first ?? ""
     let turnID = Identifier.make(.turn)
     let model = record.model
     let (_, prompts) = try await transact(turnID: turnID) { db -> ([Event], [PromptRecord]) in
@@ -482,7 +489,7 @@ actor SessionActor {
     record.currentTurnId = turnID
     record.queuedPrompts = max(0, record.queuedPrompts - prompts.count)
     let started = ContinuousClock.now
-    let start = startTurn(turnID: turnID, prompts: prompts, history: history)
+    let start = startTurn(turnID: turnID, prompts: prompts, history: history, snapshotID: snapshotID)
     let (controls, controlsContinuation) = AsyncStream.makeStream(of: Inspect_Sandbox_V1_RunAgentRequest.self)
     // What the agent streams is stored in batches: one transaction for everything that arrived
     // while the previous one was being written (group commit).
@@ -630,10 +637,11 @@ actor SessionActor {
   }
 
   private func startTurn(
-    turnID: String, prompts: [PromptRecord], history: Inspect_Sandbox_V1_History
+    turnID: String, prompts: [PromptRecord], history: Inspect_Sandbox_V1_History, snapshotID: String
   ) -> Inspect_Sandbox_V1_StartTurn {
     .with {
       $0.history = history
+      $0.snapshotID = snapshotID
       $0.sessionID = id
       $0.turnID = turnID
       $0.repository = .with {

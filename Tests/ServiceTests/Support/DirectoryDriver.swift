@@ -110,6 +110,13 @@ struct DirectoryDriver: SandboxDriver {
     return try? JSONCoding.decoder.decode(SnapshotRecord.self, from: data)
   }
 
+  func latestSnapshot(session sessionID: String) -> SnapshotRecord? {
+    let directory = root.appendingPathComponent("snapshots")
+    let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+    return files.filter { $0.hasSuffix(".json") }.compactMap { snapshotRecord(String($0.dropLast(5))) }
+      .filter { $0.sessionID == sessionID }.max { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+  }
+
   func restoreSandbox(from snapshot: SnapshotRecord, limits: SandboxLimits?) async throws -> any SandboxInstance {
     let id = Identifier.make(.sandbox)
     let directory = root.appendingPathComponent("sandboxes/\(id)")
