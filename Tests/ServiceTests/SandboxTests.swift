@@ -270,6 +270,7 @@ struct SandboxTests {
     #expect(work.succeeded)
     let pids = sandbox.process.cgroup.pids
     #expect(pids.count >= 2)
+    sandbox.flushState()
     let paths = fixture.driver.paths
     try FileManager.default.createDirectory(at: paths.snapshots, withIntermediateDirectories: true)
     try Data("half".utf8).write(to: paths.snapshots.appendingPathComponent("snp-half.tar.zst.partial"))

@@ -309,6 +309,7 @@ final class LocalSandbox: SandboxInstance {
   let driver: LocalDriver
   /// Persisted in `state.json` whenever it changes (for crash recovery).
   private let state: Mutex<LocalSandboxState>
+  private let stateWriter = DispatchQueue(label: "inspect.sandbox.state")
 
   init(
     id: String, repository: RepositoryName, image: Image, directory: URL, process: SandboxProcess,
@@ -323,14 +324,19 @@ final class LocalSandbox: SandboxInstance {
     self.state = Mutex(state)
   }
 
-  /// Changes the state and writes it down (best effort: recovery then knows less).
+  /// Changes the state and writes it down in the background, in order (off the claim's path;
+  /// best effort: a crash just then leaves recovery knowing a little less).
   private func update(_ change: (inout LocalSandboxState) -> Void) {
     let snapshot = state.withLock { state in
       change(&state)
       return state
     }
-    try? snapshot.write(to: directory)
+    let directory = self.directory
+    stateWriter.async { try? snapshot.write(to: directory) }
   }
+
+  /// Waits until every state change is written.
+  func flushState() { stateWriter.sync {} }
 
   func claimed(by sessionID: String, branch: String) {
     update {
@@ -437,6 +443,7 @@ final class LocalSandbox: SandboxInstance {
     let sandbox = self
     await Task {
       await sandbox.process.terminate()
+      sandbox.flushState()
       if umount2(sandbox.merged.path, 0) != 0, errno != EINVAL {
         sandbox.driver.logger.warning(
           "unmounting a sandbox failed; detaching it",

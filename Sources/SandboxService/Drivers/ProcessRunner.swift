@@ -1,5 +1,8 @@
+import CSandbox
+import Dispatch
 import Foundation
 import InspectKit
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -7,10 +10,10 @@ import InspectKit
 
 /// Runs a host program to completion with a timeout, streaming its output as it comes.
 ///
-/// The program writes to two files that are read as they grow, and its exit is polled with
-/// `waitpid`: no pipe can hang the reader when a background child keeps it open, and nothing
-/// depends on Foundation's `Process` noticing the exit. On timeout its whole process group is
-/// killed.
+/// The program writes to two files that are read as they grow (every 5 ms), and its exit is
+/// waited for with a blocking `waitpid` on a dispatch thread, which ends the wait at once: no
+/// pipe can hang the reader when a background child keeps it open, and nothing depends on
+/// Foundation's `Process` noticing the exit. On timeout its whole process group is killed.
 enum ProcessRunner {
   /// The same shape as a command in a sandbox.
   typealias Result = CommandResult
@@ -47,10 +50,12 @@ enum ProcessRunner {
       }
     }
     var timedOut = false
+    let exit = ExitWatch(child.pid)
     var code: Int32
     while true {
-      if let exited = child.exitCodeIfExited() {
-        code = exited
+      if let status = exit.status {
+        code =
+          csandbox_exited(status) != 0 ? csandbox_exit_status(status) : 128 + csandbox_term_signal(status)
         break
       }
       drain()
@@ -59,7 +64,7 @@ enum ProcessRunner {
         kill(-child.pid, SIGKILL)
         kill(child.pid, SIGKILL)
       }
-      try? await Task.sleep(for: pollInterval)
+      await exit.wait(upTo: pollInterval)
     }
     // What a background child of the program writes later is not waited for.
     kill(-child.pid, SIGKILL)
@@ -85,5 +90,48 @@ private struct GrowingFile {
     guard let data = try? handle.readToEnd(), !data.isEmpty else { return nil }
     offset += UInt64(data.count)
     return data
+  }
+}
+
+/// Waits for a child's exit with a blocking `waitpid` on a dispatch thread; `wait(upTo:)` returns
+/// at the exit or after the given time, whichever comes first.
+private final class ExitWatch: Sendable {
+  private let state = Mutex<(status: Int32?, waiter: CheckedContinuation<Void, Never>?)>((nil, nil))
+
+  init(_ pid: pid_t) {
+    DispatchQueue.global().async { [self] in
+      var status: Int32 = 0
+      while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+      let waiter = state.withLock { state in
+        state.status = status
+        defer { state.waiter = nil }
+        return state.waiter
+      }
+      waiter?.resume()
+    }
+  }
+
+  var status: Int32? { state.withLock { $0.status } }
+
+  func wait(upTo limit: Duration) async {
+    await withCheckedContinuation { continuation in
+      let exited = state.withLock { state -> Bool in
+        guard state.status == nil else { return true }
+        state.waiter = continuation
+        return false
+      }
+      if exited {
+        continuation.resume()
+        return
+      }
+      Task { [self] in
+        try? await Task.sleep(for: limit)
+        let waiter = state.withLock { state in
+          defer { state.waiter = nil }
+          return state.waiter
+        }
+        waiter?.resume()
+      }
+    }
   }
 }
