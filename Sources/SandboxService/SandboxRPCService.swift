@@ -220,12 +220,17 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
                   }
                 })
             case .failed(let reason):
-              throw RPCError(code: .invalidArgument, message: "Exec: \(start.argv[0]) could not run: \(reason)")
+              // A program that cannot start is the caller's; a sandbox that went away is not.
+              throw RPCError(
+                code: entry.instance.isAlive ? .invalidArgument : .failedPrecondition,
+                message: "Exec: \(start.argv[0]) could not run: \(reason)")
             }
           }
         } onCancel: {
           command.signal(SIGKILL)
         }
+        // Nothing more goes to its standard input (a write blocked on a full pipe gives up).
+        command.release()
         group.cancelAll()
       }
     }
@@ -307,6 +312,7 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
     let manager = self.manager
     let build = Task {
       defer { continuation.finish() }
+      try Task.checkCancellation()
       return try await mapped {
         try await manager.buildImage(repository, branch: request.branch, force: request.force) { event in
           switch event {
@@ -330,8 +336,17 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
         }
       }
     }
-    for await message in events { try await response.write(message) }
-    let (image, unchanged) = try await build.value
+    // The build stops (its setup script is killed) when the caller goes away.
+    let (image, unchanged) = try await withTaskCancellationHandler {
+      try await withRPCCancellationHandler {
+        for await message in events { try await response.write(message) }
+        return try await build.value
+      } onCancelRPC: {
+        build.cancel()
+      }
+    } onCancel: {
+      build.cancel()
+    }
     try await response.write(
       .with {
         $0.result = .with {
@@ -440,6 +455,12 @@ func mapped<T>(_ body: () async throws -> T) async throws -> T {
     throw error.rpcError
   } catch let failure as PhaseFailure {
     throw RPCError(code: .deadlineExceeded, message: failure.description)
+  } catch let error as RPCError {
+    throw error
+  } catch is CancellationError {
+    throw RPCError(code: .cancelled, message: "the call was cancelled")
+  } catch {
+    throw RPCError(code: .internalError, message: "\(error)")
   }
 }
 
@@ -448,6 +469,10 @@ func mapped<T>(_ body: () throws -> T) throws -> T {
     return try body()
   } catch let error as SandboxError {
     throw error.rpcError
+  } catch let error as RPCError {
+    throw error
+  } catch {
+    throw RPCError(code: .internalError, message: "\(error)")
   }
 }
 

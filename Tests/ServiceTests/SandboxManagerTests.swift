@@ -197,6 +197,16 @@ struct SandboxManagerTests {
     await fixture.finish()
   }
 
+  @Test("a session keeps its newest three snapshots")
+  func snapshotRetention() async throws {
+    let fixture = try DirectoryFixture()
+    let entry = try await fixture.manager.claim(.init(repository: fixture.repository, sessionID: "ses-many"))
+    var taken: [String] = []
+    for _ in 0..<5 { taken.append(try await fixture.manager.snapshot(entry.id).id) }
+    #expect(fixture.driver.snapshots(session: "ses-many").map(\.id) == Array(taken.suffix(3).reversed()))
+    await fixture.finish()
+  }
+
   @Test("the warm pool fills to its target, a claim takes a warm sandbox, and the pool refills")
   func warmPool() async throws {
     var configuration = SandboxManager.Configuration()

@@ -303,7 +303,9 @@ struct SandboxRPCTests {
       // The start script ran after the restore.
       let started = try await client.run(restored.id, ["cat", "/tmp/start-ran"])
       #expect(started.text == "started\n")
-      #expect(await statusCode { _ = try await client.create(snapshot: "snp-unknown") } == .notFound)
+      #expect(await statusCode { _ = try await client.create(snapshot: Identifier.make(.snapshot)) } == .notFound)
+      let traversal = await statusCode { _ = try await client.create(snapshot: "../sandboxes/x") }
+      #expect(traversal == .invalidArgument, "\(String(describing: traversal))")
     }
   }
 

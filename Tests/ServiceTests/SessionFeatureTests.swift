@@ -148,7 +148,7 @@ struct StopAndQueueTests {
         .with {
           $0.sessionID = id; $0.reason = "wrong approach"
         }, metadata: metadata)
-      #expect(clock.now - begin < .seconds(2))
+      #expect(clock.now - begin < .seconds(5))
       #expect(stopped.wasRunning)
       #expect(stopped.cancelledPrompts == 0)
       let events = try await collectEvents(sessions, metadata: metadata, session: id) { turnsFinished($0).count == 2 }
@@ -184,14 +184,10 @@ struct StopAndQueueTests {
             $0.sessionID = id; $0.text = text
           }, metadata: metadata)
       }
-      let clock = ContinuousClock()
-      let begin = clock.now
       let stopped = try await sessions.stopSession(
         .with {
           $0.sessionID = id; $0.clearQueue_p = true
         }, metadata: metadata)
-      // Well within the default 1.5 s grace: the agent ended the turn itself.
-      #expect(clock.now - begin < .milliseconds(1000))
       #expect(stopped.wasRunning)
       #expect(stopped.cancelledPrompts == 2)
       let session = try await sessions.getSession(.with { $0.sessionID = id }, metadata: metadata)
@@ -200,6 +196,8 @@ struct StopAndQueueTests {
       let events = try await storedEvents(sessions, metadata, id)
       #expect(events.filter { $0.kindName == "prompt_cancelled" }.count == 2)
       #expect(turnsFinished(events).map(\.outcome) == [.cancelled])
+      // The agent ended the turn itself (in its own words), not the grace period running out.
+      #expect(turnsFinished(events).first?.reason == "stopped by Ada")
       #expect(toolCalls(events).map(\.state) == [.queued, .running, .cancelled])
       #expect(runner.started.withLock { $0.count } == 1)
       // Stopping an idle session succeeds and does nothing.

@@ -58,7 +58,8 @@ struct HostWorkspace: Sendable {
 
   func readFile(_ path: String, offset: UInt64, limit: UInt64) throws -> FileContent {
     let relative = try Self.relative(path)
-    let fd = try open(relative, O_RDONLY, display: path)
+    // O_NONBLOCK: opening a FIFO the sandbox made must not wait for a writer.
+    let fd = try open(relative, O_RDONLY | O_NONBLOCK | O_NOCTTY, display: path)
     defer { Glibc.close(fd) }
     var info = stat()
     guard fstat(fd, &info) == 0 else { throw Self.failure(errno, path) }
@@ -95,8 +96,14 @@ struct HostWorkspace: Sendable {
     let parts = try Self.components(path)
     guard !parts.isEmpty else { throw SandboxError.invalid("\(path) is the workspace itself, not a file") }
     if createParents, parts.count > 1 { try makeDirectories(Array(parts.dropLast()), display: path) }
-    let fd = try open(parts.joined(separator: "/"), O_WRONLY | O_CREAT | O_TRUNC, mode: mode ?? 0o644, display: path)
+    // No O_TRUNC before the type is known: a FIFO or device must be refused, not opened.
+    let fd = try open(
+      parts.joined(separator: "/"), O_WRONLY | O_CREAT | O_NONBLOCK | O_NOCTTY, mode: mode ?? 0o644, display: path)
     defer { Glibc.close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { throw Self.failure(errno, path) }
+    guard (info.st_mode & S_IFMT) == S_IFREG else { throw SandboxError.invalid("\(path) is not a regular file") }
+    guard ftruncate(fd, 0) == 0 else { throw Self.failure(errno, path) }
     if let mode, fchmod(fd, mode_t(mode & 0o7777)) != 0 { throw Self.failure(errno, path) }
     var done = 0
     try content.withUnsafeBytes { buffer in
@@ -195,6 +202,7 @@ struct HostWorkspace: Sendable {
   static func failure(_ code: Int32, _ path: String) -> SandboxError {
     switch code {
     case ENOENT: .notFound("\(path) does not exist")
+    case ENXIO: .invalid("\(path) is not a regular file")
     case EXDEV, ELOOP: .permissionDenied("\(path) leads outside the workspace through a symbolic link")
     case ENOTDIR: .invalid("\(path): a part of it is not a directory")
     case EISDIR: .invalid("\(path) is a directory")

@@ -220,7 +220,8 @@ struct LocalDriver: SandboxDriver {
       let state = LocalSandboxState(
         id: id, cgroup: cgroup, repository: repository.description, imageID: image.id, imageCommit: image.commit,
         head: head)
-      try state.write(to: directory)
+      // Best effort: without it a crash would leave recovery less to go on, nothing worse.
+      try? state.write(to: directory)
       return LocalSandbox(
         id: id, repository: repository, image: image, directory: directory, process: process, driver: self,
         state: state)
@@ -258,18 +259,30 @@ struct LocalDriver: SandboxDriver {
   }
 
   func snapshotRecord(_ id: String) -> SnapshotRecord? {
+    // Ids become paths: only well-formed ones, and a record must name a well-formed image.
+    guard Identifier.isValid(id, kind: .snapshot) else { return nil }
     guard FileManager.default.fileExists(atPath: paths.snapshotArchive(id).path),
       let data = FileManager.default.contents(atPath: paths.snapshotMetadata(id).path)
     else { return nil }
-    return try? JSONCoding.decoder.decode(SnapshotRecord.self, from: data)
+    guard let record = try? JSONCoding.decoder.decode(SnapshotRecord.self, from: data), record.id == id,
+      Identifier.isValid(record.imageID, kind: .image)
+    else { return nil }
+    return record
   }
 
-  func latestSnapshot(session sessionID: String) -> SnapshotRecord? {
+  func snapshots(session sessionID: String) -> [SnapshotRecord] {
     let files = (try? FileManager.default.contentsOfDirectory(atPath: paths.snapshots.path)) ?? []
     return files.filter { $0.hasSuffix(".json") }
       .compactMap { snapshotRecord(String($0.dropLast(".json".count))) }
       .filter { $0.sessionID == sessionID }
-      .max { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+      .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+  }
+
+  /// The metadata goes first: without it the archive is an incomplete snapshot.
+  func removeSnapshot(_ id: String) {
+    guard Identifier.isValid(id, kind: .snapshot) else { return }
+    try? FileManager.default.removeItem(at: paths.snapshotMetadata(id))
+    try? FileManager.default.removeItem(at: paths.snapshotArchive(id))
   }
 
   /// The snapshot's image plus its layer. An image that was removed is built again at the
@@ -365,7 +378,8 @@ final class LocalSandbox: SandboxInstance {
     let writer = PipeWriter(fd: input[1])
     let connection = process.connection
     return RunningCommand(
-      events: events, input: { data in try await writer.write(data) }, signal: { connection.signal(id, $0) })
+      events: events, input: { data in try await writer.write(data) }, signal: { connection.signal(id, $0) },
+      release: { writer.abandon() })
   }
 
   func readFile(_ path: String, offset: UInt64, limit: UInt64) throws -> FileContent {
@@ -456,13 +470,22 @@ final class LocalSandbox: SandboxInstance {
 }
 
 /// Writes to a command's standard input off the cooperative pool, in order; closing (nil)
-/// gives the command end of file. The descriptor is closed when the writer goes away.
+/// gives the command end of file. The pipe is non-blocking: a write waits for room in 50 ms
+/// polls and gives up once the writer is abandoned (the command ended, but a background process
+/// still holds the pipe). The descriptor is closed when the writer goes away.
 final class PipeWriter: Sendable {
   private let fd: Int32
   private let queue = DispatchQueue(label: "inspect.sandbox.stdin")
   private let closed = Mutex(false)
+  private let abandoned = Mutex(false)
 
-  init(fd: Int32) { self.fd = fd }
+  init(fd: Int32) {
+    self.fd = fd
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+  }
+
+  /// Stops every write in progress or to come.
+  func abandon() { abandoned.withLock { $0 = true } }
 
   func write(_ data: Data?) async throws {
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
@@ -472,7 +495,7 @@ final class PipeWriter: Sendable {
           continuation.resume()
           return
         }
-        guard !self.closed.withLock({ $0 }) else {
+        guard !self.closed.withLock({ $0 }), !self.abandoned.withLock({ $0 }) else {
           continuation.resume(throwing: SandboxError.preconditionFailed("standard input is closed"))
           return
         }
@@ -480,9 +503,15 @@ final class PipeWriter: Sendable {
         let failure: Int32? = data.withUnsafeBytes { buffer in
           while done < buffer.count {
             let written = Glibc.write(self.fd, buffer.baseAddress! + done, buffer.count - done)
+            if written > 0 {
+              done += written
+              continue
+            }
             if written < 0, errno == EINTR { continue }
-            guard written > 0 else { return errno }
-            done += written
+            guard written < 0, errno == EAGAIN else { return errno }
+            if self.abandoned.withLock({ $0 }) { return EPIPE }
+            var wait = pollfd(fd: self.fd, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&wait, 1, 50)
           }
           return nil
         }

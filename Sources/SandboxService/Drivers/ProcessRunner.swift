@@ -38,13 +38,13 @@ enum ProcessRunner {
       executable: executable, arguments: arguments, environment: environment, stdout: files.stdout,
       stderr: files.stderr, detachment: .processGroup)
     var readers = (stdout: GrowingFile(files.stdout), stderr: GrowingFile(files.stderr))
-    var output = (stdout: Data(), stderr: Data())
+    var output = (stdout: OutputBuffer(), stderr: OutputBuffer())
     func drain() {
-      if let data = readers.stdout.readNew() {
+      while let data = readers.stdout.readNew() {
         output.stdout.append(data)
         onOutput?(.stdout, data)
       }
-      if let data = readers.stderr.readNew() {
+      while let data = readers.stderr.readNew() {
         output.stderr.append(data)
         onOutput?(.stderr, data)
       }
@@ -71,7 +71,8 @@ enum ProcessRunner {
     drain()
     if Task.isCancelled { throw CancellationError() }
     return Result(
-      exitCode: code, stdout: output.stdout, stderr: output.stderr, timedOut: timedOut, duration: clock.now - start)
+      exitCode: code, stdout: output.stdout.data, stderr: output.stderr.data, timedOut: timedOut,
+      duration: clock.now - start)
   }
 }
 
@@ -87,7 +88,8 @@ private struct GrowingFile {
     if handle == nil { handle = try? FileHandle(forReadingFrom: url) }
     guard let handle else { return nil }
     try? handle.seek(toOffset: offset)
-    guard let data = try? handle.readToEnd(), !data.isEmpty else { return nil }
+    // At most 1 MiB at a time: a chatty program is streamed, not loaded whole.
+    guard let data = try? handle.read(upToCount: 1 << 20), !data.isEmpty else { return nil }
     offset += UInt64(data.count)
     return data
   }

@@ -59,8 +59,11 @@ protocol SandboxDriver: Sendable {
   /// The snapshot's metadata; nil when there is no such (complete) snapshot.
   func snapshotRecord(_ id: String) -> SnapshotRecord?
 
-  /// The newest complete snapshot of a session's sandboxes, if any.
-  func latestSnapshot(session sessionID: String) -> SnapshotRecord?
+  /// The complete snapshots of a session's sandboxes, newest first.
+  func snapshots(session sessionID: String) -> [SnapshotRecord]
+
+  /// Deletes a snapshot (archive and metadata).
+  func removeSnapshot(_ id: String)
 
   /// Starts a new sandbox from a snapshot: its image plus the archived layer. Throws
   /// ``SandboxError/notFound(_:)`` naming the image when it is gone.
@@ -108,21 +111,26 @@ final class RunningCommand: Sendable {
   let events: AsyncStream<CommandEvent>
   private let input: @Sendable (Data?) async throws -> Void
   private let deliver: @Sendable (Int32) -> Void
+  private let releaseInput: @Sendable () -> Void
 
   /// `input` writes to the command's standard input (nil closes it); `deliver` sends a signal
-  /// to the command's process group.
+  /// to the command's process group; `release` gives up on standard input at once (a write
+  /// waiting for room in the pipe ends).
   init(
     events: AsyncStream<CommandEvent>, input: @escaping @Sendable (Data?) async throws -> Void,
-    signal: @escaping @Sendable (Int32) -> Void
+    signal: @escaping @Sendable (Int32) -> Void, release: @escaping @Sendable () -> Void = {}
   ) {
     self.events = events
     self.input = input
     self.deliver = signal
+    self.releaseInput = release
   }
 
   func write(_ data: Data) async throws { try await input(data) }
   func closeInput() async throws { try await input(nil) }
   func signal(_ signal: Int32) { deliver(signal) }
+  /// Called once the command has ended.
+  func release() { releaseInput() }
 }
 
 /// Part of a file.
@@ -176,15 +184,16 @@ extension SandboxInstance {
     let timer = CommandTimer(command, after: timeout)
     defer { timer.cancel() }
     var result = CommandResult(exitCode: -1, stdout: Data(), stderr: Data(), timedOut: false, duration: .zero)
+    var (stdout, stderr) = (OutputBuffer(), OutputBuffer())
     try await withTaskCancellationHandler {
       for await event in command.events {
         switch event {
         case .started: break
         case .stdout(let data):
-          result.stdout.append(data)
+          stdout.append(data)
           onOutput?(false, data)
         case .stderr(let data):
-          result.stderr.append(data)
+          stderr.append(data)
           onOutput?(true, data)
         case .exited(let code, _):
           result.exitCode = code
@@ -195,7 +204,10 @@ extension SandboxInstance {
     } onCancel: {
       command.signal(SIGKILL)
     }
+    command.release()
     try Task.checkCancellation()
+    result.stdout = stdout.data
+    result.stderr = stderr.data
     result.timedOut = timer.fired
     result.duration = clock.now - started
     return result
@@ -206,6 +218,37 @@ extension SandboxInstance {
     _ command: String, timeout: Duration, onOutput: (@Sendable (_ isError: Bool, Data) -> Void)? = nil
   ) async throws -> CommandResult {
     try await run(["/bin/sh", "-c", command], timeout: timeout, onOutput: onOutput)
+  }
+}
+
+/// What is kept of a command's output stream: its first and last `limit / 2` bytes (the middle of
+/// a command that prints gigabytes is dropped, not held in the service's memory).
+struct OutputBuffer: Sendable {
+  var limit = 1 << 20
+  private var head = Data()
+  private var tail = Data()
+  private(set) var dropped = 0
+
+  init(limit: Int = 1 << 20) { self.limit = limit }
+
+  mutating func append(_ data: Data) {
+    var rest = data[...]
+    if head.count < limit / 2 {
+      let taken = min(limit / 2 - head.count, rest.count)
+      head.append(rest.prefix(taken))
+      rest = rest.dropFirst(taken)
+    }
+    tail.append(rest)
+    // Trim in batches so that appending stays linear.
+    if tail.count > limit {
+      let excess = tail.count - limit / 2
+      tail.removeFirst(excess)
+      dropped += excess
+    }
+  }
+
+  var data: Data {
+    dropped == 0 ? head + tail : head + Data("\n… [\(dropped) bytes dropped] …\n".utf8) + tail
   }
 }
 

@@ -27,6 +27,8 @@ actor SandboxManager {
     var imagesKept = 3
     /// How long a sandbox prewarmed for a session waits for its claim.
     var prewarmTTL: Duration = .seconds(300)
+    /// Snapshots kept per session (the newest; older ones are deleted as new ones are taken).
+    var snapshotsKept = 3
 
     init() {}
 
@@ -44,6 +46,7 @@ actor SandboxManager {
         imageRebuildInterval = seconds == 0 ? nil : .seconds(seconds)
       }
       if let kept = try environment.wholeNumber("INSPECT_SANDBOX_IMAGES_KEPT", in: 1...100) { imagesKept = kept }
+      if let kept = try environment.wholeNumber("INSPECT_SANDBOX_SNAPSHOTS_KEPT", in: 1...1000) { snapshotsKept = kept }
     }
   }
 
@@ -60,6 +63,10 @@ actor SandboxManager {
   /// The newest image known per repository, and when it was looked up.
   private var images: [String: (image: Image, at: ContinuousClock.Instant)] = [:]
   private var imageRefresh: Task<Void, Never>?
+  /// Sandboxes being created or restored for a claim or a prewarm (counted against the limit).
+  private var starting = 0
+  /// Images that restores in progress are mounting (kept from pruning).
+  private var restoringImages: [String: Int] = [:]
   /// Repositories with an image build running.
   private var building: Set<String> = []
   private var rebuilds: Task<Void, Never>?
@@ -163,6 +170,8 @@ actor SandboxManager {
     let driver = self.driver
     let key = repository.description
     let known = fresh ? nil : images[key]?.image
+    starting += 1
+    defer { starting -= 1 }
     let instance = try await Watchdog.run(
       .provision, configuration.provisionTimeout, abandoned: { await $0.terminate() }
     ) {
@@ -170,7 +179,7 @@ actor SandboxManager {
       if let known { image = known } else { image = try await driver.image(for: repository, branch: "", fallback: "") }
       return try await driver.createSandbox(from: image, repository: repository, limits: limits)
     }
-    if known == nil { images[key] = (instance.image, ContinuousClock.now) }
+    if known == nil { learned(instance.image, for: key) }
     return SandboxEntry(instance: instance, source: source, limits: limits, driver: driver)
   }
 
@@ -188,7 +197,12 @@ actor SandboxManager {
     }
   }
 
-  private func learned(_ image: Image, for key: String) { images[key] = (image, ContinuousClock.now) }
+  /// Remembers `image` as the repository's newest unless a newer one is known already (builds
+  /// and fills finish in any order).
+  private func learned(_ image: Image, for key: String) {
+    if let known = images[key]?.image, (known.builtAt, known.id) > (image.builtAt, image.id) { return }
+    images[key] = (image, ContinuousClock.now)
+  }
   private func imageRefreshed() { imageRefresh = nil }
 
   private func restore(
@@ -196,6 +210,9 @@ actor SandboxManager {
   ) async throws
     -> SandboxEntry
   {
+    guard Identifier.isValid(snapshotID, kind: .snapshot) else {
+      throw SandboxError.invalid("'\(snapshotID)' is not a snapshot id (snp-…)")
+    }
     guard let record = driver.snapshotRecord(snapshotID) else {
       throw SandboxError.notFound("snapshot \(snapshotID) does not exist")
     }
@@ -205,6 +222,13 @@ actor SandboxManager {
     }
     try checkCapacity()
     let driver = self.driver
+    starting += 1
+    restoringImages[record.imageID, default: 0] += 1
+    defer {
+      starting -= 1
+      restoringImages[record.imageID, default: 1] -= 1
+      if restoringImages[record.imageID] == 0 { restoringImages[record.imageID] = nil }
+    }
     let instance = try await Watchdog.run(
       .provision, configuration.provisionTimeout, abandoned: { await $0.terminate() }
     ) {
@@ -238,7 +262,8 @@ actor SandboxManager {
   }
 
   private func checkCapacity() throws {
-    let count = entries.count + pools.values.reduce(0) { $0 + $1.ready.count + $1.creating }
+    let count =
+      entries.count + prewarmed.count + starting + pools.values.reduce(0) { $0 + $1.ready.count + $1.creating }
     guard count < configuration.maxSandboxes else {
       throw SandboxError.exhausted(
         "this node runs \(count) sandboxes, its limit (INSPECT_SANDBOX_MAX_SANDBOXES is \(configuration.maxSandboxes))")
@@ -282,7 +307,7 @@ actor SandboxManager {
     // New sandboxes start from the default branch's image; other branches' images are built
     // for whoever asked.
     if result.image.state == .ready, !result.unchanged, branch.isEmpty {
-      images[key] = (result.image, ContinuousClock.now)
+      learned(result.image, for: key)
       retireOlder(than: result.image, in: key)
       refill(repository)
     }
@@ -294,7 +319,7 @@ actor SandboxManager {
   /// many, unless a sandbox (claimed, warm or prewarmed) still uses them.
   private func pruneImages(_ key: String) {
     let inUse = Set(list(repository: key, sessionID: "").map(\.instance.image.id))
-      .union(images[key].map { [$0.image.id] } ?? [])
+      .union(images[key].map { [$0.image.id] } ?? []).union(restoringImages.keys)
     let all = driver.images(repository: key)
     let excess =
       all.filter { $0.state == .ready }.dropFirst(configuration.imagesKept)
@@ -311,7 +336,7 @@ actor SandboxManager {
     guard let interval = configuration.imageRebuildInterval, rebuilds == nil else { return }
     rebuilds = Task {
       while !Task.isCancelled {
-        try? await Task.sleep(for: interval)
+        guard (try? await Task.sleep(for: interval)) != nil else { return }
         for key in self.repositoriesInUse() {
           guard let repository = try? RepositoryName(key) else { continue }
           do {
@@ -391,7 +416,7 @@ actor SandboxManager {
   func prewarm(_ repository: RepositoryName, sessionID: String) {
     refill(repository)
     guard !sessionID.isEmpty, prewarmed[sessionID] == nil, prewarming.insert(sessionID).inserted else { return }
-    let snapshot = driver.latestSnapshot(session: sessionID).flatMap {
+    let snapshot = driver.snapshots(session: sessionID).first.flatMap {
       $0.repository == repository.description ? $0 : nil
     }
     Task {
@@ -471,7 +496,17 @@ actor SandboxManager {
     guard !entry.sessionID.isEmpty else {
       throw SandboxError.preconditionFailed("sandbox \(id) is not claimed by a session")
     }
-    return try await entry.snapshot()
+    let record = try await entry.snapshot()
+    pruneSnapshots(of: record.sessionID)
+    return record
+  }
+
+  /// Deletes a session's snapshots beyond the newest `snapshotsKept`.
+  private func pruneSnapshots(of sessionID: String) {
+    guard !sessionID.isEmpty else { return }
+    for old in driver.snapshots(session: sessionID).dropFirst(configuration.snapshotsKept) {
+      driver.removeSnapshot(old.id)
+    }
   }
 
   /// Stops the sandbox and removes it, after a snapshot when asked. Terminating a terminated
@@ -484,8 +519,10 @@ actor SandboxManager {
     terminated.insert(id)
     var record: SnapshotRecord?
     var failure: (any Error)?
-    if snapshot, entry.instance.isAlive {
+    // The writable layer outlives the sandbox's processes: it is saved even when init died.
+    if snapshot {
       do { record = try await entry.snapshot() } catch { failure = error }
+      if let record { pruneSnapshots(of: record.sessionID) }
     }
     entry.markTerminated()
     await entry.instance.terminate()

@@ -110,11 +110,17 @@ struct DirectoryDriver: SandboxDriver {
     return try? JSONCoding.decoder.decode(SnapshotRecord.self, from: data)
   }
 
-  func latestSnapshot(session sessionID: String) -> SnapshotRecord? {
+  func snapshots(session sessionID: String) -> [SnapshotRecord] {
     let directory = root.appendingPathComponent("snapshots")
     let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
     return files.filter { $0.hasSuffix(".json") }.compactMap { snapshotRecord(String($0.dropLast(5))) }
-      .filter { $0.sessionID == sessionID }.max { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+      .filter { $0.sessionID == sessionID }.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+  }
+
+  func removeSnapshot(_ id: String) {
+    for suffix in ["json", "tar"] {
+      try? FileManager.default.removeItem(at: root.appendingPathComponent("snapshots/\(id).\(suffix)"))
+    }
   }
 
   func restoreSandbox(from snapshot: SnapshotRecord, limits: SandboxLimits?) async throws -> any SandboxInstance {

@@ -152,7 +152,10 @@ extension LocalDriver {
       guard let data = FileManager.default.contents(atPath: paths.images.appendingPathComponent(file).path) else {
         return nil
       }
-      return try? JSONCoding.decoder.decode(Image.self, from: data)
+      guard let image = try? JSONCoding.decoder.decode(Image.self, from: data),
+        Identifier.isValid(image.id, kind: .image)
+      else { return nil }
+      return image
     }
     .filter { repository.isEmpty || $0.repository == repository }
     .sorted { ($0.builtAt, $0.id) > ($1.builtAt, $1.id) }
@@ -160,6 +163,7 @@ extension LocalDriver {
 
   /// Deletes an image's files and record.
   func removeImage(_ id: String) {
+    guard Identifier.isValid(id, kind: .image) else { return }
     try? FileManager.default.removeItem(at: paths.image(id))
     try? FileManager.default.removeItem(at: paths.imageMetadata(id))
   }
@@ -169,11 +173,12 @@ extension LocalDriver {
     try await Git.run(["--git-dir", mirror.path, "symbolic-ref", "--short", "HEAD"])
   }
 
-  /// bubblewrap for a setup script: like a sandbox, but with the host's network (setup installs
-  /// dependencies) and the image's tree itself writable at `/workspace`.
+  /// bubblewrap for a setup script: like a sandbox (no network yet: the host's network would
+  /// let a repository's script reach the services on the host's loopback; outbound-only
+  /// networking is still to come), with the image's tree itself writable at `/workspace`.
   static func setupArguments(workspace: String) -> [String] {
     [
-      "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--cap-drop", "ALL", "--hostname", "sandbox",
+      "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--cap-drop", "ALL", "--hostname", "sandbox",
       "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
       "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin", "--ro-bind", "/etc", "/etc",
       "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", workspace, "/workspace",

@@ -45,6 +45,8 @@ final class InitConnection: @unchecked Sendable {
   private let queue: DispatchQueue
   private let state = Mutex(State())
   private let socketSource: DispatchSourceRead
+  /// Whether the socket is still open; held while sending and while closing it.
+  private let sending = Mutex(true)
 
   /// Takes ownership of `socket` (the host end of the pair).
   init(socket: Int32, label: String) {
@@ -54,7 +56,17 @@ final class InitConnection: @unchecked Sendable {
     _ = fcntl(socket, F_SETFL, fcntl(socket, F_GETFL) | O_NONBLOCK)
     socketSource = DispatchSource.makeReadSource(fileDescriptor: socket, queue: queue)
     socketSource.setEventHandler { [weak self] in self?.readReplies() }
-    socketSource.setCancelHandler { close(socket) }
+    // Closed under the same lock every send holds, so no send reaches a reused descriptor.
+    socketSource.setCancelHandler { [weak self] in
+      guard let self else {
+        close(socket)
+        return
+      }
+      self.sending.withLock { open in
+        open = false
+        _ = close(socket)
+      }
+    }
     socketSource.resume()
   }
 
@@ -114,10 +126,7 @@ final class InitConnection: @unchecked Sendable {
       message.append(0)
     }
     let fds: [Int32] = [stdin, out[1], err[1]]
-    let sent = message.withUnsafeBytes { bytes in
-      csandbox_send_with_fds(socket, bytes.baseAddress, bytes.count, fds, 3)
-    }
-    let sendError = errno
+    let (sent, sendError) = send(message, fds: fds)
     close(out[1])
     close(err[1])
     if sent < 0 {
@@ -133,7 +142,20 @@ final class InitConnection: @unchecked Sendable {
     var message = Data([UInt8(ascii: "K")])
     message.appendInteger(id)
     message.appendInteger(signal)
-    _ = message.withUnsafeBytes { bytes in csandbox_send_with_fds(socket, bytes.baseAddress, bytes.count, nil, 0) }
+    _ = send(message, fds: [])
+  }
+
+  /// Sends one message while the socket is open; the result and errno.
+  private func send(_ message: Data, fds: [Int32]) -> (Int, Int32) {
+    sending.withLock { open in
+      guard open else { return (-1, EBADF) }
+      let sent = message.withUnsafeBytes { bytes in
+        fds.withUnsafeBufferPointer {
+          csandbox_send_with_fds(socket, bytes.baseAddress, bytes.count, $0.baseAddress, Int32($0.count))
+        }
+      }
+      return (sent, errno)
+    }
   }
 
   /// Closes the control socket: init exits and takes every process of the sandbox with it.
