@@ -184,6 +184,7 @@ let package = Package(
         "InspectKit", "InspectProtos", "InspectTestSupport",
         "Gateway", "SessionService", "SandboxService", "ModelRouter", "RepoClassifier",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
         .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
         .product(name: "HummingbirdTesting", package: "hummingbird"),

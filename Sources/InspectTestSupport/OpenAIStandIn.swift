@@ -10,7 +10,9 @@ import Synchronization
 /// scripted ``Reply``s in order, streamed as SSE the way OpenAI streams them (text in several
 /// chunks, each tool call's arguments split across several chunks, then `finish_reason`, a usage
 /// chunk and `data: [DONE]`), and records every request it receives so a test can assert what was
-/// sent (e.g. the tool results of the previous turn). It binds 127.0.0.1 only.
+/// sent (e.g. the tool results of the previous turn). It binds 127.0.0.1 only. It also answers
+/// Anthropic's `POST /v1/messages` from the same script (with `.raw` event streams and `.error`
+/// replies), so one stand-in serves tests of either provider.
 ///
 /// ```swift
 /// try await withOpenAIStandIn([.toolCalls([.init(name: "read_file", arguments: #"{"path":"a.py"}"#)]), .text("Done.")]) { standIn in
@@ -144,6 +146,8 @@ extension OpenAIStandIn {
     public var path: String
     /// The `Authorization` header, if any.
     public var authorization: String?
+    /// Every header, by lowercase name (the last value of a repeated one).
+    public var headers: [String: String] = [:]
     /// The raw JSON body.
     public var body: Data
 
@@ -202,12 +206,17 @@ public func withOpenAIStandIn<T: Sendable>(
   let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
   let standIn = OpenAIStandIn(replies: replies, whenExhausted: whenExhausted)
   let router = Router()
-  router.post("/v1/chat/completions") { request, _ -> Response in
+  @Sendable func answer(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
     let bytes = try await request.body.collect(upTo: 64 << 20)
+    var headers: [String: String] = [:]
+    for field in request.headers { headers[field.name.canonicalName] = field.value }
     let received = OpenAIStandIn.ReceivedRequest(
-      path: request.uri.path, authorization: request.headers[.authorization], body: Data(bytes.readableBytesView))
+      path: request.uri.path, authorization: request.headers[.authorization], headers: headers,
+      body: Data(bytes.readableBytesView))
     return standIn.next(for: received).response(model: received.model ?? "stand-in")
   }
+  router.post("/v1/chat/completions", use: answer)
+  router.post("/v1/messages", use: answer)
   var logger = Logger(label: "inspect.test.openai-stand-in")
   logger.logLevel = .warning
   let app = Application(

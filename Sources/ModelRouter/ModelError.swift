@@ -21,6 +21,11 @@ struct ModelError: Error, RPCErrorConvertible, CustomStringConvertible {
   var kind: Kind
   var code: RPCError.Code
   var message: String
+  /// Whether trying the same call again later can succeed (rate limits, overload, outages — not
+  /// bad credentials, bad requests or a used-up quota).
+  var retryable = false
+  /// How long the provider asked to wait (`retry-after`, `retry-after-ms`), if it said.
+  var retryAfter: Duration?
 
   var rpcErrorCode: RPCError.Code { code }
   var rpcErrorMessage: String { message }
@@ -39,13 +44,13 @@ struct ModelError: Error, RPCErrorConvertible, CustomStringConvertible {
   // MARK: - The types and their codes
 
   /// The provider rate-limited us (RESOURCE_EXHAUSTED).
-  static func rateLimited(_ message: String) -> ModelError {
-    ModelError(kind: .rateLimited, code: .resourceExhausted, message: message)
+  static func rateLimited(_ message: String, retryable: Bool = true) -> ModelError {
+    ModelError(kind: .rateLimited, code: .resourceExhausted, message: message, retryable: retryable)
   }
 
   /// The provider is overloaded (UNAVAILABLE).
   static func overloaded(_ message: String) -> ModelError {
-    ModelError(kind: .overloaded, code: .unavailable, message: message)
+    ModelError(kind: .overloaded, code: .unavailable, message: message, retryable: true)
   }
 
   /// The conversation does not fit the model's context window (INVALID_ARGUMENT).
@@ -66,7 +71,14 @@ struct ModelError: Error, RPCErrorConvertible, CustomStringConvertible {
 
   /// The provider could not be reached or failed (UNAVAILABLE).
   static func unavailable(_ message: String) -> ModelError {
-    ModelError(kind: .unavailable, code: .unavailable, message: message)
+    ModelError(kind: .unavailable, code: .unavailable, message: message, retryable: true)
+  }
+
+  /// The same error with the wait the provider asked for.
+  func waiting(_ duration: Duration?) -> ModelError {
+    var copy = self
+    copy.retryAfter = duration
+    return copy
   }
 
   /// No provider serves the model: NOT_FOUND when the name is unknown, FAILED_PRECONDITION when

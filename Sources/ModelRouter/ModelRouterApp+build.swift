@@ -20,17 +20,21 @@ extension ModelRouterApp {
     let routing = ModelRouting(
       scripted: ScriptedProvider(directory: settings.transcriptsDirectory),
       openAI: settings.openAI.map { OpenAIProvider(settings: $0, http: http) },
+      anthropic: settings.anthropic.map { AnthropicProvider(settings: $0, http: http) },
       defaultModel: settings.defaultModel)
     host.logger.info(
       "model providers",
       metadata: [
         "model.transcripts": "\(settings.transcriptsDirectory.path)",
         "model.openai": "\(settings.openAI?.baseURL ?? "not configured")",
+        "model.anthropic": "\(settings.anthropic?.baseURL ?? "not configured")",
         "model.default": "\((try? routing.route("").id) ?? "none")",
       ])
     return BuiltService(
       host: host,
-      grpcServer: try host.makeGRPCServer(services: [ModelRouterService(routing: routing, logger: host.logger)]),
+      grpcServer: try host.makeGRPCServer(services: [
+        ModelRouterService(routing: routing, logger: host.logger, retry: settings.retry)
+      ]),
       httpServer: host.makeHTTPServer(router: host.makeRouter()),
       dependencies: [http])
   }

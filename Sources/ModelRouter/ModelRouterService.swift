@@ -1,13 +1,16 @@
 import Foundation
 import GRPCCore
+import InspectKit
 import InspectProtos
 import Logging
+import Synchronization
 
 /// `inspect.model.v1.ModelRouterService`: one API in front of every model provider. Routing is
 /// ``ModelRouting``; the providers live in `Providers/`; failures are ``ModelError``s.
 struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProtocol {
   let routing: ModelRouting
   let logger: Logger
+  var retry = ModelRetryPolicy.default
 
   func generate(
     request: Inspect_Model_V1_GenerateRequest,
@@ -29,12 +32,39 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
         "model.id": "\(route.id)", "model.messages": "\(request.messages.count)",
         "session.id": "\(request.sessionID)", "turn.id": "\(request.turnID)",
       ])
-    do {
-      try await route.provider.generate(
-        request, model: route.model, into: GenerateSink { try await response.write($0) })
-    } catch let error as ModelError {
-      logger.notice("generate failed", metadata: ["model.id": "\(route.id)", "model.error": "\(error)"])
-      throw error
+    // Whether the caller has been sent anything: after that a failure is reported, not retried.
+    let streamed = Mutex(false)
+    let sink = GenerateSink { message in
+      streamed.withLock { $0 = true }
+      try await response.write(message)
+    }
+    var attempt = 1
+    while true {
+      do {
+        try await route.provider.generate(request, model: route.model, into: sink)
+        return
+      } catch let error as ModelError {
+        guard !streamed.withLock({ $0 }), let delay = retry.delay(after: attempt, error: error) else {
+          logger.notice(
+            "generate failed",
+            metadata: ["model.id": "\(route.id)", "model.error": "\(error)", "attempts": "\(attempt)"])
+          throw error
+        }
+        logger.info(
+          "retrying a model call",
+          metadata: [
+            "model.id": "\(route.id)", "model.error": "\(error.kind.rawValue)", "attempt": "\(attempt)",
+            "delay_ms": "\(delay.milliseconds)",
+          ])
+        // The wait ends early when the caller goes away (cancellation or deadline).
+        let wait = Task { try await Task.sleep(for: delay) }
+        try await withRPCCancellationHandler {
+          try await wait.value
+        } onCancelRPC: {
+          wait.cancel()
+        }
+        attempt += 1
+      }
     }
   }
 

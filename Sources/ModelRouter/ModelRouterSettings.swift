@@ -11,6 +11,10 @@ import InspectKit
 /// | `OPENAI_API_KEY` | enables the OpenAI provider; sent as `Authorization: Bearer …` |
 /// | `OPENAI_BASE_URL` | an OpenAI-compatible endpoint including `/v1` (vLLM, Ollama, llama.cpp…); enables the provider without a key |
 /// | `OPENAI_MODEL` | the OpenAI model used when a request names none and `INSPECT_DEFAULT_MODEL` is unset (default `gpt-4.1-mini`) |
+/// | `INSPECT_MODEL_MAX_ATTEMPTS` | attempts per model call for rate limits, overload and outages (default 3; 1 = no retries) |
+/// | `ANTHROPIC_API_KEY` | enables the Anthropic provider (`anthropic:<model>`); sent as `x-api-key` |
+/// | `ANTHROPIC_BASE_URL` | Anthropic's endpoint without `/v1` (default `https://api.anthropic.com`); setting it enables the provider without a key |
+/// | `ANTHROPIC_MODEL` | the Anthropic model used when routing picks Anthropic for a request that names none (default `claude-sonnet-4-5`) |
 struct ModelRouterSettings: Sendable {
   /// Where scripted transcripts live.
   var transcriptsDirectory: URL
@@ -18,11 +22,19 @@ struct ModelRouterSettings: Sendable {
   var defaultModel: String?
   /// The OpenAI-compatible provider; nil when neither a key nor a base URL is configured.
   var openAI: OpenAISettings?
+  /// The Anthropic provider; nil when neither a key nor a base URL is configured.
+  var anthropic: AnthropicSettings?
+  /// How failed calls are tried again (`INSPECT_MODEL_MAX_ATTEMPTS`).
+  var retry = ModelRetryPolicy.default
 
-  init(transcriptsDirectory: URL, defaultModel: String? = nil, openAI: OpenAISettings? = nil) {
+  init(
+    transcriptsDirectory: URL, defaultModel: String? = nil, openAI: OpenAISettings? = nil,
+    anthropic: AnthropicSettings? = nil
+  ) {
     self.transcriptsDirectory = transcriptsDirectory
     self.defaultModel = defaultModel
     self.openAI = openAI
+    self.anthropic = anthropic
   }
 
   /// Reads the variables in the table above; throws when one is set but unusable.
@@ -43,7 +55,20 @@ struct ModelRouterSettings: Sendable {
         baseURL: baseURL ?? OpenAISettings.defaultBaseURL, apiKey: apiKey,
         defaultModel: value("OPENAI_MODEL") ?? OpenAISettings.fallbackModel, source: "OPENAI_BASE_URL")
     }
-    self.init(transcriptsDirectory: transcripts, defaultModel: value("INSPECT_DEFAULT_MODEL"), openAI: openAI)
+    var anthropic: AnthropicSettings?
+    let anthropicKey = value("ANTHROPIC_API_KEY")
+    let anthropicURL = value("ANTHROPIC_BASE_URL")
+    if anthropicKey != nil || anthropicURL != nil {
+      anthropic = try AnthropicSettings(
+        baseURL: anthropicURL ?? AnthropicSettings.defaultBaseURL, apiKey: anthropicKey,
+        defaultModel: value("ANTHROPIC_MODEL") ?? AnthropicSettings.fallbackModel, source: "ANTHROPIC_BASE_URL")
+    }
+    self.init(
+      transcriptsDirectory: transcripts, defaultModel: value("INSPECT_DEFAULT_MODEL"), openAI: openAI,
+      anthropic: anthropic)
+    if let attempts = try environment.wholeNumber("INSPECT_MODEL_MAX_ATTEMPTS", in: 1...10) {
+      retry.maxAttempts = attempts
+    }
   }
 }
 

@@ -2,10 +2,11 @@ import GRPCCore
 import InspectProtos
 
 /// Picks the provider and model for a request. An explicit model wins: `scripted:<name>` replays
-/// a transcript, `openai:<model>` goes to the OpenAI-compatible provider, and any other name
-/// (e.g. `gpt-4.1-mini`, Ollama's `qwen2.5-coder:7b`) goes there too when it is configured. An
-/// empty model takes `INSPECT_DEFAULT_MODEL`, else the OpenAI provider's default model; with
-/// neither the call fails FAILED_PRECONDITION (`no_provider`) saying how to configure one.
+/// a transcript, `openai:<model>` goes to the OpenAI-compatible provider, `anthropic:<model>` to
+/// Anthropic, and any other name (e.g. `gpt-4.1-mini`, Ollama's `qwen2.5-coder:7b`) to the
+/// OpenAI-compatible provider when it is configured. An empty model takes
+/// `INSPECT_DEFAULT_MODEL`, else the OpenAI provider's default model, else Anthropic's; with none
+/// the call fails FAILED_PRECONDITION (`no_provider`) saying how to configure one.
 struct ModelRouting: Sendable {
   /// Where a request goes.
   struct Route {
@@ -16,15 +17,14 @@ struct ModelRouting: Sendable {
     var id: String { provider.id(of: model) }
   }
 
-  /// Providers that are planned but not built: their names are NOT_FOUND rather than guessed to
-  /// be OpenAI model names.
-  static let unbuiltProviders: Set<String> = ["anthropic"]
-
   let scripted: ScriptedProvider
   let openAI: OpenAIProvider?
+  var anthropic: AnthropicProvider? = nil
   let defaultModel: String?
 
-  var providers: [any ModelProvider] { [scripted] + (openAI.map { [$0] } ?? []) }
+  var providers: [any ModelProvider] {
+    [scripted] + (openAI.map { [$0] } ?? []) + (anthropic.map { [$0] } ?? [])
+  }
 
   /// The route for `requested` (empty: the default).
   func route(_ requested: String) throws -> Route {
@@ -32,6 +32,7 @@ struct ModelRouting: Sendable {
     if !model.isEmpty { return try route(explicit: model) }
     if let defaultModel { return try route(explicit: defaultModel) }
     if let openAI { return Route(provider: openAI, model: openAI.settings.defaultModel) }
+    if let anthropic { return Route(provider: anthropic, model: anthropic.settings.defaultModel) }
     throw ModelError.noProvider(notConfigured("the request names no model"), code: .failedPrecondition)
   }
 
@@ -48,9 +49,16 @@ struct ModelRouting: Sendable {
       }
       guard !rest.isEmpty else { throw ModelError.invalidRequest("model '\(model)' names no model after 'openai:'") }
       return Route(provider: openAI, model: rest)
-    case let prefix? where Self.unbuiltProviders.contains(prefix):
-      throw ModelError.noProvider(
-        "model \(model): the \(prefix) provider is not built yet; use openai:<model> or scripted:<name>")
+    case "anthropic"?:
+      guard let anthropic else {
+        throw ModelError.noProvider(
+          "model \(model) needs the Anthropic provider: set ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL for another "
+            + "endpoint)", code: .failedPrecondition)
+      }
+      guard !rest.isEmpty else {
+        throw ModelError.invalidRequest("model '\(model)' names no model after 'anthropic:'")
+      }
+      return Route(provider: anthropic, model: rest)
     default:
       guard let openAI else {
         throw ModelError.noProvider(

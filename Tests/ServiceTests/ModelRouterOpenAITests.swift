@@ -3,6 +3,7 @@ import GRPCCore
 import InspectKit
 import InspectProtos
 import InspectTestSupport
+import NIOHTTP1
 import Synchronization
 import Testing
 
@@ -232,5 +233,100 @@ struct ModelRouterWireTests {
     #expect(answer.toolCalls.first?.id == "c1")
     #expect(answer.toolCalls.first?.arguments == #"{"a":1}"#)
     #expect(answer.finish?.reason == .toolCalls)
+  }
+}
+
+@Suite("ModelRouter: retries of failed model calls")
+struct ModelRouterRetryTests {
+  /// Three attempts, waits of a few milliseconds.
+  static let fast = ModelRetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(5), maxDelay: .milliseconds(20))
+
+  @Test("a 429 with retry-after, then a 500, then an answer: the caller sees only the answer")
+  func retriesUntilAnswered() async throws {
+    let replies: [OpenAIStandIn.Reply] = [
+      .error(status: 429, type: "requests", code: "rate_limit_exceeded", message: "slow down", retryAfter: "0"),
+      .error(status: 500, type: "server_error", message: "boom"),
+      .text("Finally."),
+    ]
+    try await withOpenAIStandIn(replies) { standIn in
+      try await withModelRouter(openAI: try OpenAISettings(baseURL: standIn.baseURL, apiKey: "sk"), retry: Self.fast) {
+        client, _ in
+        let answer = try await client.answer(F.request(model: "openai:m", [F.user("hi")]))
+        #expect(answer.text == "Finally.")
+        #expect(answer.problems.isEmpty)
+      }
+      #expect(standIn.requests.count == 3)
+    }
+  }
+
+  @Test("bad credentials, a used-up quota and a rejected request are not retried")
+  func permanentErrorsAreNotRetried() async throws {
+    let cases: [(OpenAIStandIn.Reply, String)] = [
+      (
+        .error(status: 401, type: "invalid_request_error", code: "invalid_api_key", message: "bad key"),
+        "authentication"
+      ),
+      (.error(status: 429, type: "insufficient_quota", code: "insufficient_quota", message: "quota"), "rate_limited"),
+      (.error(status: 400, type: "invalid_request_error", message: "bad"), "invalid_request"),
+    ]
+    for (reply, type) in cases {
+      try await withOpenAIStandIn([reply], whenExhausted: .text("should not be asked")) { standIn in
+        try await withModelRouter(openAI: try OpenAISettings(baseURL: standIn.baseURL, apiKey: "sk"), retry: Self.fast)
+        {
+          client, _ in
+          let error = await #expect(throws: RPCError.self) {
+            _ = try await client.answer(F.request(model: "openai:m", [F.user("hi")]))
+          }
+          #expect(modelErrorType(error) == type)
+        }
+        #expect(standIn.requests.count == 1, "\(type) was retried")
+      }
+    }
+  }
+
+  @Test("when retries run out the last error is reported; after tokens were streamed nothing is retried")
+  func exhaustedAndStreamed() async throws {
+    try await withOpenAIStandIn([], whenExhausted: .error(status: 503, type: "server_error", message: "down")) {
+      standIn in
+      try await withModelRouter(openAI: try OpenAISettings(baseURL: standIn.baseURL, apiKey: "sk"), retry: Self.fast) {
+        client, _ in
+        let error = await #expect(throws: RPCError.self) {
+          _ = try await client.answer(F.request(model: "openai:m", [F.user("hi")]))
+        }
+        #expect(error?.code == .unavailable)
+      }
+      #expect(standIn.requests.count == 3)
+    }
+    let partial =
+      #"data: {"choices":[{"index":0,"delta":{"content":"Half an answer"},"finish_reason":null}]}"# + "\n\n"
+      + #"data: {"error":{"message":"Overloaded","type":"overloaded_error","code":null}}"# + "\n\n"
+    try await withOpenAIStandIn([.raw(partial)], whenExhausted: .text("a second answer")) { standIn in
+      try await withModelRouter(openAI: try OpenAISettings(baseURL: standIn.baseURL, apiKey: "sk"), retry: Self.fast) {
+        client, _ in
+        let error = await #expect(throws: RPCError.self) {
+          _ = try await client.answer(F.request(model: "openai:m", [F.user("hi")]))
+        }
+        #expect(modelErrorType(error) == "overloaded")
+      }
+      #expect(standIn.requests.count == 1)
+    }
+  }
+
+  @Test("retry-after-ms, retry-after in seconds and as an HTTP date are read; a wait past the longest is not waited")
+  func retryAfterHeaders() {
+    var headers = HTTPHeaders([("retry-after-ms", "150"), ("retry-after", "9")])
+    #expect(ModelRetryPolicy.retryAfter(headers) == .milliseconds(150))
+    headers = HTTPHeaders([("retry-after", "2")])
+    #expect(ModelRetryPolicy.retryAfter(headers) == .seconds(2))
+    let now = Date(timeIntervalSince1970: 1_445_412_470)  // Wed, 21 Oct 2015 07:27:50 GMT
+    headers = HTTPHeaders([("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")])
+    #expect(ModelRetryPolicy.retryAfter(headers, now: now) == .seconds(10))
+    #expect(ModelRetryPolicy.retryAfter(HTTPHeaders([("retry-after", "soon")])) == nil)
+    let policy = ModelRetryPolicy()
+    #expect(policy.delay(after: 1, error: ModelError.rateLimited("x").waiting(.seconds(120))) == nil)
+    #expect(policy.delay(after: 1, error: ModelError.rateLimited("x").waiting(.seconds(3))) == .seconds(3))
+    #expect(policy.delay(after: 3, error: ModelError.unavailable("x")) == nil)
+    let backoff = policy.delay(after: 2, error: ModelError.unavailable("x"))
+    #expect(backoff.map { $0 >= .milliseconds(500) && $0 <= .seconds(1) } == true)
   }
 }

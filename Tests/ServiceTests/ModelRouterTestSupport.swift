@@ -15,6 +15,8 @@ typealias ModelRouterClient = Inspect_Model_V1_ModelRouterService.Client<HTTP2Cl
 /// (name → JSONL) written to its transcripts directory, and gives `body` a client.
 func withModelRouter<T: Sendable>(
   openAI: OpenAISettings? = nil,
+  anthropic: AnthropicSettings? = nil,
+  retry: ModelRetryPolicy = .none,
   defaultModel: String? = nil,
   transcripts: [String: String] = [:],
   _ body: @Sendable (ModelRouterClient, _ transcriptsDirectory: URL) async throws -> T
@@ -26,8 +28,9 @@ func withModelRouter<T: Sendable>(
       try text.write(
         to: transcriptsDirectory.appendingPathComponent("\(name).transcript.jsonl"), atomically: true, encoding: .utf8)
     }
-    let settings = ModelRouterSettings(
-      transcriptsDirectory: transcriptsDirectory, defaultModel: defaultModel, openAI: openAI)
+    var settings = ModelRouterSettings(
+      transcriptsDirectory: transcriptsDirectory, defaultModel: defaultModel, openAI: openAI, anthropic: anthropic)
+    settings.retry = retry
     let built = try await ModelRouterApp.build(
       testConfiguration(.modelRouter, dataDirectory: directory), settings: settings)
     return try await withRunningService(built) { addresses in

@@ -151,11 +151,12 @@ struct ModelRouterTests {
         #expect(error?.message.contains("OPENAI_BASE_URL") == true)
         #expect(error?.message.contains("scripted:<name>") == true)
       }
-      let unbuilt = await #expect(throws: RPCError.self) {
+      let unconfigured = await #expect(throws: RPCError.self) {
         _ = try await client.answer(F.request(model: "anthropic:claude-sonnet-4-5", [F.user("hi")]))
       }
-      #expect(unbuilt?.code == .notFound)
-      #expect(modelErrorType(unbuilt) == "no_provider")
+      #expect(unconfigured?.code == .failedPrecondition)
+      #expect(modelErrorType(unconfigured) == "no_provider")
+      #expect(unconfigured?.message.contains("ANTHROPIC_API_KEY") == true)
     }
   }
 

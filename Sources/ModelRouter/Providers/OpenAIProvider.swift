@@ -5,8 +5,9 @@ import NIOCore
 import NIOHTTP1
 
 /// OpenAI Chat Completions over SSE — also vLLM, Ollama, llama.cpp and any compatible server,
-/// chosen by base URL (`../shared/docs/PROTOCOLS.md`, "Model providers"). No retries yet: a 429
-/// or 5xx reaches the caller at once, typed by `inspect-model-error`.
+/// chosen by base URL (`../shared/docs/PROTOCOLS.md`, "Model providers"). A failure is typed
+/// (`inspect-model-error`) with the wait the server asked for; `ModelRouterService` decides on
+/// retries (``ModelRetryPolicy``).
 struct OpenAIProvider: ModelProvider {
   let name = "openai"
   let settings: OpenAISettings
@@ -57,6 +58,7 @@ struct OpenAIProvider: ModelProvider {
       let text = (try? await response.body.collect(upTo: Self.errorBodyLimit)).map { String(buffer: $0) } ?? ""
       let detail = try? JSONDecoder().decode(OpenAIErrorBody.self, from: Data(text.utf8)).error
       throw classify(status: Int(response.status.code), detail: detail, body: text, model: model)
+        .waiting(ModelRetryPolicy.retryAfter(response.headers))
     }
     try await stream(response.body, model: model, into: sink)
   }
@@ -125,7 +127,8 @@ struct OpenAIProvider: ModelProvider {
       return .authentication("\(at) rejected the credentials (\(what): \(said)); check OPENAI_API_KEY")
     case 429?:
       if code == "insufficient_quota" {
-        return .rateLimited("\(at) says the account's quota is used up (\(what): \(said)); check its plan and billing")
+        return .rateLimited(
+          "\(at) says the account's quota is used up (\(what): \(said)); check its plan and billing", retryable: false)
       }
       return .rateLimited("\(at) is rate limiting requests (\(what): \(said)); try again later")
     case 404?:
