@@ -125,13 +125,16 @@ def demo(base, headers):
     def ms(duration):
         return float(duration.rstrip("s")) * 1000 if duration else 0.0
 
-    ready = next(e["sandboxStatus"] for e in events if e.get("sandboxStatus", {}).get("phase") == "SANDBOX_PHASE_READY")
+    statuses = [e["sandboxStatus"] for e in events if "sandboxStatus" in e]
+    # `claim`: provisioning until the sandbox is claimed (SYNCING); `sync`: its background sync.
+    claimed = next(s for s in statuses if s.get("phase") == "SANDBOX_PHASE_SYNCING")
+    ready = next(s for s in statuses if s.get("phase") == "SANDBOX_PHASE_READY")
     tools = [e["toolCall"] for e in events if e.get("toolCall", {}).get("state") in
              ("TOOL_CALL_STATE_SUCCEEDED", "TOOL_CALL_STATE_FAILED")]
     parts = " ".join(f"{call['name']}_ms={ms(call.get('duration')):.1f}" for call in tools)
     finished = events[-1]["turnFinished"]
     print(f"bench demo wall_ms={wall:.1f} turn_ms={ms(finished.get('duration')):.1f} "
-          f"image_ms={ms(ready['timings'].get('image')):.1f} sandbox_ms={ms(ready['timings'].get('sandbox')):.1f} "
+          f"claim_ms={ms(claimed['timings'].get('claim')):.1f} sync_ms={ms(ready.get('timings', {}).get('sync')):.1f} "
           f"{parts} outcome={finished['outcome']}")
 
 
