@@ -21,7 +21,7 @@ extension ModelRouterApp {
       scripted: ScriptedProvider(directory: settings.transcriptsDirectory),
       openAI: settings.openAI.map { OpenAIProvider(settings: $0, http: http) },
       anthropic: settings.anthropic.map { AnthropicProvider(settings: $0, http: http) },
-      defaultModel: settings.defaultModel)
+      defaultModel: settings.defaultModel, table: settings.routes)
     host.logger.info(
       "model providers",
       metadata: [

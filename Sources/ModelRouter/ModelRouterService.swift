@@ -25,26 +25,55 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
         throw ModelError.invalidRequest("the json_schema of tool '\(tool.name)' is not a JSON object")
       }
     }
-    let route = try routing.route(request.model)
+    let chain = try routing.chain(for: request)
     logger.debug(
       "generate",
       metadata: [
-        "model.id": "\(route.id)", "model.messages": "\(request.messages.count)",
-        "session.id": "\(request.sessionID)", "turn.id": "\(request.turnID)",
+        "model.id": "\(chain[0].id)", "model.fallbacks": "\(chain.dropFirst().map(\.id))",
+        "model.messages": "\(request.messages.count)", "session.id": "\(request.sessionID)",
+        "turn.id": "\(request.turnID)",
       ])
-    // Whether the caller has been sent anything: after that a failure is reported, not retried.
+    // Whether the caller has been sent anything: after that a failure is reported, not retried
+    // and not passed to a fallback model.
     let streamed = Mutex(false)
-    let sink = GenerateSink { message in
-      streamed.withLock { $0 = true }
-      try await response.write(message)
+    for (position, route) in chain.enumerated() {
+      let priced = routing.table.model(route.id)
+      let sink = GenerateSink { message in
+        streamed.withLock { $0 = true }
+        var message = message
+        if case .usage(var usage) = message.kind, let cost = priced?.cost(of: usage) {
+          usage.costUsd = cost
+          message.usage = usage
+        }
+        try await response.write(message)
+      }
+      do {
+        try await generate(request, route: route, sink: sink) { streamed.withLock { $0 } }
+        return
+      } catch let error as ModelError
+        where error.retryable && !streamed.withLock({ $0 }) && position + 1 < chain.count
+      {
+        logger.notice(
+          "falling back to the next model",
+          metadata: [
+            "model.id": "\(route.id)", "model.fallback": "\(chain[position + 1].id)", "model.error": "\(error)",
+          ])
+      }
     }
+  }
+
+  /// One model's attempts: retried per ``ModelRetryPolicy`` while nothing reached the caller.
+  private func generate(
+    _ request: Inspect_Model_V1_GenerateRequest, route: ModelRouting.Route, sink: GenerateSink,
+    streamed: @Sendable () -> Bool
+  ) async throws {
     var attempt = 1
     while true {
       do {
         try await route.provider.generate(request, model: route.model, into: sink)
         return
       } catch let error as ModelError {
-        guard !streamed.withLock({ $0 }), let delay = retry.delay(after: attempt, error: error) else {
+        guard !streamed(), let delay = retry.delay(after: attempt, error: error) else {
           logger.notice(
             "generate failed",
             metadata: ["model.id": "\(route.id)", "model.error": "\(error)", "attempts": "\(attempt)"])
@@ -71,7 +100,7 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
   func listModels(
     request: Inspect_Model_V1_ListModelsRequest, context: ServerContext
   ) async throws -> Inspect_Model_V1_ListModelsResponse {
-    var models = routing.providers.flatMap { $0.models() }
+    var models = routing.providers.flatMap { $0.models() }.map(routing.table.enrich)
     // The model a request without one gets is marked; an OpenAI default named by
     // INSPECT_DEFAULT_MODEL rather than OPENAI_MODEL is listed too.
     if let route = try? routing.route("") {

@@ -11,6 +11,7 @@ import InspectKit
 /// | `OPENAI_API_KEY` | enables the OpenAI provider; sent as `Authorization: Bearer …` |
 /// | `OPENAI_BASE_URL` | an OpenAI-compatible endpoint including `/v1` (vLLM, Ollama, llama.cpp…); enables the provider without a key |
 /// | `OPENAI_MODEL` | the OpenAI model used when a request names none and `INSPECT_DEFAULT_MODEL` is unset (default `gpt-4.1-mini`) |
+/// | `INSPECT_MODEL_ROUTES` | a YAML routing file (``RouteTable``): models and prices, per-client / per-task / default models, fallback chains |
 /// | `INSPECT_MODEL_MAX_ATTEMPTS` | attempts per model call for rate limits, overload and outages (default 3; 1 = no retries) |
 /// | `ANTHROPIC_API_KEY` | enables the Anthropic provider (`anthropic:<model>`); sent as `x-api-key` |
 /// | `ANTHROPIC_BASE_URL` | Anthropic's endpoint without `/v1` (default `https://api.anthropic.com`); setting it enables the provider without a key |
@@ -26,6 +27,8 @@ struct ModelRouterSettings: Sendable {
   var anthropic: AnthropicSettings?
   /// How failed calls are tried again (`INSPECT_MODEL_MAX_ATTEMPTS`).
   var retry = ModelRetryPolicy.default
+  /// The routing file (`INSPECT_MODEL_ROUTES`): rules, prices, fallback chains.
+  var routes = RouteTable()
 
   init(
     transcriptsDirectory: URL, defaultModel: String? = nil, openAI: OpenAISettings? = nil,
@@ -69,6 +72,7 @@ struct ModelRouterSettings: Sendable {
     if let attempts = try environment.wholeNumber("INSPECT_MODEL_MAX_ATTEMPTS", in: 1...10) {
       retry.maxAttempts = attempts
     }
+    if let path = value("INSPECT_MODEL_ROUTES") { routes = try RouteTable.load(URL(fileURLWithPath: path)) }
   }
 }
 

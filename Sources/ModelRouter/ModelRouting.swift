@@ -21,9 +21,32 @@ struct ModelRouting: Sendable {
   let openAI: OpenAIProvider?
   var anthropic: AnthropicProvider? = nil
   let defaultModel: String?
+  /// The routing file's rules, prices and fallback chains (empty without one).
+  var table = RouteTable()
 
   var providers: [any ModelProvider] {
     [scripted] + (openAI.map { [$0] } ?? []) + (anthropic.map { [$0] } ?? [])
+  }
+
+  /// The routes to try for `request`, in order: the model it names — else its client's, its
+  /// task's or the default model of the routing file, else the configured default — then that
+  /// model's fallback chain (models whose provider is not configured are left out).
+  func chain(for request: Inspect_Model_V1_GenerateRequest) throws -> [Route] {
+    let requested = request.model.trimmingCharacters(in: .whitespaces)
+    let primary: Route
+    if !requested.isEmpty {
+      primary = try route(requested)
+    } else if let ruled = table.model(client: request.client, task: request.task) {
+      primary = try route(ruled)
+    } else {
+      primary = try route("")
+    }
+    var chain = [primary]
+    for id in table.fallbacks[primary.id] ?? [] {
+      guard let next = try? route(id), !chain.contains(where: { $0.id == next.id }) else { continue }
+      chain.append(next)
+    }
+    return chain
   }
 
   /// The route for `requested` (empty: the default).

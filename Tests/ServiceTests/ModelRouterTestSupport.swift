@@ -17,6 +17,7 @@ func withModelRouter<T: Sendable>(
   openAI: OpenAISettings? = nil,
   anthropic: AnthropicSettings? = nil,
   retry: ModelRetryPolicy = .none,
+  routes: RouteTable = RouteTable(),
   defaultModel: String? = nil,
   transcripts: [String: String] = [:],
   _ body: @Sendable (ModelRouterClient, _ transcriptsDirectory: URL) async throws -> T
@@ -31,6 +32,7 @@ func withModelRouter<T: Sendable>(
     var settings = ModelRouterSettings(
       transcriptsDirectory: transcriptsDirectory, defaultModel: defaultModel, openAI: openAI, anthropic: anthropic)
     settings.retry = retry
+    settings.routes = routes
     let built = try await ModelRouterApp.build(
       testConfiguration(.modelRouter, dataDirectory: directory), settings: settings)
     return try await withRunningService(built) { addresses in
