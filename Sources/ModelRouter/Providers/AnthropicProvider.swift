@@ -28,70 +28,38 @@ struct AnthropicProvider: ModelProvider {
 
   func generate(_ request: Inspect_Model_V1_GenerateRequest, model: String, into sink: GenerateSink) async throws {
     let body = try AnthropicRequest(request, model: model).encoded()
-    var http = HTTPClientRequest(url: settings.messagesURL)
-    http.method = .POST
-    http.headers.add(name: "Content-Type", value: "application/json")
-    http.headers.add(name: "Accept", value: "text/event-stream")
-    http.headers.add(name: "anthropic-version", value: AnthropicSettings.apiVersion)
-    if let key = settings.apiKey { http.headers.add(name: "x-api-key", value: key) }
-    http.body = .bytes(ByteBuffer(bytes: body))
-
-    let response: HTTPClientResponse
-    do {
-      response = try await self.http.client().execute(http, timeout: OpenAIProvider.headTimeout)
-    } catch let error as ModelError {
-      throw error
-    } catch {
-      try Task.checkCancellation()
-      throw ModelError.unavailable(
-        "cannot reach Anthropic at \(settings.baseURL): \(error); check ANTHROPIC_BASE_URL and the network")
-    }
-    guard response.status == .ok else {
-      let text =
-        (try? await response.body.collect(upTo: OpenAIProvider.errorBodyLimit)).map { String(buffer: $0) } ?? ""
+    let stream = try await http.postEventStream(
+      settings.messagesURL,
+      headers: [("anthropic-version", AnthropicSettings.apiVersion)]
+        + (settings.apiKey.map { [("x-api-key", $0)] } ?? []),
+      body: body,
+      unreachable: "cannot reach Anthropic at \(settings.baseURL) (check ANTHROPIC_BASE_URL and the network)"
+    ) { status, text in
       let detail = try? JSONDecoder().decode(AnthropicErrorBody.self, from: Data(text.utf8)).error
-      throw classify(status: Int(response.status.code), detail: detail, body: text, model: model)
-        .waiting(ModelRetryPolicy.retryAfter(response.headers))
+      return classify(status: status, detail: detail, body: text, model: model)
     }
-    try await stream(response.body, model: model, into: sink)
+    try await self.stream(stream, model: model, into: sink)
   }
 
   private func stream(_ body: HTTPClientResponse.Body, model: String, into sink: GenerateSink) async throws {
-    var decoder = ServerSentEventDecoder()
     var translator = AnthropicStreamTranslator()
-    var bytes = body.makeAsyncIterator()
-    while !translator.stopped {
-      let buffer: ByteBuffer?
+    _ = try await body.forEachEvent(from: settings.baseURL) { event in
+      let object: AnthropicEvent
       do {
-        buffer = try await bytes.next()
+        object = try JSONDecoder().decode(AnthropicEvent.self, from: Data(event.data.utf8))
       } catch {
-        try Task.checkCancellation()
-        throw ModelError.unavailable("the stream from \(settings.baseURL) broke: \(error)")
-      }
-      let events: [ServerSentEvent]
-      if let buffer {
-        events = try decoder.feed(buffer.readableBytesView)
-      } else {
-        events = decoder.finish().map { [$0] } ?? []
-      }
-      for event in events {
-        let object: AnthropicEvent
-        do {
-          object = try JSONDecoder().decode(AnthropicEvent.self, from: Data(event.data.utf8))
-        } catch {
-          throw ModelError.unavailable(
-            "Anthropic at \(settings.baseURL) sent an event that is not JSON: " + ModelError.quote(event.data))
-        }
-        if object.type == "error" || event.event == "error" {
-          throw classify(status: nil, detail: object.error, body: event.data, model: model)
-        }
-        for message in try translator.accept(object) { try await sink.write(message) }
-        if translator.stopped { break }
-      }
-      if buffer == nil, !translator.stopped {
         throw ModelError.unavailable(
-          "the stream from \(settings.baseURL) ended before the model finished (no message_stop)")
+          "Anthropic at \(settings.baseURL) sent an event that is not JSON: " + ModelError.quote(event.data))
       }
+      if object.type == "error" || event.event == "error" {
+        throw classify(status: nil, detail: object.error, body: event.data, model: model)
+      }
+      for message in try translator.accept(object) { try await sink.write(message) }
+      return !translator.stopped
+    }
+    guard translator.stopped else {
+      throw ModelError.unavailable(
+        "the stream from \(settings.baseURL) ended before the model finished (no message_stop)")
     }
     for message in translator.finish(model: id(of: model), provider: name) { try await sink.write(message) }
   }

@@ -13,12 +13,6 @@ struct OpenAIProvider: ModelProvider {
   let settings: OpenAISettings
   let http: ProviderHTTPClient
 
-  /// How long to wait for the response head; the body then streams for as long as the model
-  /// writes (the caller's cancellation or deadline ends it).
-  static let headTimeout: TimeAmount = .seconds(300)
-  /// An error body longer than this is cut; it only feeds the error message.
-  static let errorBodyLimit = 1 << 20
-
   /// The default model only: the provider's own model list is not fetched (yet).
   func models() -> [Inspect_Model_V1_ModelInfo] {
     [info(for: settings.defaultModel)]
@@ -36,75 +30,39 @@ struct OpenAIProvider: ModelProvider {
 
   func generate(_ request: Inspect_Model_V1_GenerateRequest, model: String, into sink: GenerateSink) async throws {
     let body = try OpenAIChatRequest(request, model: model).encoded()
-    var http = HTTPClientRequest(url: settings.chatCompletionsURL)
-    http.method = .POST
-    http.headers.add(name: "Content-Type", value: "application/json")
-    http.headers.add(name: "Accept", value: "text/event-stream")
-    if let key = settings.apiKey { http.headers.add(name: "Authorization", value: "Bearer \(key)") }
-    http.body = .bytes(ByteBuffer(bytes: body))
-
-    let response: HTTPClientResponse
-    do {
-      response = try await self.http.client().execute(http, timeout: Self.headTimeout)
-    } catch let error as ModelError {
-      throw error
-    } catch {
-      try Task.checkCancellation()
-      throw ModelError.unavailable(
-        "cannot reach the OpenAI-compatible provider at \(settings.baseURL): \(error); check OPENAI_BASE_URL "
-          + "and that the server is running")
-    }
-    guard response.status == .ok else {
-      let text = (try? await response.body.collect(upTo: Self.errorBodyLimit)).map { String(buffer: $0) } ?? ""
+    let stream = try await http.postEventStream(
+      settings.chatCompletionsURL, headers: settings.apiKey.map { [("Authorization", "Bearer \($0)")] } ?? [],
+      body: body,
+      unreachable:
+        "cannot reach the OpenAI-compatible provider at \(settings.baseURL) (check OPENAI_BASE_URL and that the server is running)"
+    ) { status, text in
       let detail = try? JSONDecoder().decode(OpenAIErrorBody.self, from: Data(text.utf8)).error
-      throw classify(status: Int(response.status.code), detail: detail, body: text, model: model)
-        .waiting(ModelRetryPolicy.retryAfter(response.headers))
+      return classify(status: status, detail: detail, body: text, model: model)
     }
-    try await stream(response.body, model: model, into: sink)
+    try await self.stream(stream, model: model, into: sink)
   }
 
   // MARK: - Streaming
 
   private func stream(_ body: HTTPClientResponse.Body, model: String, into sink: GenerateSink) async throws {
-    var decoder = ServerSentEventDecoder()
     var translator = OpenAIStreamTranslator()
-    var bytes = body.makeAsyncIterator()
-    var done = false
-    while !done {
-      let buffer: ByteBuffer?
+    let ended = try await body.forEachEvent(from: settings.baseURL) { event in
+      if event.data == "[DONE]" { return false }
+      let chunk: OpenAIChatChunk
       do {
-        buffer = try await bytes.next()
+        chunk = try JSONDecoder().decode(OpenAIChatChunk.self, from: Data(event.data.utf8))
       } catch {
-        try Task.checkCancellation()
-        throw ModelError.unavailable("the stream from \(settings.baseURL) broke: \(error)")
-      }
-      var events: [ServerSentEvent]
-      if let buffer {
-        events = try decoder.feed(buffer.readableBytesView)
-      } else {
-        events = decoder.finish().map { [$0] } ?? []
-        done = true
-      }
-      for event in events {
-        if event.data == "[DONE]" {
-          done = true
-          break
-        }
-        let chunk: OpenAIChatChunk
-        do {
-          chunk = try JSONDecoder().decode(OpenAIChatChunk.self, from: Data(event.data.utf8))
-        } catch {
-          throw ModelError.unavailable(
-            "the provider at \(settings.baseURL) sent an event that is not a chat completion chunk: "
-              + ModelError.quote(event.data))
-        }
-        if let detail = chunk.error { throw classify(status: nil, detail: detail, body: event.data, model: model) }
-        for message in translator.accept(chunk) { try await sink.write(message) }
-      }
-      if buffer == nil, translator.finishReason == nil {
         throw ModelError.unavailable(
-          "the stream from \(settings.baseURL) ended before the model finished (no finish_reason, no [DONE])")
+          "the provider at \(settings.baseURL) sent an event that is not a chat completion chunk: "
+            + ModelError.quote(event.data))
       }
+      if let detail = chunk.error { throw classify(status: nil, detail: detail, body: event.data, model: model) }
+      for message in translator.accept(chunk) { try await sink.write(message) }
+      return true
+    }
+    guard ended || translator.finishReason != nil else {
+      throw ModelError.unavailable(
+        "the stream from \(settings.baseURL) ended before the model finished (no finish_reason, no [DONE])")
     }
     for message in translator.finish(model: id(of: model), provider: name) { try await sink.write(message) }
   }

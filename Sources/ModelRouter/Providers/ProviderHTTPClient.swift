@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import NIOCore
 import ServiceLifecycle
 import Synchronization
@@ -50,6 +51,43 @@ final class ProviderHTTPClient: Service, Sendable {
       return nil
     }
     try await client?.shutdown()
+  }
+}
+
+extension ProviderHTTPClient {
+  /// How long to wait for the response head; the body then streams for as long as the model
+  /// writes (the caller's cancellation or deadline ends it).
+  static let headTimeout: TimeAmount = .seconds(300)
+  /// An error body longer than this is cut; it only feeds the error message.
+  static let errorBodyLimit = 1 << 20
+
+  /// POSTs `body` (JSON, answered as an event stream) with `headers` and returns the streaming
+  /// body of a 200. A connection failure is UNAVAILABLE with `unreachable`; any other status
+  /// goes to `failure` with its (cut) body, and the error gets the wait the response asked for.
+  func postEventStream(
+    _ url: String, headers: [(String, String)], body: Data, unreachable: String,
+    failure: (_ status: Int, _ body: String) -> ModelError
+  ) async throws -> HTTPClientResponse.Body {
+    var request = HTTPClientRequest(url: url)
+    request.method = .POST
+    request.headers.add(name: "Content-Type", value: "application/json")
+    request.headers.add(name: "Accept", value: "text/event-stream")
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
+    request.body = .bytes(ByteBuffer(bytes: body))
+    let response: HTTPClientResponse
+    do {
+      response = try await client().execute(request, timeout: Self.headTimeout)
+    } catch let error as ModelError {
+      throw error
+    } catch {
+      try Task.checkCancellation()
+      throw ModelError.unavailable("\(unreachable): \(error)")
+    }
+    guard response.status == .ok else {
+      let text = (try? await response.body.collect(upTo: Self.errorBodyLimit)).map { String(buffer: $0) } ?? ""
+      throw failure(Int(response.status.code), text).waiting(ModelRetryPolicy.retryAfter(response.headers))
+    }
+    return response.body
   }
 }
 

@@ -1,3 +1,6 @@
+import AsyncHTTPClient
+import NIOCore
+
 /// One server-sent event: its `event:` name (nil when absent) and its `data:` lines joined by
 /// newlines.
 struct ServerSentEvent: Sendable, Equatable {
@@ -72,5 +75,27 @@ struct ServerSentEventDecoder {
     default: break
     }
     return nil
+  }
+}
+
+extension HTTPClientResponse.Body {
+  /// Calls `handle` with each event of this `text/event-stream` body, in order, until `handle`
+  /// returns false (the provider's end marker) or the body ends. Returns whether `handle` ended
+  /// it; a broken connection is UNAVAILABLE naming `source`.
+  func forEachEvent(from source: String, _ handle: (ServerSentEvent) async throws -> Bool) async throws -> Bool {
+    var decoder = ServerSentEventDecoder()
+    var bytes = makeAsyncIterator()
+    while true {
+      let buffer: ByteBuffer?
+      do {
+        buffer = try await bytes.next()
+      } catch {
+        try Task.checkCancellation()
+        throw ModelError.unavailable("the stream from \(source) broke: \(error)")
+      }
+      let events = try buffer.map { try decoder.feed($0.readableBytesView) } ?? (decoder.finish().map { [$0] } ?? [])
+      for event in events where try await !handle(event) { return true }
+      if buffer == nil { return false }
+    }
   }
 }
