@@ -117,6 +117,9 @@ struct LauncherTests {
       #expect(text.contains("SandboxService was killed by signal 9"))
       #expect(text.contains("Last lines of its log"))
       #expect(try await waitUntilGone(processes.map(\.pid)).isEmpty)
+      // What a killed SandboxService leaves is cleaned by its next start over the same data
+      // directory; this one is thrown away, so its sandboxes' cgroups are removed here.
+      await removeSandboxCgroups(in: data)
     }
   }
 
@@ -297,6 +300,25 @@ struct SlowStartTests {
       #expect(code == 130, "\((try? String(contentsOf: output, encoding: .utf8)) ?? "")")
       #expect(pids.allSatisfy { !ChildProcess.isAlive($0) })
       #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("run/up.json").path))
+    }
+  }
+}
+
+/// Removes the cgroups that `sandboxes/*/state.json` under `data` name, once empty (a killed
+/// SandboxService's reserved launchers exit on their own when its end of their pipe closes).
+func removeSandboxCgroups(in data: URL) async {
+  let sandboxes = data.appendingPathComponent("sandboxes")
+  let names = (try? FileManager.default.contentsOfDirectory(atPath: sandboxes.path)) ?? []
+  for name in names {
+    guard let json = FileManager.default.contents(atPath: sandboxes.appendingPathComponent("\(name)/state.json").path),
+      let state = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
+      let cgroup = state["cgroup"] as? [String: Any], let directories = cgroup["directories"] as? [String]
+    else { continue }
+    for directory in directories {
+      let path = directory.hasPrefix("file://") ? URL(string: directory)?.path ?? directory : directory
+      for _ in 0..<200 where rmdir(path) != 0 && errno == EBUSY {
+        try? await Task.sleep(for: .milliseconds(10))
+      }
     }
   }
 }

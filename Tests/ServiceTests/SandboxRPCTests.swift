@@ -392,6 +392,36 @@ struct SandboxRPCTests {
       _ = data
     }
   }
+
+  @Test("after the service stops, none of its sandboxes' cgroups, mounts or directories remain")
+  func nothingLeftBehind() async throws {
+    let (created, data) = try await withSandboxService { client, data in
+      var ids: [String] = []
+      for index in 0..<3 {
+        let sandbox = try await client.create(session: "ses-left-\(index)")
+        _ = try await client.run(sandbox.id, ["true"])
+        ids.append(sandbox.id)
+      }
+      _ = try await client.terminate(.with { $0.sandboxID = ids[0] })
+      // Warm sandboxes and reserved launchers exist too by now: every sandbox directory counts.
+      try await waitFor { await ((try? client.warmPoolStatus(.init()).pools.first?.ready) ?? 0) == 2 }
+      let all = try FileManager.default.contentsOfDirectory(atPath: data.appendingPathComponent("sandboxes").path)
+      return (Array(Set(ids + all.filter { $0.hasPrefix("sbx-") })), data)
+    }
+    let cgroups = CgroupSupport.detect()
+    let parents: [URL] =
+      switch cgroups {
+      case .v1(let parents): Array(parents.values)
+      case .v2(let parent): [parent]
+      case .none: []
+      }
+    for parent in parents {
+      let names = (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? []
+      for id in created { #expect(!names.contains(id), "\(parent.path)/\(id) remains") }
+    }
+    let mounts = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+    #expect(!mounts.contains(data.path))
+  }
 }
 
 /// Commits `files` (path → content) on top of the remote's main branch and pushes it.

@@ -226,7 +226,7 @@ struct SandboxTests {
     try await fixture.withSandbox { sandbox in
       // The loop keeps the command's output pipe open; the command must end anyway.
       let start = try await sandbox.exec(
-        "(while true; do date +%s%N > /tmp/tick; sleep 0.05; done) & echo started",
+        "(while true; do date +%s%N > /tmp/tick.new; mv /tmp/tick.new /tmp/tick; sleep 0.05; done) & echo started",
         timeout: .seconds(10))
       #expect(start.succeeded)
       #expect(start.duration < .seconds(5))
@@ -304,6 +304,8 @@ struct SandboxTests {
     await restored.terminate()
     // The first driver's reserved launchers were left behind too, and are gone.
     #expect((try? FileManager.default.contentsOfDirectory(atPath: paths.sandboxes.path))?.isEmpty ?? true)
+    // The "crashed" driver's reserve may have refilled meanwhile; close it like a new start would.
+    await fixture.driver.reserve.close()
     fixture.directory.remove()
   }
 

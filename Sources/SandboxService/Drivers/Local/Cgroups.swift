@@ -184,8 +184,16 @@ struct SandboxCgroup: Sendable, Codable {
   }
 
   /// Removes the groups (each must be empty of processes).
+  /// Removes the groups. A process that was just killed and reaped can keep a v1 group busy for a
+  /// moment (EBUSY), so each removal is retried for up to a second before it is given up.
   func remove() {
-    for directory in directories { rmdir(directory.path) }
+    for directory in directories {
+      var tries = 0
+      while rmdir(directory.path) != 0, errno == EBUSY, tries < 200 {
+        tries += 1
+        usleep(5_000)
+      }
+    }
   }
 
   /// Whether the memory limit killed something (v1 `memory.oom_control`, v2 `memory.events`).

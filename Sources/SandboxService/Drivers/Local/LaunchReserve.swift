@@ -16,7 +16,7 @@ final class LaunchReserve: Sendable {
 
   private let size: Int
   private let make: @Sendable () throws -> Slot
-  private let state = Mutex<(slots: [Slot], filling: Bool, closed: Bool)>(([], false, false))
+  private let state = Mutex<(slots: [Slot], filling: Task<Void, Never>?, closed: Bool)>(([], nil, false))
 
   /// Keeps `size` slots made by `make` (0: none; every take makes one).
   init(size: Int, make: @escaping @Sendable () throws -> Slot) {
@@ -33,34 +33,33 @@ final class LaunchReserve: Sendable {
 
   /// Starts filling unless full, filling or closed.
   func refill() {
-    let start = state.withLock { state -> Bool in
-      guard !state.closed, !state.filling, state.slots.count < size else { return false }
-      state.filling = true
-      return true
-    }
-    guard start else { return }
-    Task.detached(priority: .utility) { [self] in
-      while true {
-        let needed = state.withLock { !$0.closed && $0.slots.count < size }
-        guard needed, let slot = try? make() else { break }
-        let kept = state.withLock { state -> Bool in
-          guard !state.closed else { return false }
-          state.slots.append(slot)
-          return true
+    state.withLock { state in
+      guard !state.closed, state.filling == nil, state.slots.count < size else { return }
+      state.filling = Task.detached(priority: .utility) { [self] in
+        while true {
+          let needed = self.state.withLock { !$0.closed && $0.slots.count < size }
+          guard needed, let slot = try? make() else { break }
+          let kept = self.state.withLock { state -> Bool in
+            guard !state.closed else { return false }
+            state.slots.append(slot)
+            return true
+          }
+          if !kept { await Self.discard(slot) }
         }
-        if !kept { await Self.discard(slot) }
+        self.state.withLock { $0.filling = nil }
       }
-      state.withLock { $0.filling = false }
     }
   }
 
-  /// Frees every slot; later takes make their own.
+  /// Frees every slot, after waiting for a fill in progress (so nothing is made after it
+  /// returns); later takes make their own.
   func close() async {
-    let slots = state.withLock { state in
+    let (slots, filling) = state.withLock { state in
       state.closed = true
       defer { state.slots = [] }
-      return state.slots
+      return (state.slots, state.filling)
     }
+    await filling?.value
     for slot in slots { await Self.discard(slot) }
   }
 
