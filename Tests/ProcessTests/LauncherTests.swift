@@ -244,7 +244,7 @@ struct SlowStartTests {
     try FileManager.default.createSymbolicLink(
       atPath: bin.appendingPathComponent("inspect").path, withDestinationPath: Binaries.path("inspect"))
     let script = bin.appendingPathComponent("SandboxService")
-    try "#!/bin/sh\necho hung sandbox starting\nexec sleep 300\n".write(to: script, atomically: true, encoding: .utf8)
+    try "#!/bin/sh\necho hung sandbox starting\nexec sleep 871\n".write(to: script, atomically: true, encoding: .utf8)
     try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
     return bin
   }
@@ -262,7 +262,7 @@ struct SlowStartTests {
       #expect(up.status == 1)
       #expect(up.output.contains("SandboxService did not report SERVING within 2 s"), "\(up.output)")
       #expect(up.output.contains("hung sandbox starting"))
-      let leftovers = try await runCommand("/usr/bin/pgrep", ["-f", "sleep 300"], environment: [:])
+      let leftovers = try await runCommand("/usr/bin/pgrep", ["-f", "sleep 871"], environment: [:])
       #expect(leftovers.output.isEmpty, "\(leftovers.output)")
     }
   }
