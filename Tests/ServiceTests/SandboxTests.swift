@@ -226,7 +226,7 @@ struct SandboxTests {
     try await fixture.withSandbox { sandbox in
       // The loop keeps the command's output pipe open; the command must end anyway.
       let start = try await sandbox.exec(
-        "(while true; do date +%s%N > /tmp/tick.new; mv /tmp/tick.new /tmp/tick; sleep 0.05; done) & echo started",
+        "(while true; do date +%s%N > /tmp/tick.new; mv /tmp/tick.new /tmp/tick; sleep 0.05; done) & while [ ! -e /tmp/tick ]; do sleep 0.01; done; echo started",
         timeout: .seconds(10))
       #expect(start.succeeded)
       #expect(start.duration < .seconds(5))
