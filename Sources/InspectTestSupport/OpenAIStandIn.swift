@@ -28,6 +28,9 @@ public final class OpenAIStandIn: Sendable {
     var replies: [Reply]
     var whenExhausted: Reply?
     var requests: [ReceivedRequest] = []
+    var inFlight = 0
+    var mostInFlight = 0
+    var abandoned = 0
   }
 
   fileprivate init(replies: [Reply], whenExhausted: Reply?) {
@@ -42,6 +45,29 @@ public final class OpenAIStandIn: Sendable {
 
   /// The requests received so far, oldest first.
   public var requests: [ReceivedRequest] { state.withLock { $0.requests } }
+
+  /// The most requests it was answering at the same moment (from arrival to the end of the body).
+  public var mostInFlight: Int { state.withLock { $0.mostInFlight } }
+
+  /// Requests it is answering now.
+  public var inFlight: Int { state.withLock { $0.inFlight } }
+
+  /// Responses whose body could not be written to the end because the client went away.
+  public var abandoned: Int { state.withLock { $0.abandoned } }
+
+  fileprivate func began() {
+    state.withLock {
+      $0.inFlight += 1
+      $0.mostInFlight = max($0.mostInFlight, $0.inFlight)
+    }
+  }
+
+  fileprivate func ended(completed: Bool) {
+    state.withLock {
+      $0.inFlight -= 1
+      if !completed { $0.abandoned += 1 }
+    }
+  }
 
   /// Appends replies to the script.
   public func enqueue(_ replies: Reply...) {
@@ -88,11 +114,17 @@ extension OpenAIStandIn {
       case completion(text: String, toolCalls: [ToolCall], finishReason: String?, usage: (prompt: Int, completion: Int))
       case error(status: Int, body: String, retryAfter: String?)
       case raw(String)
+      case endless(every: Duration)
     }
 
     let kind: Kind
     /// A pause before each chunk (zero: as fast as possible).
     public var chunkDelay: Duration = .zero
+    /// A pause before the response head (a slow first byte).
+    public var headDelay: Duration = .zero
+    /// Answer a completion as one JSON `chat.completion` even when the request asked for a
+    /// stream (a server that ignores `stream: true`).
+    public var ignoresStream = false
 
     /// Answer text, streamed a word or so per chunk; finish reason `stop`.
     public static func text(_ text: String, usage: (prompt: Int, completion: Int) = (12, 5)) -> Reply {
@@ -129,6 +161,25 @@ extension OpenAIStandIn {
       Reply(kind: .raw(eventStream))
     }
 
+    /// A stream that never ends: a text delta every `interval` until the client goes away.
+    public static func endless(every interval: Duration = .milliseconds(20)) -> Reply {
+      Reply(kind: .endless(every: interval))
+    }
+
+    /// The same reply after a pause before its head.
+    public func afterHead(_ delay: Duration) -> Reply {
+      var copy = self
+      copy.headDelay = delay
+      return copy
+    }
+
+    /// The same completion answered as one JSON body whatever the request asked.
+    public func ignoringStream() -> Reply {
+      var copy = self
+      copy.ignoresStream = true
+      return copy
+    }
+
     /// The same reply with a pause before each chunk.
     public func delayed(_ delay: Duration) -> Reply {
       var copy = self
@@ -157,6 +208,9 @@ extension OpenAIStandIn {
     }
 
     public var model: String? { json["model"] as? String }
+
+    /// Whether the request asked for a stream (`"stream": true`).
+    public var stream: Bool { json["stream"] as? Bool ?? false }
 
     /// The messages sent, simplified: content as text (parts' texts joined), tool calls, tool call id.
     public var messages: [Message] {
@@ -213,7 +267,14 @@ public func withOpenAIStandIn<T: Sendable>(
     let received = OpenAIStandIn.ReceivedRequest(
       path: request.uri.path, authorization: request.headers[.authorization], headers: headers,
       body: Data(bytes.readableBytesView))
-    return standIn.next(for: received).response(model: received.model ?? "stand-in")
+    standIn.began()
+    let reply = standIn.next(for: received)
+    if reply.headDelay > .zero { try? await Task.sleep(for: reply.headDelay) }
+    return reply.response(
+      model: received.model ?? "stand-in", stream: received.stream || request.uri.path.hasSuffix("/messages")
+    ) { completed in
+      standIn.ended(completed: completed)
+    }
   }
   router.post("/v1/chat/completions", use: answer)
   router.post("/v1/messages", use: answer)
@@ -245,36 +306,89 @@ extension OpenAIStandIn.Reply {
   /// Arguments are cut into at least this many fragments (when long enough).
   static let argumentFragments = 3
 
-  func response(model: String) -> Response {
+  /// The response; `ended` is called when its body has been written (true) or the client went
+  /// away first (false).
+  func response(model: String, stream: Bool, ended: @escaping @Sendable (Bool) -> Void) -> Response {
     switch kind {
     case .error(let status, let body, let retryAfter):
       var fields: HTTPFields = [.contentType: "application/json"]
       if let retryAfter { fields[.retryAfter] = retryAfter }
+      ended(true)
       return Response(status: .init(code: status), headers: fields, body: .init(byteBuffer: ByteBuffer(string: body)))
     case .raw(let text):
-      return eventStream([text])
+      return eventStream([text], ended: ended)
+    case .endless(let interval):
+      let chunk = #"data: {"choices":[{"index":0,"delta":{"content":"more "},"finish_reason":null}]}"# + "\n\n"
+      return Response(
+        status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+        body: ResponseBody { writer in
+          do {
+            while true {
+              try await Task.sleep(for: interval)
+              try await writer.write(ByteBuffer(string: chunk))
+            }
+          } catch {
+            ended(false)
+            throw error
+          }
+        })
+    case .completion(let text, let toolCalls, let finishReason, let usage) where !stream || ignoresStream:
+      ended(true)
+      return Response(
+        status: .ok, headers: [.contentType: "application/json"],
+        body: .init(
+          byteBuffer: ByteBuffer(
+            string: completion(
+              model: model, text: text, toolCalls: toolCalls, finishReason: finishReason, usage: usage))))
     case .completion(let text, let toolCalls, let finishReason, let usage):
       return eventStream(
-        events(model: model, text: text, toolCalls: toolCalls, finishReason: finishReason, usage: usage))
+        events(model: model, text: text, toolCalls: toolCalls, finishReason: finishReason, usage: usage), ended: ended)
     }
   }
 
-  private func eventStream(_ pieces: [String]) -> Response {
+  private func eventStream(_ pieces: [String], ended: @escaping @Sendable (Bool) -> Void) -> Response {
     let delay = chunkDelay
     return Response(
       status: .ok,
       headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
       body: ResponseBody { writer in
-        for piece in pieces {
-          if delay > .zero { try await Task.sleep(for: delay) }
-          // Each event goes out in two writes cut mid-line, so clients must reassemble lines.
-          let bytes = Array(piece.utf8)
-          let cut = bytes.count / 2
-          try await writer.write(ByteBuffer(bytes: bytes[..<cut]))
-          try await writer.write(ByteBuffer(bytes: bytes[cut...]))
+        do {
+          for piece in pieces {
+            if delay > .zero { try await Task.sleep(for: delay) }
+            // Each event goes out in two writes cut mid-line, so clients must reassemble lines.
+            let bytes = Array(piece.utf8)
+            let cut = bytes.count / 2
+            try await writer.write(ByteBuffer(bytes: bytes[..<cut]))
+            try await writer.write(ByteBuffer(bytes: bytes[cut...]))
+          }
+          try await writer.finish(nil)
+        } catch {
+          ended(false)
+          throw error
         }
-        try await writer.finish(nil)
+        ended(true)
       })
+  }
+
+  /// A non-streamed `chat.completion`, as OpenAI answers `"stream": false`.
+  private func completion(
+    model: String, text: String, toolCalls: [OpenAIStandIn.ToolCall], finishReason: String?,
+    usage: (prompt: Int, completion: Int)
+  ) -> String {
+    var message: [String: Any] = ["role": "assistant", "content": text.isEmpty && !toolCalls.isEmpty ? NSNull() : text]
+    if !toolCalls.isEmpty {
+      message["tool_calls"] = toolCalls.map { call in
+        ["id": call.id, "type": "function", "function": ["name": call.name, "arguments": call.arguments]]
+      }
+    }
+    return jsonText([
+      "id": "chatcmpl-standin", "object": "chat.completion", "created": 0, "model": model,
+      "choices": [["index": 0, "message": message, "finish_reason": finishReason.map { $0 as Any } ?? NSNull()]],
+      "usage": [
+        "prompt_tokens": usage.prompt, "completion_tokens": usage.completion,
+        "total_tokens": usage.prompt + usage.completion,
+      ],
+    ])
   }
 
   /// The SSE events of a completion, as OpenAI sends them.

@@ -26,6 +26,13 @@ struct ModelError: Error, RPCErrorConvertible, CustomStringConvertible {
   var retryable = false
   /// How long the provider asked to wait (`retry-after`, `retry-after-ms`), if it said.
   var retryAfter: Duration?
+  /// Refused by an open circuit breaker (``ProviderGate``): not retried on the same provider,
+  /// but the route may fall back to another model.
+  var circuitOpen = false
+
+  /// Whether the failure says the provider is down (unreachable, failing, overloaded), which
+  /// counts towards opening its circuit breaker; rate limits and refused requests do not.
+  var countsAsOutage: Bool { !circuitOpen && (kind == .unavailable || kind == .overloaded) }
 
   var rpcErrorCode: RPCError.Code { code }
   var rpcErrorMessage: String { message }
@@ -72,6 +79,11 @@ struct ModelError: Error, RPCErrorConvertible, CustomStringConvertible {
   /// The provider could not be reached or failed (UNAVAILABLE).
   static func unavailable(_ message: String) -> ModelError {
     ModelError(kind: .unavailable, code: .unavailable, message: message, retryable: true)
+  }
+
+  /// A provider's circuit breaker is open (UNAVAILABLE, `unavailable`).
+  static func circuitOpen(_ message: String) -> ModelError {
+    ModelError(kind: .unavailable, code: .unavailable, message: message, retryable: true, circuitOpen: true)
   }
 
   /// The same error with the wait the provider asked for.

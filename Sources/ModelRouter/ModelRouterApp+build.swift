@@ -17,11 +17,20 @@ extension ModelRouterApp {
     let host = ServiceHost(
       configuration: configuration, servedServices: [Inspect_Model_V1_ModelRouterService.descriptor])
     let http = ProviderHTTPClient(connectTimeout: settings.openAI?.connectTimeout ?? .seconds(10))
+    let metrics = ModelRouterMetrics(registry: host.metrics.registry)
+    var gates: [String: ProviderGate] = [:]
+    for name in ["openai", "anthropic"] {
+      gates[name] = ProviderGate(
+        provider: name, limits: settings.routes.limits(of: name), logger: host.logger, metrics: metrics)
+    }
+    let nonStreaming = Set(
+      settings.routes.models.filter { $0.streamToolCalls == false && $0.id.hasPrefix("openai:") }
+        .map { String($0.id.dropFirst("openai:".count)) })
     let routing = ModelRouting(
       scripted: ScriptedProvider(directory: settings.transcriptsDirectory),
-      openAI: settings.openAI.map { OpenAIProvider(settings: $0, http: http) },
+      openAI: settings.openAI.map { OpenAIProvider(settings: $0, http: http, nonStreamingToolModels: nonStreaming) },
       anthropic: settings.anthropic.map { AnthropicProvider(settings: $0, http: http) },
-      defaultModel: settings.defaultModel, table: settings.routes)
+      defaultModel: settings.defaultModel, table: settings.routes, gates: gates)
     host.logger.info(
       "model providers",
       metadata: [
@@ -33,7 +42,7 @@ extension ModelRouterApp {
     return BuiltService(
       host: host,
       grpcServer: try host.makeGRPCServer(services: [
-        ModelRouterService(routing: routing, logger: host.logger, retry: settings.retry)
+        ModelRouterService(routing: routing, logger: host.logger, retry: settings.retry, metrics: metrics)
       ]),
       httpServer: host.makeHTTPServer(router: host.makeRouter()),
       dependencies: [http])

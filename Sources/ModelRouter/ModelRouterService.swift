@@ -11,6 +11,7 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
   let routing: ModelRouting
   let logger: Logger
   var retry = ModelRetryPolicy.default
+  var metrics: ModelRouterMetrics?
 
   func generate(
     request: Inspect_Model_V1_GenerateRequest,
@@ -26,6 +27,24 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
       }
     }
     let chain = try routing.chain(for: request)
+    // grpc-swift reports a deadline or a client that went away through the RPC's cancellation
+    // handle, not by cancelling this task: the work runs in a task cancelled with the RPC, so the
+    // upstream HTTP request (or a wait for a retry or a slot) stops at once.
+    let finished = try await untilRPCCancelled(cancelledValue: false) {
+      try await self.generate(request, chain: chain, response: response)
+      return true
+    }
+    if !finished {
+      throw RPCError(
+        code: .cancelled, message: "the call was cancelled or its deadline passed; the provider request was stopped")
+    }
+  }
+
+  /// Tries the routes of `chain` in order.
+  private func generate(
+    _ request: Inspect_Model_V1_GenerateRequest, chain: [ModelRouting.Route],
+    response: RPCWriter<Inspect_Model_V1_GenerateResponse>
+  ) async throws {
     logger.debug(
       "generate",
       metadata: [
@@ -41,9 +60,10 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
       let sink = GenerateSink { message in
         streamed.withLock { $0 = true }
         var message = message
-        if case .usage(var usage) = message.kind, let cost = priced?.cost(of: usage) {
-          usage.costUsd = cost
+        if case .usage(var usage) = message.kind {
+          if let cost = priced?.cost(of: usage) { usage.costUsd = cost }
           message.usage = usage
+          metrics?.usage(model: route.id, usage)
         }
         try await response.write(message)
       }
@@ -51,7 +71,7 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
         try await generate(request, route: route, sink: sink) { streamed.withLock { $0 } }
         return
       } catch let error as ModelError
-        where error.retryable && !streamed.withLock({ $0 }) && position + 1 < chain.count
+        where error.retryable && !streamed.withLock({ $0 }) && position + 1 < chain.count && !Task.isCancelled
       {
         logger.notice(
           "falling back to the next model",
@@ -62,18 +82,42 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
     }
   }
 
-  /// One model's attempts: retried per ``ModelRetryPolicy`` while nothing reached the caller.
+  /// One model's attempts: retried per ``ModelRetryPolicy`` while nothing reached the caller,
+  /// each admitted by the provider's ``ProviderGate`` (limits, circuit breaker).
   private func generate(
     _ request: Inspect_Model_V1_GenerateRequest, route: ModelRouting.Route, sink: GenerateSink,
     streamed: @Sendable () -> Bool
   ) async throws {
+    let gate = routing.gates[route.provider.name]
+    let estimate =
+      gate == nil
+      ? 0 : TokenEstimate.tokens(messages: request.messages, tools: request.tools) + Int(request.limits.maxOutputTokens)
     var attempt = 1
     while true {
+      // What the provider reported, to charge the call with its real size.
+      let used = Mutex<Int?>(nil)
+      let counting = GenerateSink { message in
+        if case .usage(let usage) = message.kind {
+          used.withLock { $0 = Int(usage.inputTokens) + Int(usage.outputTokens) }
+        }
+        try await sink.write(message)
+      }
       do {
-        try await route.provider.generate(request, model: route.model, into: sink)
-        return
+        let permit = try await gate?.admit(tokens: estimate)
+        do {
+          try await route.provider.generate(request, model: route.model, into: counting)
+          if let permit { await gate?.release(permit, .succeeded, usedTokens: used.withLock { $0 }) }
+          return
+        } catch let error as ModelError where !Task.isCancelled {
+          if let permit { await gate?.release(permit, .failed(error), usedTokens: used.withLock { $0 }) }
+          throw error
+        } catch {
+          if let permit { await gate?.release(permit, .abandoned, usedTokens: used.withLock { $0 }) }
+          throw error
+        }
       } catch let error as ModelError {
-        guard !streamed(), let delay = retry.delay(after: attempt, error: error) else {
+        try Task.checkCancellation()
+        guard !streamed(), !error.circuitOpen, let delay = retry.delay(after: attempt, error: error) else {
           logger.notice(
             "generate failed",
             metadata: ["model.id": "\(route.id)", "model.error": "\(error)", "attempts": "\(attempt)"])
@@ -86,12 +130,7 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
             "delay_ms": "\(delay.milliseconds)",
           ])
         // The wait ends early when the caller goes away (cancellation or deadline).
-        let wait = Task { try await Task.sleep(for: delay) }
-        try await withRPCCancellationHandler {
-          try await wait.value
-        } onCancelRPC: {
-          wait.cancel()
-        }
+        try await Task.sleep(for: delay)
         attempt += 1
       }
     }

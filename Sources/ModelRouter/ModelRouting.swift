@@ -23,6 +23,9 @@ struct ModelRouting: Sendable {
   let defaultModel: String?
   /// The routing file's rules, prices and fallback chains (empty without one).
   var table = RouteTable()
+  /// Admission and circuit breaker per provider name; providers without one (scripted) are not
+  /// limited.
+  var gates: [String: ProviderGate] = [:]
 
   var providers: [any ModelProvider] {
     [scripted] + (openAI.map { [$0] } ?? []) + (anthropic.map { [$0] } ?? [])

@@ -19,7 +19,13 @@ import Yams
 /// tasks: {title: openai:gpt-4.1-mini, classify: openai:gpt-4.1-mini}
 /// fallbacks:
 ///   anthropic:claude-sonnet-4-5: [openai:gpt-4.1]
+/// providers:
+///   openai: {max_concurrent: 16, tokens_per_minute: 400000, breaker_failures: 5, breaker_cooldown_seconds: 30}
 /// ```
+///
+/// A model with `stream_tool_calls: false` is asked without streaming whenever the request
+/// offers tools (for servers that cannot stream tool calls); its answer is passed on in the same
+/// events.
 struct RouteTable: Decodable, Sendable {
   struct Model: Decodable, Sendable {
     var id: String
@@ -29,9 +35,13 @@ struct RouteTable: Decodable, Sendable {
     var outputPricePerMillion: Double?
     var cachedInputPricePerMillion: Double?
     var capabilities: [String]?
+    /// False for servers that cannot stream tool calls: requests with tools are sent with
+    /// `stream: false` (OpenAI-compatible providers).
+    var streamToolCalls: Bool?
 
     enum CodingKeys: String, CodingKey {
       case id, capabilities
+      case streamToolCalls = "stream_tool_calls"
       case contextWindow = "context_window"
       case maxOutputTokens = "max_output_tokens"
       case inputPricePerMillion = "input_price_per_million"
@@ -50,13 +60,37 @@ struct RouteTable: Decodable, Sendable {
     }
   }
 
+  /// Admission limits and the circuit breaker of one provider (``ProviderGate``).
+  struct ProviderLimits: Decodable, Sendable {
+    var maxConcurrent: Int?
+    var tokensPerMinute: Int?
+    var breakerFailures: Int?
+    var breakerCooldownSeconds: Double?
+
+    enum CodingKeys: String, CodingKey {
+      case maxConcurrent = "max_concurrent"
+      case tokensPerMinute = "tokens_per_minute"
+      case breakerFailures = "breaker_failures"
+      case breakerCooldownSeconds = "breaker_cooldown_seconds"
+    }
+
+    var limits: ProviderGate.Limits {
+      var limits = ProviderGate.Limits(maxConcurrent: maxConcurrent, tokensPerMinute: tokensPerMinute)
+      if let breakerFailures { limits.breakerFailures = breakerFailures }
+      if let breakerCooldownSeconds { limits.breakerCooldown = .milliseconds(Int64(breakerCooldownSeconds * 1000)) }
+      return limits
+    }
+  }
+
   var models: [Model] = []
   var `default`: String?
   var clients: [String: String] = [:]
   var tasks: [String: String] = [:]
   var fallbacks: [String: [String]] = [:]
+  /// By provider name (`openai`, `anthropic`).
+  var providers: [String: ProviderLimits] = [:]
 
-  enum CodingKeys: String, CodingKey { case models, `default`, clients, tasks, fallbacks }
+  enum CodingKeys: String, CodingKey { case models, `default`, clients, tasks, fallbacks, providers }
 
   init() {}
 
@@ -67,6 +101,12 @@ struct RouteTable: Decodable, Sendable {
     clients = try container.decodeIfPresent([String: String].self, forKey: .clients) ?? [:]
     tasks = try container.decodeIfPresent([String: String].self, forKey: .tasks) ?? [:]
     fallbacks = try container.decodeIfPresent([String: [String]].self, forKey: .fallbacks) ?? [:]
+    providers = try container.decodeIfPresent([String: ProviderLimits].self, forKey: .providers) ?? [:]
+  }
+
+  /// The limits of `provider`: the file's, else none (and the breaker's defaults).
+  func limits(of provider: String) -> ProviderGate.Limits {
+    providers[provider]?.limits ?? ProviderGate.Limits()
   }
 
   /// Reads and checks the file; the error names the file and what is wrong.
@@ -87,6 +127,21 @@ struct RouteTable: Decodable, Sendable {
     for task in table.tasks.keys where !tasks.contains(task) {
       throw ConfigurationError(
         "INSPECT_MODEL_ROUTES=\(url.path): unknown task '\(task)' (tasks: \(tasks.sorted().joined(separator: ", ")))")
+    }
+    for (name, limits) in table.providers {
+      guard ["openai", "anthropic"].contains(name) else {
+        throw ConfigurationError(
+          "INSPECT_MODEL_ROUTES=\(url.path): unknown provider '\(name)' under providers (providers: anthropic, openai)")
+      }
+      let numbers: [(String, Double?)] = [
+        ("max_concurrent", limits.maxConcurrent.map(Double.init)),
+        ("tokens_per_minute", limits.tokensPerMinute.map(Double.init)),
+        ("breaker_failures", limits.breakerFailures.map(Double.init)),
+        ("breaker_cooldown_seconds", limits.breakerCooldownSeconds),
+      ]
+      for case (let key, let value?) in numbers where !(value > 0) {
+        throw ConfigurationError("INSPECT_MODEL_ROUTES=\(url.path): providers.\(name).\(key) must be above 0")
+      }
     }
     for id in [table.default].compactMap({ $0 }) + table.clients.values + table.tasks.values
       + table.fallbacks.keys + table.fallbacks.values.flatMap({ $0 }) + table.models.map(\.id)

@@ -9,24 +9,6 @@ import Testing
 
 private typealias F = ModelRouterFixtures
 
-/// A routing file written to a temporary directory and loaded as ModelRouter loads it.
-private func table(_ yaml: String) throws -> RouteTable {
-  try TemporaryDirectory.withSync { directory in
-    let file = directory.appendingPathComponent("routes.yaml")
-    try yaml.write(to: file, atomically: true, encoding: .utf8)
-    return try RouteTable.load(file)
-  }
-}
-
-extension TemporaryDirectory {
-  /// A temporary directory for the duration of a synchronous `body`.
-  fileprivate static func withSync<T>(_ body: (URL) throws -> T) throws -> T {
-    let directory = try TemporaryDirectory("inspect-routes")
-    defer { directory.remove() }
-    return try body(directory.url)
-  }
-}
-
 @Suite("ModelRouter: the routing file — rules, fallback chains, prices")
 struct ModelRouterRoutingTests {
   static let transcripts = [
@@ -36,7 +18,7 @@ struct ModelRouterRoutingTests {
 
   @Test("explicit model > per-client default > per-task default > the file's default")
   func rules() async throws {
-    let routes = try table(
+    let routes = try routeTable(
       """
       default: scripted:a
       clients:
@@ -68,7 +50,7 @@ struct ModelRouterRoutingTests {
 
   @Test("a model that keeps failing falls back to the next in its chain; not after tokens were streamed")
   func fallback() async throws {
-    let routes = try table(
+    let routes = try routeTable(
       """
       fallbacks:
         openai:primary: [scripted:backup]
@@ -104,7 +86,7 @@ struct ModelRouterRoutingTests {
 
   @Test("usage carries the cost from the file's prices, and ListModels shows them")
   func cost() async throws {
-    let routes = try table(
+    let routes = try routeTable(
       """
       models:
         - id: openai:priced
@@ -133,7 +115,7 @@ struct ModelRouterRoutingTests {
       ("default: gpt-4.1", "'gpt-4.1' is not a model id"),
     ] {
       do {
-        _ = try table(yaml)
+        _ = try routeTable(yaml)
         Issue.record("\(yaml) was accepted")
       } catch let error as ConfigurationError {
         #expect("\(error)".contains(words), "\(error)")

@@ -182,3 +182,12 @@ enum ModelRouterFixtures {
 func modelErrorType(_ error: RPCError?) -> String? {
   error?.metadata[stringValues: ModelError.metadataKey].first { _ in true }
 }
+
+/// A routing file written to a temporary directory and loaded as ModelRouter loads it.
+func routeTable(_ yaml: String) throws -> RouteTable {
+  let directory = try TemporaryDirectory("inspect-routes")
+  defer { directory.remove() }
+  let file = directory.url.appendingPathComponent("routes.yaml")
+  try yaml.write(to: file, atomically: true, encoding: .utf8)
+  return try RouteTable.load(file)
+}

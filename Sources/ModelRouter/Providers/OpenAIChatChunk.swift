@@ -10,11 +10,33 @@ struct OpenAIChatChunk: Decodable {
   /// Some servers report a failure mid-stream as a chunk with an `error` object.
   var error: OpenAIErrorDetail?
 
+  /// A non-streamed completion (`"object": "chat.completion"`) as one chunk: its message becomes
+  /// the delta, and its tool calls (which carry no `index`) are numbered in order.
+  func asOneChunk() -> OpenAIChatChunk {
+    var chunk = self
+    chunk.choices = choices?.map { choice in
+      var choice = choice
+      if choice.delta == nil, var message = choice.message {
+        message.toolCalls = message.toolCalls?.enumerated().map { position, call in
+          var call = call
+          call.index = call.index ?? position
+          return call
+        }
+        choice.delta = message
+        choice.message = nil
+      }
+      return choice
+    }
+    return chunk
+  }
+
   struct Choice: Decodable {
     var delta: Delta?
+    /// A non-streamed completion's whole message (same shape as a delta).
+    var message: Delta?
     var finishReason: String?
     enum CodingKeys: String, CodingKey {
-      case delta
+      case delta, message
       case finishReason = "finish_reason"
     }
   }

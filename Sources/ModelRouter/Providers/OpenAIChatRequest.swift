@@ -2,16 +2,18 @@ import Foundation
 import InspectProtos
 
 /// The body of `POST <base>/chat/completions`, mapped from a `GenerateRequest`
-/// (`../shared/docs/PROTOCOLS.md`, "Model providers"): always streamed, with usage in the last
-/// chunk. Keys are spelled out (no snake-case strategy), because a tool's JSON Schema must pass
+/// (`../shared/docs/PROTOCOLS.md`, "Model providers"): streamed with usage in the last chunk,
+/// unless `stream` is turned off (servers that cannot stream tool calls). Keys are spelled out (no snake-case strategy), because a tool's JSON Schema must pass
 /// through unchanged.
 struct OpenAIChatRequest: Encodable {
   var model: String
   var messages: [Message]
   var tools: [Tool]?
   var toolChoice: String?
-  var stream = true
-  var streamOptions = StreamOptions()
+  var stream = true {
+    didSet { streamOptions = stream ? StreamOptions() : nil }
+  }
+  var streamOptions: StreamOptions? = StreamOptions()
   /// `max_tokens` rather than `max_completion_tokens`: every compatible server accepts it.
   var maxTokens: UInt32?
   var temperature: Double?

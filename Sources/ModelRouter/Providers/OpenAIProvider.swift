@@ -12,6 +12,12 @@ struct OpenAIProvider: ModelProvider {
   let name = "openai"
   let settings: OpenAISettings
   let http: ProviderHTTPClient
+  /// Models (the provider's names) asked without streaming when a request offers tools, for
+  /// servers that cannot stream tool calls (`stream_tool_calls: false` in the routing file).
+  var nonStreamingToolModels: Set<String> = []
+
+  /// The largest non-streamed completion read.
+  static let completionLimit = 16 << 20
 
   /// The default model only: the provider's own model list is not fetched (yet).
   func models() -> [Inspect_Model_V1_ModelInfo] {
@@ -29,17 +35,49 @@ struct OpenAIProvider: ModelProvider {
   }
 
   func generate(_ request: Inspect_Model_V1_GenerateRequest, model: String, into sink: GenerateSink) async throws {
-    let body = try OpenAIChatRequest(request, model: model).encoded()
-    let stream = try await http.postEventStream(
+    var chat = try OpenAIChatRequest(request, model: model)
+    chat.stream = request.tools.isEmpty || !nonStreamingToolModels.contains(model)
+    let response = try await http.post(
       settings.chatCompletionsURL, headers: settings.apiKey.map { [("Authorization", "Bearer \($0)")] } ?? [],
-      body: body,
+      contentType: "application/json", accept: chat.stream ? "text/event-stream" : "application/json",
+      body: try chat.encoded(),
       unreachable:
         "cannot reach the OpenAI-compatible provider at \(settings.baseURL) (check OPENAI_BASE_URL and that the server is running)"
     ) { status, text in
       let detail = try? JSONDecoder().decode(OpenAIErrorBody.self, from: Data(text.utf8)).error
       return classify(status: status, detail: detail, body: text, model: model)
     }
-    try await self.stream(stream, model: model, into: sink)
+    // A server that ignores `stream: true` answers with one JSON completion; it is passed on the same way.
+    let contentType = response.headers.first(name: "content-type")?.lowercased() ?? ""
+    if !chat.stream || contentType.hasPrefix("application/json") {
+      try await completion(response, model: model, into: sink)
+    } else {
+      try await stream(response.body, model: model, into: sink)
+    }
+  }
+
+  // MARK: - Without streaming
+
+  /// A whole `chat.completion`, passed on as the same events a stream gives.
+  private func completion(_ response: HTTPClientResponse, model: String, into sink: GenerateSink) async throws {
+    let data = try await ProviderHTTPClient.collect(response, upTo: Self.completionLimit, from: settings.baseURL)
+    let completion: OpenAIChatChunk
+    do {
+      completion = try JSONDecoder().decode(OpenAIChatChunk.self, from: data)
+    } catch {
+      throw ModelError.unavailable(
+        "the provider at \(settings.baseURL) sent a body that is not a chat completion: "
+          + ModelError.quote(String(decoding: data, as: UTF8.self)))
+    }
+    if let detail = completion.error {
+      throw classify(status: nil, detail: detail, body: String(decoding: data, as: UTF8.self), model: model)
+    }
+    var translator = OpenAIStreamTranslator()
+    for message in translator.accept(completion.asOneChunk()) { try await sink.write(message) }
+    guard translator.finishReason != nil else {
+      throw ModelError.unavailable("the completion from \(settings.baseURL) has no finish_reason")
+    }
+    for message in translator.finish(model: id(of: model), provider: name) { try await sink.write(message) }
   }
 
   // MARK: - Streaming

@@ -68,10 +68,21 @@ extension ProviderHTTPClient {
     _ url: String, headers: [(String, String)], body: Data, unreachable: String,
     failure: (_ status: Int, _ body: String) -> ModelError
   ) async throws -> HTTPClientResponse.Body {
+    try await post(
+      url, headers: headers, contentType: "application/json", accept: "text/event-stream", body: body,
+      unreachable: unreachable, failure: failure
+    ).body
+  }
+
+  /// POSTs `body` and returns a 200 response with its head; errors as ``postEventStream``.
+  func post(
+    _ url: String, headers: [(String, String)], contentType: String, accept: String, body: Data,
+    unreachable: String, failure: (_ status: Int, _ body: String) -> ModelError
+  ) async throws -> HTTPClientResponse {
     var request = HTTPClientRequest(url: url)
     request.method = .POST
-    request.headers.add(name: "Content-Type", value: "application/json")
-    request.headers.add(name: "Accept", value: "text/event-stream")
+    request.headers.add(name: "Content-Type", value: contentType)
+    request.headers.add(name: "Accept", value: accept)
     for (name, value) in headers { request.headers.add(name: name, value: value) }
     request.body = .bytes(ByteBuffer(bytes: body))
     let response: HTTPClientResponse
@@ -87,7 +98,19 @@ extension ProviderHTTPClient {
       let text = (try? await response.body.collect(upTo: Self.errorBodyLimit)).map { String(buffer: $0) } ?? ""
       throw failure(Int(response.status.code), text).waiting(ModelRetryPolicy.retryAfter(response.headers))
     }
-    return response.body
+    return response
+  }
+
+  /// A whole (non-streamed) response body of at most `limit` bytes; UNAVAILABLE naming `source`
+  /// when the connection breaks or the body is larger.
+  static func collect(_ response: HTTPClientResponse, upTo limit: Int, from source: String) async throws -> Data {
+    do {
+      let buffer = try await response.body.collect(upTo: limit)
+      return Data(buffer.readableBytesView)
+    } catch {
+      try Task.checkCancellation()
+      throw ModelError.unavailable("the response from \(source) could not be read (at most \(limit) bytes): \(error)")
+    }
   }
 }
 
