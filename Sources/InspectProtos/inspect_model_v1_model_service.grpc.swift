@@ -72,12 +72,26 @@ public enum Inspect_Model_V1_ModelRouterService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetUsage" metadata.
+        public enum GetUsage: Sendable {
+            /// Request type for "GetUsage".
+            public typealias Input = Inspect_Model_V1_GetUsageRequest
+            /// Response type for "GetUsage".
+            public typealias Output = Inspect_Model_V1_GetUsageResponse
+            /// Descriptor for "GetUsage".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.model.v1.ModelRouterService"),
+                method: "GetUsage",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "inspect.model.v1.ModelRouterService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Generate.descriptor,
             ListModels.descriptor,
             CountTokens.descriptor,
-            Transcribe.descriptor
+            Transcribe.descriptor,
+            GetUsage.descriptor
         ]
     }
 }
@@ -202,6 +216,27 @@ extension Inspect_Model_V1_ModelRouterService {
             request: GRPCCore.StreamingServerRequest<Inspect_Model_V1_TranscribeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Model_V1_TranscribeResponse>
+
+        /// Handle the "GetUsage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The usage and cost this ModelRouter recorded for a session: every Generate and Transcribe
+        /// > call that named it, in total and per model (kept in `<data-dir>/model/usage.sqlite`).
+        /// > Errors: INVALID_ARGUMENT if session_id is empty. A session with no recorded calls answers
+        /// > zeros.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inspect_Model_V1_GetUsageRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inspect_Model_V1_GetUsageResponse` messages.
+        func getUsage(
+            request: GRPCCore.StreamingServerRequest<Inspect_Model_V1_GetUsageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Model_V1_GetUsageResponse>
     }
 
     /// Service protocol for the "inspect.model.v1.ModelRouterService" service.
@@ -310,6 +345,27 @@ extension Inspect_Model_V1_ModelRouterService {
             request: GRPCCore.ServerRequest<Inspect_Model_V1_TranscribeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Inspect_Model_V1_TranscribeResponse>
+
+        /// Handle the "GetUsage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The usage and cost this ModelRouter recorded for a session: every Generate and Transcribe
+        /// > call that named it, in total and per model (kept in `<data-dir>/model/usage.sqlite`).
+        /// > Errors: INVALID_ARGUMENT if session_id is empty. A session with no recorded calls answers
+        /// > zeros.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Model_V1_GetUsageRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inspect_Model_V1_GetUsageResponse` message.
+        func getUsage(
+            request: GRPCCore.ServerRequest<Inspect_Model_V1_GetUsageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inspect_Model_V1_GetUsageResponse>
     }
 
     /// Simple service protocol for the "inspect.model.v1.ModelRouterService" service.
@@ -417,6 +473,27 @@ extension Inspect_Model_V1_ModelRouterService {
             request: Inspect_Model_V1_TranscribeRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Inspect_Model_V1_TranscribeResponse
+
+        /// Handle the "GetUsage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The usage and cost this ModelRouter recorded for a session: every Generate and Transcribe
+        /// > call that named it, in total and per model (kept in `<data-dir>/model/usage.sqlite`).
+        /// > Errors: INVALID_ARGUMENT if session_id is empty. A session with no recorded calls answers
+        /// > zeros.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inspect_Model_V1_GetUsageRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inspect_Model_V1_GetUsageResponse` to respond with.
+        func getUsage(
+            request: Inspect_Model_V1_GetUsageRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inspect_Model_V1_GetUsageResponse
     }
 }
 
@@ -468,6 +545,17 @@ extension Inspect_Model_V1_ModelRouterService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Inspect_Model_V1_ModelRouterService.Method.GetUsage.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Model_V1_GetUsageRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Model_V1_GetUsageResponse>(),
+            handler: { request, context in
+                try await self.getUsage(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -512,6 +600,17 @@ extension Inspect_Model_V1_ModelRouterService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Model_V1_TranscribeResponse> {
         let response = try await self.transcribe(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getUsage(
+        request: GRPCCore.StreamingServerRequest<Inspect_Model_V1_GetUsageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Model_V1_GetUsageResponse> {
+        let response = try await self.getUsage(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -571,6 +670,19 @@ extension Inspect_Model_V1_ModelRouterService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Inspect_Model_V1_TranscribeResponse> {
         return GRPCCore.ServerResponse<Inspect_Model_V1_TranscribeResponse>(
             message: try await self.transcribe(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getUsage(
+        request: GRPCCore.ServerRequest<Inspect_Model_V1_GetUsageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inspect_Model_V1_GetUsageResponse> {
+        return GRPCCore.ServerResponse<Inspect_Model_V1_GetUsageResponse>(
+            message: try await self.getUsage(
                 request: request.message,
                 context: context
             ),
@@ -705,6 +817,32 @@ extension Inspect_Model_V1_ModelRouterService {
             deserializer: some GRPCCore.MessageDeserializer<Inspect_Model_V1_TranscribeResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Model_V1_TranscribeResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetUsage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The usage and cost this ModelRouter recorded for a session: every Generate and Transcribe
+        /// > call that named it, in total and per model (kept in `<data-dir>/model/usage.sqlite`).
+        /// > Errors: INVALID_ARGUMENT if session_id is empty. A session with no recorded calls answers
+        /// > zeros.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Model_V1_GetUsageRequest` message.
+        ///   - serializer: A serializer for `Inspect_Model_V1_GetUsageRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Model_V1_GetUsageResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getUsage<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Model_V1_GetUsageRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Model_V1_GetUsageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Model_V1_GetUsageResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Model_V1_GetUsageResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -884,6 +1022,43 @@ extension Inspect_Model_V1_ModelRouterService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetUsage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The usage and cost this ModelRouter recorded for a session: every Generate and Transcribe
+        /// > call that named it, in total and per model (kept in `<data-dir>/model/usage.sqlite`).
+        /// > Errors: INVALID_ARGUMENT if session_id is empty. A session with no recorded calls answers
+        /// > zeros.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Model_V1_GetUsageRequest` message.
+        ///   - serializer: A serializer for `Inspect_Model_V1_GetUsageRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Model_V1_GetUsageResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getUsage<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Model_V1_GetUsageRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Model_V1_GetUsageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Model_V1_GetUsageResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Model_V1_GetUsageResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inspect_Model_V1_ModelRouterService.Method.GetUsage.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1013,6 +1188,38 @@ extension Inspect_Model_V1_ModelRouterService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Model_V1_TranscribeRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Model_V1_TranscribeResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetUsage" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The usage and cost this ModelRouter recorded for a session: every Generate and Transcribe
+    /// > call that named it, in total and per model (kept in `<data-dir>/model/usage.sqlite`).
+    /// > Errors: INVALID_ARGUMENT if session_id is empty. A session with no recorded calls answers
+    /// > zeros.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inspect_Model_V1_GetUsageRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getUsage<Result>(
+        request: GRPCCore.ClientRequest<Inspect_Model_V1_GetUsageRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Model_V1_GetUsageResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getUsage(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Model_V1_GetUsageRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Model_V1_GetUsageResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1160,6 +1367,42 @@ extension Inspect_Model_V1_ModelRouterService.ClientProtocol {
             metadata: metadata
         )
         return try await self.transcribe(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetUsage" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The usage and cost this ModelRouter recorded for a session: every Generate and Transcribe
+    /// > call that named it, in total and per model (kept in `<data-dir>/model/usage.sqlite`).
+    /// > Errors: INVALID_ARGUMENT if session_id is empty. A session with no recorded calls answers
+    /// > zeros.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getUsage<Result>(
+        _ message: Inspect_Model_V1_GetUsageRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Model_V1_GetUsageResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inspect_Model_V1_GetUsageRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getUsage(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -344,6 +344,73 @@ public nonisolated struct Inspect_Model_V1_TranscribeResponse: Sendable {
   fileprivate var _duration: SwiftProtobuf.Google_Protobuf_Duration? = nil
 }
 
+public nonisolated struct Inspect_Model_V1_GetUsageRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sessionID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Usage of one model within a session.
+public nonisolated struct Inspect_Model_V1_ModelUsage: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var model: String = String()
+
+  public var calls: UInt64 = 0
+
+  public var failedCalls: UInt64 = 0
+
+  public var inputTokens: UInt64 = 0
+
+  public var outputTokens: UInt64 = 0
+
+  public var cachedInputTokens: UInt64 = 0
+
+  public var costUsd: Double = 0
+
+  /// Seconds of audio transcribed.
+  public var audioSeconds: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Inspect_Model_V1_GetUsageResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sessionID: String = String()
+
+  /// The totals over every model.
+  public var total: Inspect_Model_V1_ModelUsage {
+    get {_total ?? Inspect_Model_V1_ModelUsage()}
+    set {_total = newValue}
+  }
+  /// Returns true if `total` has been explicitly set.
+  public var hasTotal: Bool {self._total != nil}
+  /// Clears the value of `total`. Subsequent reads from it will return its default value.
+  public mutating func clearTotal() {self._total = nil}
+
+  /// Per model, most expensive first.
+  public var byModel: [Inspect_Model_V1_ModelUsage] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _total: Inspect_Model_V1_ModelUsage? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "inspect.model.v1"
@@ -1005,6 +1072,145 @@ nonisolated extension Inspect_Model_V1_TranscribeResponse: SwiftProtobuf.Message
     if lhs.language != rhs.language {return false}
     if lhs._duration != rhs._duration {return false}
     if lhs.model != rhs.model {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Model_V1_GetUsageRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetUsageRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.sessionID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sessionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.sessionID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Model_V1_GetUsageRequest, rhs: Inspect_Model_V1_GetUsageRequest) -> Bool {
+    if lhs.sessionID != rhs.sessionID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Model_V1_ModelUsage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ModelUsage"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}model\0\u{1}calls\0\u{3}failed_calls\0\u{3}input_tokens\0\u{3}output_tokens\0\u{3}cached_input_tokens\0\u{3}cost_usd\0\u{3}audio_seconds\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.model) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.calls) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.failedCalls) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.inputTokens) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.outputTokens) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.cachedInputTokens) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.costUsd) }()
+      case 8: try { try decoder.decodeSingularDoubleField(value: &self.audioSeconds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.model.isEmpty {
+      try visitor.visitSingularStringField(value: self.model, fieldNumber: 1)
+    }
+    if self.calls != 0 {
+      try visitor.visitSingularUInt64Field(value: self.calls, fieldNumber: 2)
+    }
+    if self.failedCalls != 0 {
+      try visitor.visitSingularUInt64Field(value: self.failedCalls, fieldNumber: 3)
+    }
+    if self.inputTokens != 0 {
+      try visitor.visitSingularUInt64Field(value: self.inputTokens, fieldNumber: 4)
+    }
+    if self.outputTokens != 0 {
+      try visitor.visitSingularUInt64Field(value: self.outputTokens, fieldNumber: 5)
+    }
+    if self.cachedInputTokens != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cachedInputTokens, fieldNumber: 6)
+    }
+    if self.costUsd.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.costUsd, fieldNumber: 7)
+    }
+    if self.audioSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.audioSeconds, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Model_V1_ModelUsage, rhs: Inspect_Model_V1_ModelUsage) -> Bool {
+    if lhs.model != rhs.model {return false}
+    if lhs.calls != rhs.calls {return false}
+    if lhs.failedCalls != rhs.failedCalls {return false}
+    if lhs.inputTokens != rhs.inputTokens {return false}
+    if lhs.outputTokens != rhs.outputTokens {return false}
+    if lhs.cachedInputTokens != rhs.cachedInputTokens {return false}
+    if lhs.costUsd != rhs.costUsd {return false}
+    if lhs.audioSeconds != rhs.audioSeconds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Model_V1_GetUsageResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetUsageResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{1}total\0\u{3}by_model\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.sessionID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._total) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.byModel) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.sessionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.sessionID, fieldNumber: 1)
+    }
+    try { if let v = self._total {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.byModel.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.byModel, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Model_V1_GetUsageResponse, rhs: Inspect_Model_V1_GetUsageResponse) -> Bool {
+    if lhs.sessionID != rhs.sessionID {return false}
+    if lhs._total != rhs._total {return false}
+    if lhs.byModel != rhs.byModel {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import InspectKit
 import Logging
+import MultipartKit
 import ServiceLifecycle
 import Synchronization
 
@@ -115,6 +116,7 @@ extension OpenAIStandIn {
       case error(status: Int, body: String, retryAfter: String?)
       case raw(String)
       case endless(every: Duration)
+      case transcription(text: String, language: String?, duration: Double?)
     }
 
     let kind: Kind
@@ -161,6 +163,12 @@ extension OpenAIStandIn {
       Reply(kind: .raw(eventStream))
     }
 
+    /// A transcription (`/v1/audio/transcriptions`), as `verbose_json` when `language` and
+    /// `duration` are given, else as plain `json` (`{"text"}`).
+    public static func transcription(_ text: String, language: String? = nil, duration: Double? = nil) -> Reply {
+      Reply(kind: .transcription(text: text, language: language, duration: duration))
+    }
+
     /// A stream that never ends: a text delta every `interval` until the client goes away.
     public static func endless(every interval: Duration = .milliseconds(20)) -> Reply {
       Reply(kind: .endless(every: interval))
@@ -199,8 +207,19 @@ extension OpenAIStandIn {
     public var authorization: String?
     /// Every header, by lowercase name (the last value of a repeated one).
     public var headers: [String: String] = [:]
-    /// The raw JSON body.
+    /// The raw body.
     public var body: Data
+    /// A `multipart/form-data` upload's text fields (transcriptions).
+    public var form: [String: String] = [:]
+    /// A `multipart/form-data` upload's `file`.
+    public var upload: Upload?
+
+    /// An uploaded file.
+    public struct Upload: Sendable {
+      public var fileName: String?
+      public var contentType: String?
+      public var bytes: Data
+    }
 
     /// The body as a JSON object (empty when it is not one).
     public var json: [String: Any] {
@@ -278,6 +297,42 @@ public func withOpenAIStandIn<T: Sendable>(
   }
   router.post("/v1/chat/completions", use: answer)
   router.post("/v1/messages", use: answer)
+  router.post("/v1/audio/transcriptions") { request, _ -> Response in
+    let bytes = try await request.body.collect(upTo: 64 << 20)
+    var received = OpenAIStandIn.ReceivedRequest(
+      path: request.uri.path, authorization: request.headers[.authorization], body: Data(bytes.readableBytesView))
+    for field in request.headers { received.headers[field.name.canonicalName] = field.value }
+    let contentType = request.headers[.contentType] ?? ""
+    guard contentType.hasPrefix("multipart/form-data"),
+      let boundary = contentType.components(separatedBy: "boundary=").last, boundary != contentType
+    else {
+      return OpenAIStandIn.Reply.error(
+        status: 400, type: "invalid_request_error", message: "expected multipart/form-data with a boundary"
+      ).response(model: "", stream: false) { _ in }
+    }
+    do {
+      for part in try multipartParts(bytes, boundary: boundary) {
+        guard let name = part.name else { continue }
+        if name == "file" {
+          let disposition = part.headers.first(name: "Content-Disposition") ?? ""
+          received.upload = .init(
+            fileName: disposition.components(separatedBy: "filename=\"").dropFirst().first?
+              .components(separatedBy: "\"").first,
+            contentType: part.headers.first(name: "Content-Type"), bytes: Data(part.body.readableBytesView))
+        } else {
+          received.form[name] = String(buffer: part.body)
+        }
+      }
+    } catch {
+      return OpenAIStandIn.Reply.error(
+        status: 400, type: "invalid_request_error", message: "the multipart form could not be read: \(error)"
+      ).response(model: "", stream: false) { _ in }
+    }
+    standIn.began()
+    return standIn.next(for: received).response(model: received.form["model"] ?? "", stream: false) {
+      standIn.ended(completed: $0)
+    }
+  }
   var logger = Logger(label: "inspect.test.openai-stand-in")
   logger.logLevel = .warning
   let app = Application(
@@ -332,6 +387,14 @@ extension OpenAIStandIn.Reply {
             throw error
           }
         })
+    case .transcription(let text, let language, let duration):
+      var object: [String: Any] = ["text": text]
+      if let language { object["language"] = language }
+      if let duration { object["duration"] = duration }
+      ended(true)
+      return Response(
+        status: .ok, headers: [.contentType: "application/json"],
+        body: .init(byteBuffer: ByteBuffer(string: jsonText(object))))
     case .completion(let text, let toolCalls, let finishReason, let usage) where !stream || ignoresStream:
       ended(true)
       return Response(
@@ -453,6 +516,24 @@ extension OpenAIStandIn.Reply {
       String(characters[$0..<min($0 + size, characters.count)])
     }
   }
+}
+
+/// The parts of a `multipart/form-data` body, parsed strictly by MultipartKit.
+private func multipartParts(_ body: ByteBuffer, boundary: String) throws -> [MultipartPart] {
+  final class Collected {
+    var parts: [MultipartPart] = []
+    var current = MultipartPart(body: ByteBuffer())
+  }
+  let collected = Collected()
+  let parser = MultipartParser(boundary: boundary)
+  parser.onHeader = { name, value in collected.current.headers.add(name: name, value: value) }
+  parser.onBody = { bytes in collected.current.body.writeBuffer(&bytes) }
+  parser.onPartComplete = {
+    collected.parts.append(collected.current)
+    collected.current = MultipartPart(body: ByteBuffer())
+  }
+  try parser.execute(body)
+  return collected.parts
 }
 
 /// Compact JSON with sorted keys.

@@ -42,7 +42,10 @@ extension ModelRouterApp {
     return BuiltService(
       host: host,
       grpcServer: try host.makeGRPCServer(services: [
-        ModelRouterService(routing: routing, logger: host.logger, retry: settings.retry, metrics: metrics)
+        ModelRouterService(
+          routing: routing, logger: host.logger, retry: settings.retry, metrics: metrics,
+          ledger: try UsageLedger.open(
+            in: configuration.dataDirectory.appendingPathComponent("model", isDirectory: true)))
       ]),
       httpServer: host.makeHTTPServer(router: host.makeRouter()),
       dependencies: [http])

@@ -12,6 +12,26 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
   let logger: Logger
   var retry = ModelRetryPolicy.default
   var metrics: ModelRouterMetrics?
+  /// Where every call is recorded (``UsageLedger``); nil records nothing and `GetUsage` is
+  /// UNIMPLEMENTED.
+  var ledger: UsageLedger?
+
+  /// What a call reached, for the ledger: the model trying or answering now, and its usage.
+  private final class Progress: Sendable {
+    struct Reached {
+      var model: String
+      var usage = Inspect_Model_V1_Usage()
+      var audioSeconds = 0.0
+    }
+
+    private let state: Mutex<Reached>
+
+    init(model: String) { state = Mutex(Reached(model: model)) }
+
+    var reached: Reached { state.withLock { $0 } }
+
+    func update(_ change: (inout Reached) -> Void) { state.withLock { change(&$0) } }
+  }
 
   func generate(
     request: Inspect_Model_V1_GenerateRequest,
@@ -27,23 +47,64 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
       }
     }
     let chain = try routing.chain(for: request)
-    // grpc-swift reports a deadline or a client that went away through the RPC's cancellation
-    // handle, not by cancelling this task: the work runs in a task cancelled with the RPC, so the
-    // upstream HTTP request (or a wait for a retry or a slot) stops at once.
-    let finished = try await untilRPCCancelled(cancelledValue: false) {
-      try await self.generate(request, chain: chain, response: response)
-      return true
+    let progress = Progress(model: chain[0].id)
+    try await accounted(
+      session: request.sessionID, turn: request.turnID, client: request.client, task: request.task,
+      progress: progress
+    ) {
+      try await self.generate(request, chain: chain, response: response, progress: progress)
     }
-    if !finished {
+  }
+
+  /// Runs a call's `work` so that it stops when the RPC is cancelled, and records it in the
+  /// ledger whatever its outcome.
+  ///
+  /// grpc-swift reports a deadline or a client that went away through the RPC's cancellation
+  /// handle, not by cancelling the handler's task: the work runs in a task cancelled with the RPC,
+  /// so the upstream HTTP request (or a wait for a retry or a slot) stops at once.
+  private func accounted(
+    session: String, turn: String, client: String, task: Inspect_Model_V1_Task, progress: Progress,
+    _ work: @escaping @Sendable () async throws -> Void
+  ) async throws {
+    let started = ContinuousClock.now
+    func record(_ outcome: UsageLedger.Call.Outcome, _ errorType: String = "") async {
+      guard let ledger else { return }
+      let reached = progress.reached
+      let call = UsageLedger.Call(
+        sessionID: session, turnID: turn, client: client, task: RouteTable.name(of: task) ?? "",
+        model: reached.model, outcome: outcome, errorType: errorType, usage: reached.usage,
+        audioSeconds: reached.audioSeconds, duration: ContinuousClock.now - started)
+      do {
+        try await ledger.record(call)
+      } catch {
+        logger.warning("the usage ledger could not record a call", metadata: ["error": "\(error)"])
+      }
+    }
+    let finished: Bool
+    do {
+      finished = try await untilRPCCancelled(cancelledValue: false) {
+        try await work()
+        return true
+      }
+    } catch let error as ModelError {
+      await record(.failed, error.kind.rawValue)
+      throw error
+    } catch {
+      await record(.failed)
+      throw error
+    }
+    guard finished else {
+      await record(.cancelled)
       throw RPCError(
         code: .cancelled, message: "the call was cancelled or its deadline passed; the provider request was stopped")
     }
+    await record(.succeeded)
   }
 
   /// Tries the routes of `chain` in order.
   private func generate(
     _ request: Inspect_Model_V1_GenerateRequest, chain: [ModelRouting.Route],
-    response: RPCWriter<Inspect_Model_V1_GenerateResponse>
+    response: RPCWriter<Inspect_Model_V1_GenerateResponse>, progress: Progress
   ) async throws {
     logger.debug(
       "generate",
@@ -55,8 +116,14 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
     // Whether the caller has been sent anything: after that a failure is reported, not retried
     // and not passed to a fallback model.
     let streamed = Mutex(false)
+    let estimate =
+      TokenEstimate.tokens(messages: request.messages, tools: request.tools)
+      + Int(request.limits.maxOutputTokens)
     for (position, route) in chain.enumerated() {
+      progress.update { $0.model = route.id }
       let priced = routing.table.model(route.id)
+      // What the provider reported, to charge the call with its real size.
+      let used = Mutex<Int?>(nil)
       let sink = GenerateSink { message in
         streamed.withLock { $0 = true }
         var message = message
@@ -64,11 +131,17 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
           if let cost = priced?.cost(of: usage) { usage.costUsd = cost }
           message.usage = usage
           metrics?.usage(model: route.id, usage)
+          progress.update { $0.usage = usage }
+          used.withLock { $0 = Int(usage.inputTokens) + Int(usage.outputTokens) }
         }
         try await response.write(message)
       }
       do {
-        try await generate(request, route: route, sink: sink) { streamed.withLock { $0 } }
+        try await attempts(
+          route: route, estimate: estimate, streamed: { streamed.withLock { $0 } }, used: { used.withLock { $0 } }
+        ) {
+          try await route.provider.generate(request, model: route.model, into: sink)
+        }
         return
       } catch let error as ModelError
         where error.retryable && !streamed.withLock({ $0 }) && position + 1 < chain.count && !Task.isCancelled
@@ -82,44 +155,34 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
     }
   }
 
-  /// One model's attempts: retried per ``ModelRetryPolicy`` while nothing reached the caller,
-  /// each admitted by the provider's ``ProviderGate`` (limits, circuit breaker).
-  private func generate(
-    _ request: Inspect_Model_V1_GenerateRequest, route: ModelRouting.Route, sink: GenerateSink,
-    streamed: @Sendable () -> Bool
-  ) async throws {
+  /// One model's attempts at `call`: each admitted by the provider's ``ProviderGate`` (limits,
+  /// circuit breaker) with `estimate` tokens and charged what `used` reports after it; retried
+  /// per ``ModelRetryPolicy`` while nothing reached the caller (`streamed`).
+  private func attempts<T: Sendable>(
+    route: ModelRouting.Route, estimate: Int, streamed: @Sendable () -> Bool = { false },
+    used: @Sendable () -> Int? = { nil }, _ call: () async throws -> T
+  ) async throws -> T {
     let gate = routing.gates[route.provider.name]
-    let estimate =
-      gate == nil
-      ? 0 : TokenEstimate.tokens(messages: request.messages, tools: request.tools) + Int(request.limits.maxOutputTokens)
     var attempt = 1
     while true {
-      // What the provider reported, to charge the call with its real size.
-      let used = Mutex<Int?>(nil)
-      let counting = GenerateSink { message in
-        if case .usage(let usage) = message.kind {
-          used.withLock { $0 = Int(usage.inputTokens) + Int(usage.outputTokens) }
-        }
-        try await sink.write(message)
-      }
       do {
         let permit = try await gate?.admit(tokens: estimate)
         do {
-          try await route.provider.generate(request, model: route.model, into: counting)
-          if let permit { await gate?.release(permit, .succeeded, usedTokens: used.withLock { $0 }) }
-          return
+          let value = try await call()
+          if let permit { await gate?.release(permit, .succeeded, usedTokens: used()) }
+          return value
         } catch let error as ModelError where !Task.isCancelled {
-          if let permit { await gate?.release(permit, .failed(error), usedTokens: used.withLock { $0 }) }
+          if let permit { await gate?.release(permit, .failed(error), usedTokens: used()) }
           throw error
         } catch {
-          if let permit { await gate?.release(permit, .abandoned, usedTokens: used.withLock { $0 }) }
+          if let permit { await gate?.release(permit, .abandoned, usedTokens: used()) }
           throw error
         }
       } catch let error as ModelError {
         try Task.checkCancellation()
         guard !streamed(), !error.circuitOpen, let delay = retry.delay(after: attempt, error: error) else {
           logger.notice(
-            "generate failed",
+            "model call failed",
             metadata: ["model.id": "\(route.id)", "model.error": "\(error)", "attempts": "\(attempt)"])
           throw error
         }
@@ -172,9 +235,64 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
   func transcribe(
     request: Inspect_Model_V1_TranscribeRequest, context: ServerContext
   ) async throws -> Inspect_Model_V1_TranscribeResponse {
-    throw RPCError(
-      code: .unimplemented,
-      message: "\(Inspect_Model_V1_ModelRouterService.Method.Transcribe.descriptor.fullyQualifiedMethod) is not "
-        + "implemented yet: no provider of this version can transcribe audio")
+    guard !request.audio.isEmpty else {
+      throw ModelError.invalidRequest("the request has no audio; send the recording in `audio`")
+    }
+    guard request.audio.count <= Transcription.maximumBytes else {
+      throw ModelError.invalidRequest(
+        "the audio is \(request.audio.count) bytes; at most \(Transcription.maximumBytes) bytes can be transcribed "
+          + "in one call")
+    }
+    guard Transcription.fileExtension(for: request.mediaType) != nil else {
+      throw ModelError.invalidRequest(
+        "media type '\(request.mediaType)' cannot be transcribed; send one of "
+          + Transcription.extensions.keys.sorted().joined(separator: ", "))
+    }
+    let (provider, model) = try routing.transcriber(request.model)
+    let route = ModelRouting.Route(provider: provider, model: model)
+    let progress = Progress(model: route.id)
+    let result = Mutex<Transcription?>(nil)
+    try await accounted(
+      session: request.sessionID, turn: "", client: request.client, task: .transcribe, progress: progress
+    ) {
+      let transcription = try await self.attempts(route: route, estimate: 0) {
+        try await provider.transcribe(
+          audio: request.audio, mediaType: request.mediaType, language: request.language, model: model)
+      }
+      result.withLock { $0 = transcription }
+      progress.update { $0.audioSeconds = transcription.durationSeconds ?? 0 }
+    }
+    let transcription = try result.withLock { value in
+      guard let value else { throw ModelError.unavailable("the transcription ended without an answer") }
+      return value
+    }
+    return .with {
+      $0.text = transcription.text
+      $0.language = transcription.language
+      if let seconds = transcription.durationSeconds {
+        $0.duration = .with {
+          $0.seconds = Int64(seconds)
+          $0.nanos = Int32((seconds - Double(Int64(seconds))) * 1e9)
+        }
+      }
+      $0.model = route.id
+    }
+  }
+
+  func getUsage(
+    request: Inspect_Model_V1_GetUsageRequest, context: ServerContext
+  ) async throws -> Inspect_Model_V1_GetUsageResponse {
+    let session = request.sessionID.trimmingCharacters(in: .whitespaces)
+    guard !session.isEmpty else {
+      throw ModelError.invalidRequest("session_id is empty; name the session whose usage to sum")
+    }
+    guard let ledger else {
+      throw RPCError(code: .unimplemented, message: "this ModelRouter keeps no usage ledger")
+    }
+    do {
+      return try await ledger.usage(session: session)
+    } catch {
+      throw RPCError(code: .internalError, message: "the usage ledger could not be read: \(error)")
+    }
   }
 }

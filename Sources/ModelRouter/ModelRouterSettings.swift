@@ -11,6 +11,7 @@ import InspectKit
 /// | `OPENAI_API_KEY` | enables the OpenAI provider; sent as `Authorization: Bearer …` |
 /// | `OPENAI_BASE_URL` | an OpenAI-compatible endpoint including `/v1` (vLLM, Ollama, llama.cpp…); enables the provider without a key |
 /// | `OPENAI_MODEL` | the OpenAI model used when a request names none and `INSPECT_DEFAULT_MODEL` is unset (default `gpt-4.1-mini`) |
+/// | `OPENAI_TRANSCRIBE_MODEL` | the model `Transcribe` uses when neither the request nor the routing file's `transcribe` task names one (default `whisper-1`) |
 /// | `INSPECT_MODEL_ROUTES` | a YAML routing file (``RouteTable``): models and prices, per-client / per-task / default models, fallback chains |
 /// | `INSPECT_MODEL_MAX_ATTEMPTS` | attempts per model call for rate limits, overload and outages (default 3; 1 = no retries) |
 /// | `ANTHROPIC_API_KEY` | enables the Anthropic provider (`anthropic:<model>`); sent as `x-api-key` |
@@ -57,6 +58,7 @@ struct ModelRouterSettings: Sendable {
       openAI = try OpenAISettings(
         baseURL: baseURL ?? OpenAISettings.defaultBaseURL, apiKey: apiKey,
         defaultModel: value("OPENAI_MODEL") ?? OpenAISettings.fallbackModel, source: "OPENAI_BASE_URL")
+      if let model = value("OPENAI_TRANSCRIBE_MODEL") { openAI?.transcriptionModel = model }
     }
     var anthropic: AnthropicSettings?
     let anthropicKey = value("ANTHROPIC_API_KEY")
@@ -89,6 +91,8 @@ struct OpenAISettings: Sendable {
   var apiKey: String?
   /// The model used when routing picks this provider for a request that names none.
   var defaultModel: String
+  /// The model `Transcribe` uses by default.
+  var transcriptionModel = "whisper-1"
   /// How long to keep trying to connect before the call fails UNAVAILABLE.
   var connectTimeout: Duration = .seconds(10)
 

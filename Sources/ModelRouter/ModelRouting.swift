@@ -62,6 +62,29 @@ struct ModelRouting: Sendable {
     throw ModelError.noProvider(notConfigured("the request names no model"), code: .failedPrecondition)
   }
 
+  /// The provider and model that transcribe audio: the model the request names, else the routing
+  /// file's `transcribe` task, else the OpenAI-compatible provider's transcription model
+  /// (`OPENAI_TRANSCRIBE_MODEL`). Only OpenAI-compatible providers transcribe.
+  func transcriber(_ requested: String) throws -> (OpenAIProvider, model: String) {
+    let named = requested.trimmingCharacters(in: .whitespaces)
+    let chosen = named.isEmpty ? table.tasks["transcribe"] : named
+    guard let chosen else {
+      guard let openAI else {
+        throw ModelError.noProvider(
+          "no provider can transcribe audio: set OPENAI_API_KEY or OPENAI_BASE_URL (a server with "
+            + "/v1/audio/transcriptions, such as OpenAI, vLLM or whisper.cpp's server)", code: .failedPrecondition)
+      }
+      return (openAI, openAI.settings.transcriptionModel)
+    }
+    let route = try route(explicit: chosen)
+    guard let openAI = route.provider as? OpenAIProvider else {
+      throw ModelError.noProvider(
+        "model \(route.id) cannot transcribe audio: only OpenAI-compatible providers offer /audio/transcriptions",
+        code: .failedPrecondition)
+    }
+    return (openAI, route.model)
+  }
+
   private func route(explicit model: String) throws -> Route {
     let prefix = model.firstIndex(of: ":").map { String(model[..<$0]) }
     let rest = model.firstIndex(of: ":").map { String(model[model.index(after: $0)...]) } ?? model

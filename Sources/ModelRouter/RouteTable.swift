@@ -158,17 +158,20 @@ struct RouteTable: Decodable, Sendable {
   /// else the default.
   func model(client: String, task: Inspect_Model_V1_Task) -> String? {
     if let byClient = clients[client.lowercased()], !client.isEmpty { return byClient }
-    let taskName: String? =
-      switch task {
-      case .code: "code"
-      case .classify: "classify"
-      case .title: "title"
-      case .compact: "compact"
-      case .transcribe: "transcribe"
-      case .unspecified, .UNRECOGNIZED: nil
-      }
-    if let taskName, let byTask = tasks[taskName] { return byTask }
+    if let taskName = Self.name(of: task), let byTask = tasks[taskName] { return byTask }
     return self.default
+  }
+
+  /// The name a task has in the file (`code`, `classify`…); nil for none.
+  static func name(of task: Inspect_Model_V1_Task) -> String? {
+    switch task {
+    case .code: "code"
+    case .classify: "classify"
+    case .title: "title"
+    case .compact: "compact"
+    case .transcribe: "transcribe"
+    case .unspecified, .UNRECOGNIZED: nil
+    }
   }
 
   /// `info` with what the table knows about it (window, prices, capabilities).

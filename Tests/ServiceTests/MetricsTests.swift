@@ -15,7 +15,7 @@ struct MetricsTests {
       try await withRunningService(built) { addresses in
         let http = HTTPTestClient(addresses.http)
         let counter =
-          "rpc_server_requests_total{rpc_method=\"inspect.model.v1.ModelRouterService/Transcribe\",rpc_grpc_status_code=\"UNIMPLEMENTED\"}"
+          "rpc_server_requests_total{rpc_method=\"inspect.model.v1.ModelRouterService/Transcribe\",rpc_grpc_status_code=\"INVALID_ARGUMENT\"}"
         let histogram =
           "rpc_server_duration_seconds_count{rpc_method=\"inspect.model.v1.ModelRouterService/Transcribe\"}"
         let okCounter =

@@ -213,15 +213,6 @@ struct ModelRouterTests {
     }
   }
 
-  @Test("Transcribe answers UNIMPLEMENTED with a message saying what is missing")
-  func transcribeUnimplemented() async throws {
-    try await withModelRouter { client, _ in
-      let error = await #expect(throws: RPCError.self) { _ = try await client.transcribe(.init()) }
-      #expect(error?.code == .unimplemented)
-      #expect(error?.message.contains("not implemented yet") == true)
-    }
-  }
-
   // MARK: - Settings
 
   @Test(

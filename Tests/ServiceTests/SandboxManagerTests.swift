@@ -97,6 +97,14 @@ struct SandboxManagerTests {
       }
       let statuses = log.sandboxStatuses.map(\.phase)
       #expect(statuses.contains(.ready))
+      // One usage event per model step, each naming the model; they add up to the turn's totals.
+      let usages = log.all.compactMap { event -> Inspect_Session_V1_Usage? in
+        if case .usage(let usage) = event.kind { return usage }
+        return nil
+      }
+      #expect(usages.count == Int(finished.steps))
+      #expect(usages.allSatisfy { $0.model == "scripted:demo" && $0.inputTokens > 0 })
+      #expect(usages.reduce(0) { $0 + UInt64($1.inputTokens) } == finished.inputTokens)
       let pushed = try #require(log.pushes.first)
       let remote = fixture.driver.remote(fixture.repository).path
       #expect(try await Git.run(["--git-dir", remote, "rev-parse", "inspect/ses-directory"]) == pushed.commit)

@@ -85,7 +85,7 @@ def test_demo_session_end_to_end(inspect_system, tmp_path):
 
     kinds = [frame["event"] for frame in events]
     for kind in ["session_created", "prompt_queued", "turn_started", "sandbox_status", "text_delta",
-                 "assistant_message", "tool_call", "command_output", "branch_pushed", "turn_finished"]:
+                 "assistant_message", "usage", "tool_call", "command_output", "branch_pushed", "turn_finished"]:
         assert kind in kinds, kind
 
     # (a) the pushed branch passes its tests; main still fails them.

@@ -168,11 +168,11 @@ def test_session_through_gateway_create_prompt_subscribe(inspect_system, channel
 # --- an internal service, directly --------------------------------------------------------------
 
 
-def test_model_router_transcribe_is_unimplemented(channels, proto_stubs):
+def test_model_router_transcribe_without_audio_is_invalid(channels, proto_stubs):
     messages = proto_stubs.load("model.v1.model_service_pb2")
     services = proto_stubs.load("model.v1.model_service_pb2_grpc")
     router = services.ModelRouterServiceStub(channels["ModelRouter"])
     with pytest.raises(grpc.RpcError) as raised:
         router.Transcribe(messages.TranscribeRequest(), timeout=CALL_TIMEOUT_S)
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED, raised.value.details()
-    assert "not implemented" in (raised.value.details() or ""), raised.value.details()
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
+    assert "no audio" in (raised.value.details() or ""), raised.value.details()

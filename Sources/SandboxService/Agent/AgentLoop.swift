@@ -159,6 +159,18 @@ struct AgentLoop: Sendable {
       totals.input += UInt64(reply.usage.inputTokens)
       totals.output += UInt64(reply.usage.outputTokens)
       totals.cost += reply.usage.costUsd
+      // Each model call's usage goes into the session's log (budgets, stats, clients' cost view);
+      // ModelRouter keeps its own per-session ledger of the same calls (GetUsage).
+      try await emit(
+        .with {
+          $0.usage = .with {
+            $0.model = reply.model
+            $0.inputTokens = reply.usage.inputTokens
+            $0.outputTokens = reply.usage.outputTokens
+            $0.cachedInputTokens = reply.usage.cachedInputTokens
+            $0.costUsd = reply.usage.costUsd
+          }
+        })
       let ids = reply.calls.map { _ in Identifier.make(.toolCall) }
       try await emit(
         .with {
