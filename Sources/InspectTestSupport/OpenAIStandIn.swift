@@ -417,7 +417,14 @@ extension OpenAIStandIn.Reply {
       body: ResponseBody { writer in
         do {
           for piece in pieces {
-            if delay > .zero { try await Task.sleep(for: delay) }
+            // A long pause is spent writing SSE comments, so a client that went away is noticed.
+            var left = delay
+            while left > .zero {
+              let step = min(left, .milliseconds(100))
+              try await Task.sleep(for: step)
+              left -= step
+              if left > .zero { try await writer.write(ByteBuffer(string: ":\n\n")) }
+            }
             // Each event goes out in two writes cut mid-line, so clients must reassemble lines.
             let bytes = Array(piece.utf8)
             let cut = bytes.count / 2

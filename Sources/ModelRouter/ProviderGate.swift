@@ -57,7 +57,8 @@ actor ProviderGate {
   let limits: Limits
   private let logger: Logger
   private let metrics: ModelRouterMetrics?
-  private let clock = ContinuousClock()
+  /// The time (a parameter so tests can move it).
+  private let now: @Sendable () -> ContinuousClock.Instant
   private var running = 0
   private var bucket: Double
   private var refilledAt: ContinuousClock.Instant
@@ -67,13 +68,17 @@ actor ProviderGate {
   private var breaker = Breaker.closed(failures: 0)
   private var lastOutage = ""
 
-  init(provider: String, limits: Limits, logger: Logger, metrics: ModelRouterMetrics? = nil) {
+  init(
+    provider: String, limits: Limits, logger: Logger, metrics: ModelRouterMetrics? = nil,
+    now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
+  ) {
     self.provider = provider
     self.limits = limits
     self.logger = logger
     self.metrics = metrics
+    self.now = now
     bucket = Double(limits.tokensPerMinute ?? 0)
-    refilledAt = clock.now
+    refilledAt = now()
   }
 
   /// Waits until the call may start (a concurrency slot and `tokens` in the bucket, after the
@@ -100,7 +105,7 @@ actor ProviderGate {
         Task { await self.leave(id) }
       }
     } catch {
-      if trial { breaker = .open(until: clock.now) }
+      if trial { breaker = .open(until: now()) }
       throw error
     }
     return Permit(tokens: tokens, trial: trial)
@@ -135,7 +140,7 @@ actor ProviderGate {
       }
     case .abandoned:
       // The trial's caller went away: the next call is the trial.
-      if permit.trial { breaker = .open(until: clock.now) }
+      if permit.trial { breaker = .open(until: now()) }
     }
     pump()
   }
@@ -147,11 +152,11 @@ actor ProviderGate {
     switch breaker {
     case .closed:
       return false
-    case .open(let until) where clock.now >= until:
+    case .open(let until) where now() >= until:
       breaker = .halfOpen
       return true
     case .open(let until):
-      let seconds = Double((until - clock.now).components.seconds) + 1
+      let seconds = Double((until - now()).components.seconds) + 1
       throw ModelError.circuitOpen(
         "the circuit for provider \(provider) is open after repeated outages (last: \(lastOutage)); calls to it fail "
           + "at once for another \(Int(seconds)) s, then one trial call is let through")
@@ -163,7 +168,7 @@ actor ProviderGate {
   }
 
   private func open(after reason: String) {
-    breaker = .open(until: clock.now + limits.breakerCooldown)
+    breaker = .open(until: now() + limits.breakerCooldown)
     logger.warning(
       "circuit opened",
       metadata: [
@@ -177,9 +182,9 @@ actor ProviderGate {
 
   private func refill() {
     guard let perMinute = limits.tokensPerMinute else { return }
-    let now = clock.now
-    let elapsed = now - refilledAt
-    refilledAt = now
+    let instant = now()
+    let elapsed = instant - refilledAt
+    refilledAt = instant
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     bucket = min(Double(perMinute), bucket + seconds * Double(perMinute) / 60)
   }

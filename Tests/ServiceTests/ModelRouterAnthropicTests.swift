@@ -177,4 +177,31 @@ struct ModelRouterAnthropicTests {
       }
     }
   }
+
+  @Test("a slow first byte is waited for; a stream that stalls ends at the caller's deadline")
+  func slowAndStalled() async throws {
+    let replies: [OpenAIStandIn.Reply] = [
+      .raw(textStream("Slow but sure.")).afterHead(.milliseconds(400)),
+      .raw(textStream("Never arrives.")).delayed(.seconds(60)),
+    ]
+    try await withOpenAIStandIn(replies) { standIn in
+      try await withModelRouter(anthropic: try settings(standIn)) { client, _ in
+        let slow = try await client.answer(
+          F.request(model: "anthropic:claude-test", [F.user("hi")]), timeout: .seconds(30))
+        #expect(slow.text == "Slow but sure.")
+        let error = await #expect(throws: RPCError.self) {
+          _ = try await client.answer(
+            F.request(model: "anthropic:claude-test", [F.user("hi")]), timeout: .milliseconds(500))
+        }
+        #expect(error?.code == .deadlineExceeded)
+      }
+      // The stalled response was abandoned by ModelRouter, not left open.
+      var closed = false
+      for _ in 0..<250 where !closed {
+        closed = standIn.abandoned == 1 && standIn.inFlight == 0
+        if !closed { try await Task.sleep(for: .milliseconds(20)) }
+      }
+      #expect(closed, "abandoned \(standIn.abandoned), in flight \(standIn.inFlight)")
+    }
+  }
 }
