@@ -23,6 +23,11 @@ extension ModelRouterApp {
       gates[name] = ProviderGate(
         provider: name, limits: settings.routes.limits(of: name), logger: host.logger, metrics: metrics)
     }
+    // Transcription often goes to another server (a local whisper) than chat: its outages do not
+    // open the chat breaker, and its limits are the OpenAI provider's own.
+    gates[ModelRouting.transcriptionGate] = ProviderGate(
+      provider: ModelRouting.transcriptionGate, limits: settings.routes.limits(of: "openai"), logger: host.logger,
+      metrics: metrics)
     let nonStreaming = Set(
       settings.routes.models.filter { $0.streamToolCalls == false && $0.id.hasPrefix("openai:") }
         .map { String($0.id.dropFirst("openai:".count)) })
@@ -41,12 +46,15 @@ extension ModelRouterApp {
       ])
     return BuiltService(
       host: host,
-      grpcServer: try host.makeGRPCServer(services: [
-        ModelRouterService(
-          routing: routing, logger: host.logger, retry: settings.retry, metrics: metrics,
-          ledger: try UsageLedger.open(
-            in: configuration.dataDirectory.appendingPathComponent("model", isDirectory: true)))
-      ]),
+      grpcServer: try host.makeGRPCServer(
+        services: [
+          ModelRouterService(
+            routing: routing, logger: host.logger, retry: settings.retry, metrics: metrics,
+            ledger: try UsageLedger.open(
+              in: configuration.dataDirectory.appendingPathComponent("model", isDirectory: true)))
+        ],
+        // Audio for Transcribe is larger than gRPC's usual 4 MiB.
+        maxRequestBytes: Transcription.maximumBytes + (1 << 20)),
       httpServer: host.makeHTTPServer(router: host.makeRouter()),
       dependencies: [http])
   }

@@ -50,7 +50,7 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
     let progress = Progress(model: chain[0].id)
     try await accounted(
       session: request.sessionID, turn: request.turnID, client: request.client, task: request.task,
-      progress: progress
+      progress: progress, context: context
     ) {
       try await self.generate(request, chain: chain, response: response, progress: progress)
     }
@@ -64,8 +64,9 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
   /// so the upstream HTTP request (or a wait for a retry or a slot) stops at once.
   private func accounted(
     session: String, turn: String, client: String, task: Inspect_Model_V1_Task, progress: Progress,
-    _ work: @escaping @Sendable () async throws -> Void
+    context: ServerContext, _ work: @escaping @Sendable () async throws -> Void
   ) async throws {
+    let session = session.trimmingCharacters(in: .whitespaces)
     let started = ContinuousClock.now
     func record(_ outcome: UsageLedger.Call.Outcome, _ errorType: String = "") async {
       guard let ledger else { return }
@@ -86,11 +87,14 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
         try await work()
         return true
       }
-    } catch let error as ModelError {
-      await record(.failed, error.kind.rawValue)
-      throw error
     } catch {
-      await record(.failed)
+      // A caller that went away mid-stream makes writes fail with errors of their own: still a
+      // cancellation, not a failed call.
+      if context.cancellation.isCancelled || error is CancellationError {
+        await record(.cancelled)
+      } else {
+        await record(.failed, (error as? ModelError)?.kind.rawValue ?? "")
+      }
       throw error
     }
     guard finished else {
@@ -138,7 +142,8 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
       }
       do {
         try await attempts(
-          route: route, estimate: estimate, streamed: { streamed.withLock { $0 } }, used: { used.withLock { $0 } }
+          route: route, gate: routing.gates[route.provider.name], estimate: estimate,
+          streamed: { streamed.withLock { $0 } }, used: { used.withLock { $0 } }
         ) {
           try await route.provider.generate(request, model: route.model, into: sink)
         }
@@ -159,10 +164,9 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
   /// circuit breaker) with `estimate` tokens and charged what `used` reports after it; retried
   /// per ``ModelRetryPolicy`` while nothing reached the caller (`streamed`).
   private func attempts<T: Sendable>(
-    route: ModelRouting.Route, estimate: Int, streamed: @Sendable () -> Bool = { false },
+    route: ModelRouting.Route, gate: ProviderGate?, estimate: Int, streamed: @Sendable () -> Bool = { false },
     used: @Sendable () -> Int? = { nil }, _ call: () async throws -> T
   ) async throws -> T {
-    let gate = routing.gates[route.provider.name]
     var attempt = 1
     while true {
       do {
@@ -180,7 +184,10 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
         }
       } catch let error as ModelError {
         try Task.checkCancellation()
-        guard !streamed(), !error.circuitOpen, let delay = retry.delay(after: attempt, error: error) else {
+        // A failure that opened the circuit is reported at once (the route may fall back).
+        let circuitOpened = await gate?.isOpen ?? false
+        guard !streamed(), !error.circuitOpen, !circuitOpened, let delay = retry.delay(after: attempt, error: error)
+        else {
           logger.notice(
             "model call failed",
             metadata: ["model.id": "\(route.id)", "model.error": "\(error)", "attempts": "\(attempt)"])
@@ -253,9 +260,12 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
     let progress = Progress(model: route.id)
     let result = Mutex<Transcription?>(nil)
     try await accounted(
-      session: request.sessionID, turn: "", client: request.client, task: .transcribe, progress: progress
+      session: request.sessionID, turn: "", client: request.client, task: .transcribe, progress: progress,
+      context: context
     ) {
-      let transcription = try await self.attempts(route: route, estimate: 0) {
+      let transcription = try await self.attempts(
+        route: route, gate: self.routing.gates[ModelRouting.transcriptionGate], estimate: 0
+      ) {
         try await provider.transcribe(
           audio: request.audio, mediaType: request.mediaType, language: request.language, model: model)
       }
@@ -269,7 +279,7 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
     return .with {
       $0.text = transcription.text
       $0.language = transcription.language
-      if let seconds = transcription.durationSeconds {
+      if let seconds = transcription.durationSeconds, seconds.isFinite, (0...1e7).contains(seconds) {
         $0.duration = .with {
           $0.seconds = Int64(seconds)
           $0.nanos = Int32((seconds - Double(Int64(seconds))) * 1e9)

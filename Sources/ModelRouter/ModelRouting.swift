@@ -24,8 +24,11 @@ struct ModelRouting: Sendable {
   /// The routing file's rules, prices and fallback chains (empty without one).
   var table = RouteTable()
   /// Admission and circuit breaker per provider name; providers without one (scripted) are not
-  /// limited.
+  /// limited. Transcription has its own (``transcriptionGate``).
   var gates: [String: ProviderGate] = [:]
+
+  /// The gate of `Transcribe` calls.
+  static let transcriptionGate = "openai-transcription"
 
   var providers: [any ModelProvider] {
     [scripted] + (openAI.map { [$0] } ?? []) + (anthropic.map { [$0] } ?? [])

@@ -65,6 +65,8 @@ actor ProviderGate {
   private var waiters: [Waiter] = []
   private var nextWaiterID = 0
   private var wakeup: Task<Void, Never>?
+  /// When the pending wakeup fires, and for which waiter.
+  private var wakeupAt: (instant: ContinuousClock.Instant, waiter: Int)?
   private var breaker = Breaker.closed(failures: 0)
   private var lastOutage = ""
 
@@ -88,7 +90,9 @@ actor ProviderGate {
     let trial = try passBreaker()
     // A call larger than a minute's worth would never start; it waits for a full bucket.
     let tokens = min(max(0, requested), limits.tokensPerMinute ?? 0)
-    if waiters.isEmpty, canStart(tokens) {
+    // The breaker's trial goes at once, ahead of the queue and over the limits: calls waiting
+    // behind a provider that hangs must not keep it from being tested.
+    if trial || (waiters.isEmpty && canStart(tokens)) {
       start(tokens)
       return Permit(tokens: tokens, trial: trial)
     }
@@ -147,6 +151,16 @@ actor ProviderGate {
 
   // MARK: - The breaker
 
+  /// Calls waiting to start.
+  var waiting: Int { waiters.count }
+
+  /// Whether calls fail at once now (open, or half-open with its trial running).
+  var isOpen: Bool {
+    if case .closed = breaker { return false }
+    if case .open(let until) = breaker, now() >= until { return false }
+    return true
+  }
+
   /// Throws while the breaker is open; true when this call is the trial after the cooldown.
   private func passBreaker() throws -> Bool {
     switch breaker {
@@ -169,6 +183,15 @@ actor ProviderGate {
 
   private func open(after reason: String) {
     breaker = .open(until: now() + limits.breakerCooldown)
+    // Calls still waiting would go to a provider that is down: they fail now, so their routes
+    // fall back at once.
+    let waiting = waiters
+    waiters = []
+    for waiter in waiting {
+      waiter.continuation.resume(
+        throwing: ModelError.circuitOpen(
+          "the circuit for provider \(provider) opened while this call waited (last outage: \(lastOutage))"))
+    }
     logger.warning(
       "circuit opened",
       metadata: [
@@ -214,19 +237,37 @@ actor ProviderGate {
   }
 
   /// When the oldest waiting call waits for tokens (not a slot), wakes up when they have refilled.
+  /// A pending wakeup for the same call that fires no later is kept (new arrivals do not push it
+  /// back).
   private func scheduleWakeup() {
-    wakeup?.cancel()
-    wakeup = nil
-    guard let first = waiters.first, let perMinute = limits.tokensPerMinute else { return }
-    if let most = limits.maxConcurrent, running >= most { return }
+    guard let first = waiters.first, let perMinute = limits.tokensPerMinute,
+      limits.maxConcurrent.map({ running < $0 }) ?? true
+    else {
+      wakeup?.cancel()
+      (wakeup, wakeupAt) = (nil, nil)
+      return
+    }
+    refill()
     let missing = Double(first.tokens) - bucket
-    guard missing > 0 else { return }
+    guard missing > 0 else {
+      pump()
+      return
+    }
     let delay = Duration.milliseconds(Int64((missing * 60_000 / Double(perMinute)).rounded(.up)) + 1)
+    let fireAt = now() + delay
+    if let pending = wakeupAt, pending.waiter == first.id, pending.instant <= fireAt { return }
+    wakeup?.cancel()
+    wakeupAt = (fireAt, first.id)
     wakeup = Task {
       try? await Task.sleep(for: delay)
       guard !Task.isCancelled else { return }
-      self.pump()
+      self.wokeUp()
     }
+  }
+
+  private func wokeUp() {
+    (wakeup, wakeupAt) = (nil, nil)
+    pump()
   }
 
   private func leave(_ id: Int) {

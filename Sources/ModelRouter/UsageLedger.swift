@@ -64,6 +64,11 @@ struct UsageLedger: Sendable {
     try migrator.migrate(writer)
   }
 
+  /// Closes the file (tests reopen it as a restarted service would).
+  func close() throws {
+    try (writer as? DatabasePool)?.close()
+  }
+
   func record(_ call: Call) async throws {
     try await writer.write { db in
       try db.execute(

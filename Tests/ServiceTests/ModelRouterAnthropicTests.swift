@@ -193,7 +193,7 @@ struct ModelRouterAnthropicTests {
           _ = try await client.answer(
             F.request(model: "anthropic:claude-test", [F.user("hi")]), timeout: .milliseconds(500))
         }
-        #expect(error?.code == .deadlineExceeded)
+        #expect(error?.code == .deadlineExceeded || error?.code == .cancelled, "\(String(describing: error))")
       }
       // The stalled response was abandoned by ModelRouter, not left open.
       var closed = false

@@ -50,7 +50,8 @@ struct ModelRouterReliabilityTests {
         let error = await #expect(throws: RPCError.self) {
           _ = try await client.answer(F.request(model: "openai:m", [F.user("hi")]), timeout: .milliseconds(600))
         }
-        #expect(error?.code == .deadlineExceeded)
+        // The client's deadline and the server's (which cancels the call) race: either code is right.
+        #expect(error?.code == .deadlineExceeded || error?.code == .cancelled, "\(String(describing: error))")
       }
       // The deadline stopped the upstream request: the stand-in's endless body could not go on.
       let closed = await eventually { standIn.abandoned == 1 && standIn.inFlight == 0 }
@@ -120,7 +121,8 @@ struct ModelRouterReliabilityTests {
         let error = await #expect(throws: RPCError.self) {
           _ = try await client.answer(F.request(model: "openai:m", [F.user("wait")]), timeout: .milliseconds(400))
         }
-        #expect(error?.code == .deadlineExceeded)
+        // The client's deadline and the server's (which cancels the call) race: either code is right.
+        #expect(error?.code == .deadlineExceeded || error?.code == .cancelled, "\(String(describing: error))")
         #expect(standIn.requests.count == 1)
         holder.cancel()
         _ = try? await holder.value
@@ -157,7 +159,8 @@ struct ModelRouterReliabilityTests {
         let error = await #expect(throws: RPCError.self) {
           _ = try await client.answer(request, timeout: .milliseconds(500))
         }
-        #expect(error?.code == .deadlineExceeded)
+        // The client's deadline and the server's (which cancels the call) race: either code is right.
+        #expect(error?.code == .deadlineExceeded || error?.code == .cancelled, "\(String(describing: error))")
       }
       #expect(standIn.requests.count == 1)
     }
@@ -232,6 +235,45 @@ struct ModelRouterReliabilityTests {
     await gate.release(one, .failed(outage), usedTokens: nil)
     let still = try await gate.admit(tokens: 0)
     await gate.release(still, .succeeded, usedTokens: nil)
+  }
+
+  @Test("calls waiting for tokens start as the bucket refills, oldest first, however many arrive meanwhile")
+  func tokenRefillWakesWaiters() async throws {
+    let routes = try routeTable("providers:\n  openai: {tokens_per_minute: 6000}")
+    let request = {
+      var request = F.request(model: "openai:m", [F.user("hi")])
+      request.limits.maxOutputTokens = 50
+      return request
+    }()
+    // The first call uses 5,990 tokens: the bucket (100 a second) is nearly empty, so each later
+    // call (about 51 tokens) waits about half a second for its share.
+    try await withOpenAIStandIn([.text("big", usage: (5000, 990))], whenExhausted: .text("small", usage: (1, 1))) {
+      standIn in
+      try await withModelRouter(openAI: try Self.settings(standIn), routes: routes) { client, _ in
+        _ = try await client.answer(request, timeout: .seconds(30))
+        try await withThrowingTaskGroup(of: String.self) { group in
+          for _ in 0..<3 {
+            group.addTask { try await client.answer(request, timeout: .seconds(30)).text }
+            try await Task.sleep(for: .milliseconds(100))
+          }
+          for try await text in group { #expect(text == "small") }
+        }
+      }
+      #expect(standIn.requests.count == 4)
+    }
+  }
+
+  @Test("calls waiting for a slot fail at once when the circuit opens, so their routes fall back")
+  func waitersFailWhenTheCircuitOpens() async throws {
+    let gate = ProviderGate(
+      provider: "openai", limits: .init(maxConcurrent: 1, breakerFailures: 1), logger: Logger(label: "test"))
+    let holder = try await gate.admit(tokens: 0)
+    let waiter = Task { try await gate.admit(tokens: 0) }
+    while await gate.waiting == 0 { try await Task.sleep(for: .milliseconds(5)) }
+    await gate.release(holder, .failed(ModelError.unavailable("HTTP 502")), usedTokens: nil)
+    let error = await #expect(throws: ModelError.self) { _ = try await waiter.value }
+    #expect(error?.circuitOpen == true)
+    #expect(await gate.waiting == 0)
   }
 
   @Test("a model marked stream_tool_calls: false is asked without streaming when tools are offered; same events")

@@ -27,7 +27,7 @@ struct ModelRouterUsageTests {
           .with {
             $0.audio = Self.audio
             $0.mediaType = "audio/webm;codecs=opus"
-            $0.language = "en"
+            $0.language = "en-US"
             $0.sessionID = "ses_voice"
           })
         #expect(answer.text == "Fix the login bug.")
@@ -45,14 +45,15 @@ struct ModelRouterUsageTests {
     }
   }
 
-  @Test("the routing file's transcribe task picks the model; a plain json answer gives the text")
+  @Test("the routing file's transcribe task picks the model; a plain json answer gives the text; 6 MiB of audio pass")
   func transcribeRouted() async throws {
     let routes = try routeTable("tasks:\n  transcribe: openai:local-whisper")
+    let long = Data((0..<(6 << 20)).map { UInt8(truncatingIfNeeded: $0) })
     try await withOpenAIStandIn([.transcription("Hello.")]) { standIn in
       try await withModelRouter(openAI: try Self.settings(standIn), routes: routes) { client, _ in
         let answer = try await client.transcribe(
           .with {
-            $0.audio = Self.audio
+            $0.audio = long
             $0.mediaType = "audio/wav"
           })
         #expect(answer.text == "Hello.")
@@ -62,6 +63,7 @@ struct ModelRouterUsageTests {
       #expect(standIn.requests.first?.form["model"] == "local-whisper")
       #expect(standIn.requests.first?.form["language"] == nil)
       #expect(standIn.requests.first?.upload?.fileName == "audio.wav")
+      #expect(standIn.requests.first?.upload?.bytes == long)
     }
   }
 
@@ -94,7 +96,8 @@ struct ModelRouterUsageTests {
       #expect(none?.message.contains("OPENAI_BASE_URL") == true)
     }
     let limited = OpenAIStandIn.Reply.error(status: 429, type: "requests", code: "rate_limit_exceeded", message: "slow")
-    try await withOpenAIStandIn([limited]) { standIn in
+    let missing = OpenAIStandIn.Reply.error(status: 404, type: "invalid_request_error", message: "Not Found")
+    try await withOpenAIStandIn([limited, missing]) { standIn in
       let anthropic = try AnthropicSettings(
         baseURL: standIn.baseURL.replacingOccurrences(of: "/v1", with: ""), apiKey: "k")
       try await withModelRouter(openAI: try Self.settings(standIn), anthropic: anthropic) { client, _ in
@@ -104,6 +107,10 @@ struct ModelRouterUsageTests {
         let error = await call(client)
         #expect(error?.code == .resourceExhausted)
         #expect(modelErrorType(error) == "rate_limited")
+        let noEndpoint = await call(client)
+        #expect(noEndpoint?.code == .failedPrecondition)
+        #expect(modelErrorType(noEndpoint) == "no_provider")
+        #expect(noEndpoint?.message.contains("no transcription endpoint") == true)
       }
     }
   }
@@ -182,6 +189,7 @@ struct ModelRouterUsageTests {
             $0.inputTokens = 10
             $0.outputTokens = 2
           }, duration: .milliseconds(12)))
+      try ledger.close()
       let reopened = try UsageLedger.open(in: directory)
       let usage = try await reopened.usage(session: "ses_d")
       #expect(usage.total.calls == 1)

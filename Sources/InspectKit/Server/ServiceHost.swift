@@ -55,13 +55,18 @@ public struct ServiceHost: Sendable {
   /// The gRPC server: `services` plus `grpc.health.v1.Health`, with tracing, metrics and (unless
   /// `trustCallerMetadata` is false, as on the public Gateway) `inspect-user` on every RPC, then
   /// `interceptors`. The stream limit is high: a subscriber holds a stream while it watches.
+  ///
+  /// Requests up to `maxRequestBytes` are accepted (4 MiB, gRPC's usual limit, unless a service
+  /// takes larger ones, such as ModelRouter's audio for `Transcribe`).
   public func makeGRPCServer(
     services: [any RegistrableRPCService],
     interceptors: [ConditionalInterceptor<any ServerInterceptor>] = [],
-    trustCallerMetadata: Bool = true
+    trustCallerMetadata: Bool = true,
+    maxRequestBytes: Int = 4 << 20
   ) throws -> GRPCServer<HTTP2ServerTransport.Posix> {
     var config = HTTP2ServerTransport.Posix.Config.defaults
     config.http2.maxConcurrentStreams = 4096
+    config.rpc.maxRequestPayloadSize = maxRequestBytes
     let transport = HTTP2ServerTransport.Posix(
       address: try Self.bindAddress(host: configuration.host, port: configuration.grpcPort),
       transportSecurity: .plaintext,

@@ -1,4 +1,5 @@
 import Foundation
+import InspectKit
 import InspectProtos
 
 /// The body of `POST <base>/v1/messages`, mapped from a `GenerateRequest`

@@ -50,7 +50,9 @@ extension OpenAIProvider {
     var parts = [
       Self.field("model", model), Self.field("response_format", "verbose_json"),
     ]
-    if !language.isEmpty { parts.append(Self.field("language", language)) }
+    // The endpoint takes ISO 639-1 (`en`); the request's BCP 47 tag (`en-US`) is cut to it.
+    let code = language.split(whereSeparator: { $0 == "-" || $0 == "_" }).first.map { $0.lowercased() } ?? ""
+    if !code.isEmpty { parts.append(Self.field("language", code)) }
     let name = "audio.\(Transcription.fileExtension(for: mediaType) ?? "bin")"
     parts.append(
       MultipartPart(
@@ -68,6 +70,11 @@ extension OpenAIProvider {
         "cannot reach the OpenAI-compatible provider at \(settings.baseURL) to transcribe (check OPENAI_BASE_URL and "
         + "that the server is running)"
     ) { status, text in
+      if status == 404 || status == 405 {
+        return .noProvider(
+          "the provider at \(settings.baseURL) has no transcription endpoint (HTTP \(status) for /audio/transcriptions); "
+            + "point OPENAI_BASE_URL at a server that transcribes, or name another model", code: .failedPrecondition)
+      }
       let detail = try? JSONDecoder().decode(OpenAIErrorBody.self, from: Data(text.utf8)).error
       return classify(status: status, detail: detail, body: text, model: model)
     }

@@ -94,7 +94,13 @@ extension HTTPClientResponse.Body {
         throw ModelError.unavailable("the stream from \(source) broke: \(error)")
       }
       let events = try buffer.map { try decoder.feed($0.readableBytesView) } ?? (decoder.finish().map { [$0] } ?? [])
-      for event in events where try await !handle(event) { return true }
+      for event in events where try await !handle(event) {
+        // The provider's end marker: read what is left (normally nothing), so the response ends
+        // cleanly and its connection can serve the next call.
+        var left = 64 << 10
+        while left > 0, let rest = try? await bytes.next() { left -= rest.readableBytes }
+        return true
+      }
       if buffer == nil { return false }
     }
   }
