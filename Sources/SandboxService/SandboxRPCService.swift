@@ -23,11 +23,12 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
   ) async throws {
     let agent = self.agent
     let stop = TurnStop()
+    let decisions = TurnDecisions()
     let (starts, startsContinuation) = AsyncThrowingStream.makeStream(of: Inspect_Sandbox_V1_StartTurn.self)
     try await untilRPCCancelled {
       try await withThrowingTaskGroup(of: Void.self) { group in
-        // The request stream: the StartTurn, then perhaps a stop (tool decisions come with the
-        // permission policy).
+        // The request stream: the StartTurn, then people's decisions on tool calls and perhaps a
+        // stop.
         group.addTask {
           var first = true
           for try await message in request {
@@ -35,6 +36,8 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
               startsContinuation.yield(start)
             } else if case .stop(let request) = message.kind {
               stop.request(request)
+            } else if case .decision(let decision) = message.kind {
+              decisions.deliver(decision)
             }
             if first {
               first = false
@@ -48,7 +51,7 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
           throw RPCError(code: .invalidArgument, message: "the first RunAgent message must be a StartTurn")
         }
         try Self.validate(start)
-        let finished = await agent.run(start, stop: stop) { event in
+        let finished = await agent.run(start, stop: stop, decisions: decisions) { event in
           try await response.write(.with { $0.event = event })
         }
         try await response.write(.with { $0.event = .with { $0.turnFinished = finished } })

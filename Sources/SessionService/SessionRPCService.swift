@@ -198,6 +198,20 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     }
   }
 
+  func decideToolCall(
+    request: Inspect_Session_V1_DecideToolCallRequest, context: ServerContext
+  ) async throws -> Inspect_Session_V1_DecideToolCallResponse {
+    let caller = try await requireCaller()
+    guard !request.toolCallID.isEmpty else {
+      throw RPCError(code: .invalidArgument, message: "tool_call_id is empty; name the tool call to decide on")
+    }
+    return try await withAccess(request.sessionID, caller: caller, needs: .collaborator) { session in
+      try await session.decide(
+        by: caller, toolCallID: request.toolCallID, approved: request.approved, reason: request.reason)
+      return .init()
+    }
+  }
+
   // MARK: - Participants and presence
 
   func addParticipant(
@@ -341,12 +355,6 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
   }
 
   // MARK: - Not built yet
-
-  func decideToolCall(
-    request: Inspect_Session_V1_DecideToolCallRequest, context: ServerContext
-  ) async throws -> Inspect_Session_V1_DecideToolCallResponse {
-    throw Self.missing("DecideToolCall", "no tool call waits for approval yet (the permission policy is not built)")
-  }
 
   func listArtifacts(
     request: Inspect_Session_V1_ListArtifactsRequest, context: ServerContext

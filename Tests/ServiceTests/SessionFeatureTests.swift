@@ -64,6 +64,22 @@ final class ScriptedAgentRunner: AgentRunner, Sendable {
     return .with { $0.outcome = .succeeded }
   }
 
+  /// Asks for approval of a tool call, then ends it as the decision says (naming who decided).
+  static let asksForApproval: Turn = { _, controls, emit in
+    emit(toolCall("tc-ask", .queued))
+    var waiting = toolCall("tc-ask", .queued)
+    waiting.toolCall.awaitingApproval = true
+    emit(waiting)
+    for await control in controls {
+      guard case .decision(let decision) = control.kind, decision.toolCallID == "tc-ask" else { continue }
+      var ended = toolCall("tc-ask", decision.approved ? .succeeded : .failed)
+      ended.toolCall.result = "\(decision.approved ? "approved" : "denied") by \(decision.decidedBy.displayName)"
+      emit(ended)
+      return .with { $0.outcome = .succeeded }
+    }
+    return .with { $0.outcome = .failed }
+  }
+
   static let succeeds: Turn = { start, _, emit in
     emit(.with { $0.textDelta = .with { $0.text = start.prompts.map(\.text).joined(separator: " + ") } })
     return .with { $0.outcome = .succeeded }
@@ -121,6 +137,46 @@ func rpcCode(_ body: () async throws -> Void) async -> RPCError.Code? {
 
 @Suite("StopSession and the prompt queue")
 struct StopAndQueueTests {
+  @Test("DecideToolCall hands a person's decision to the turn whose tool call waits; anything else is refused")
+  func decideToolCall() async throws {
+    let runner = ScriptedAgentRunner(ScriptedAgentRunner.asksForApproval)
+    let harness = try await SessionHarness(runner: runner)
+    try await harness.run { sessions, metadata in
+      let id = try await sessions.createSession(
+        .with {
+          $0.repository = "local/demo"; $0.prompt = "deploy"
+        }, metadata: metadata
+      ).session.id
+      let early = await rpcCode {
+        _ = try await sessions.decideToolCall(
+          .with {
+            $0.sessionID = id; $0.toolCallID = "tc-other"; $0.approved = true
+          }, metadata: metadata)
+      }
+      #expect(early == .failedPrecondition)
+      _ = try await collectEvents(sessions, metadata: metadata, session: id) {
+        toolCalls($0).contains { $0.awaitingApproval }
+      }
+      _ = try await sessions.decideToolCall(
+        .with {
+          $0.sessionID = id; $0.toolCallID = "tc-ask"; $0.approved = true
+        }, metadata: metadata)
+      let events = try await collectEvents(sessions, metadata: metadata, session: id) { !turnsFinished($0).isEmpty }
+      #expect(toolCalls(events).last?.result == "approved by Ada")
+      let again = await rpcCode {
+        _ = try await sessions.decideToolCall(
+          .with {
+            $0.sessionID = id; $0.toolCallID = "tc-ask"; $0.approved = false
+          }, metadata: metadata)
+      }
+      #expect(again == .failedPrecondition)
+      let empty = await rpcCode {
+        _ = try await sessions.decideToolCall(.with { $0.sessionID = id }, metadata: metadata)
+      }
+      #expect(empty == .invalidArgument)
+    }
+  }
+
   @Test(
     "a stop ends a turn whose agent ignores it within 2 s: its running tool call and the turn end CANCELLED; the queued prompt then runs"
   )

@@ -82,6 +82,28 @@ struct TurnHistoryTests {
     }
   }
 
+  @Test("a retried tool call gives the model one result: its last attempt's")
+  func retriedCall() {
+    var events = Array(Self.events.prefix(4))
+    for (state, attempt, result) in [
+      (Inspect_Session_V1_ToolCallState.failed, 1, "timed out"), (.queued, 2, ""), (.succeeded, 2, "contents"),
+    ] {
+      events.append(
+        Self.event("turn-1") {
+          $0.toolCall = .with {
+            $0.toolCallID = "tc-1"; $0.name = "read_file"; $0.state = state; $0.attempt = UInt32(attempt)
+            $0.result = result
+          }
+        })
+    }
+    events.append(Self.event("turn-1") { $0.turnFinished = .with { $0.outcome = .succeeded } })
+    let results = TurnHistory.build(from: events).items.compactMap { item -> String? in
+      if case .toolResult(let result) = item.kind { return result.content }
+      return nil
+    }
+    #expect(results == ["contents"])
+  }
+
   @Test("the model's messages: system, the earlier turn with matching tool results, then the new prompt")
   func messages() {
     let turn = Inspect_Sandbox_V1_StartTurn.with {

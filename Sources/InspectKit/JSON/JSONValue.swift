@@ -1,8 +1,8 @@
 import Foundation
 
-/// Any JSON value, for the parts of a provider request that pass through untyped (a tool's JSON
-/// Schema). Integers stay integers, so a schema's `"minimum": 1` is sent back as written.
-enum JSONValue: Sendable, Equatable, Codable {
+/// Any JSON value, for JSON that passes through untyped (a tool's JSON Schema, its arguments).
+/// Integers stay integers, so a schema's `"minimum": 1` is sent back as written.
+public enum JSONValue: Sendable, Equatable, Codable {
   case null
   case bool(Bool)
   case integer(Int64)
@@ -12,11 +12,11 @@ enum JSONValue: Sendable, Equatable, Codable {
   case object([String: JSONValue])
 
   /// Parses JSON text; throws when it is not valid JSON.
-  static func parse(_ text: String) throws -> JSONValue {
+  public static func parse(_ text: String) throws -> JSONValue {
     try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
   }
 
-  init(from decoder: any Decoder) throws {
+  public init(from decoder: any Decoder) throws {
     let container = try decoder.singleValueContainer()
     if container.decodeNil() {
       self = .null
@@ -35,7 +35,7 @@ enum JSONValue: Sendable, Equatable, Codable {
     }
   }
 
-  func encode(to encoder: any Encoder) throws {
+  public func encode(to encoder: any Encoder) throws {
     var container = encoder.singleValueContainer()
     switch self {
     case .null: try container.encodeNil()

@@ -18,6 +18,18 @@ struct AgentLoop: Sendable {
   let manager: SandboxManager
   let logger: Logger
   var tools: [Tool] = BuiltinTools.all
+  /// Hooks added after the built-in ones (sync gate, workspace confinement, permission policy;
+  /// the output limit runs after-execute), in order (``ToolHook``).
+  var hooks: [any ToolHook] = []
+  /// Where full outputs of cut tool results go; nil keeps only the cut text.
+  var artifacts: ArtifactStore?
+  /// The service's permission policy (`INSPECT_AGENT_PERMISSIONS`); a repository's
+  /// `.inspect/permissions.json` rules come before it.
+  var permissions = PermissionPolicy()
+  /// The same tool call (name and arguments) this many times in a row is pointed out to the model;
+  /// at ``loopLimit`` the turn stops.
+  static let loopWarning = 3
+  static let loopLimit = 5
 
   static let defaultMaxSteps: UInt32 = 40
   static let systemPrompt = """
@@ -31,12 +43,12 @@ struct AgentLoop: Sendable {
   /// is requested, the work is cancelled (a running command's processes are killed), every tool
   /// call still open ends CANCELLED, and the turn ends CANCELLED.
   func run(
-    _ turn: Inspect_Sandbox_V1_StartTurn, stop: TurnStop = TurnStop(),
+    _ turn: Inspect_Sandbox_V1_StartTurn, stop: TurnStop = TurnStop(), decisions: TurnDecisions = TurnDecisions(),
     emit: @escaping @Sendable (Event) async throws -> Void
   ) async -> Inspect_Session_V1_TurnFinished {
     let open = OpenToolCalls()
     let finished = await withTaskGroup(of: Inspect_Session_V1_TurnFinished?.self) { group in
-      group.addTask { await self.work(turn, open: open, emit: emit) }
+      group.addTask { await self.work(turn, open: open, decisions: decisions, emit: emit) }
       group.addTask {
         await stop.wait()
         return nil
@@ -66,7 +78,8 @@ struct AgentLoop: Sendable {
   }
 
   private func work(
-    _ turn: Inspect_Sandbox_V1_StartTurn, open: OpenToolCalls, emit: @escaping @Sendable (Event) async throws -> Void
+    _ turn: Inspect_Sandbox_V1_StartTurn, open: OpenToolCalls, decisions: TurnDecisions,
+    emit: @escaping @Sendable (Event) async throws -> Void
   ) async -> Inspect_Session_V1_TurnFinished {
     let clock = ContinuousClock()
     let started = clock.now
@@ -103,7 +116,8 @@ struct AgentLoop: Sendable {
                 "\(entry.source) sandbox; syncing to the newest commit of \(turn.sessionBranch) (else \(turn.baseBranch))"
             }
           })
-        var finished = try await steps(turn, sandbox: sandbox, open: open, emit: emit)
+        let calls = try await toolCalls(for: turn, sandbox: sandbox, open: open, decisions: decisions, emit: emit)
+        var finished = try await steps(turn, sandbox: sandbox, calls: calls, emit: emit)
         if let snapshot = await end(entry) { finished.snapshotID = snapshot }
         return finished
       } catch {
@@ -135,27 +149,26 @@ struct AgentLoop: Sendable {
   }
 
   private func steps(
-    _ turn: Inspect_Sandbox_V1_StartTurn, sandbox: SandboxOfTurn, open: OpenToolCalls,
+    _ turn: Inspect_Sandbox_V1_StartTurn, sandbox: SandboxOfTurn, calls: TurnToolCalls,
     emit: @escaping @Sendable (Event) async throws -> Void
   ) async throws -> Inspect_Session_V1_TurnFinished {
-    var messages: [Inspect_Model_V1_Message] = [
-      .with {
-        $0.role = .system
-        $0.text = Self.systemPrompt
-      },
-      .with {
-        $0.role = .user
-        $0.text = turn.prompts.map {
-          "\($0.author.displayName.isEmpty ? "Someone" : $0.author.displayName): \($0.text)"
-        }
-        .joined(separator: "\n\n")
-      },
-    ]
-    let maxSteps = turn.budgets.maxSteps == 0 ? Self.defaultMaxSteps : turn.budgets.maxSteps
+    var messages = Self.messages(for: turn)
+    let budgets = turn.budgets
+    let maxSteps = budgets.maxSteps == 0 ? Self.defaultMaxSteps : budgets.maxSteps
+    let started = ContinuousClock.now
     var totals = (input: UInt64(0), output: UInt64(0), cost: 0.0)
+    var loops = LoopDetector(warning: Self.loopWarning, limit: Self.loopLimit)
+    func finished(_ outcome: Inspect_Session_V1_TurnFinished, steps: UInt32) -> Inspect_Session_V1_TurnFinished {
+      var outcome = outcome
+      outcome.steps = steps
+      outcome.inputTokens = totals.input
+      outcome.outputTokens = totals.output
+      outcome.costUsd = totals.cost
+      return outcome
+    }
     for step in 1...maxSteps {
       try await sandbox.announce()
-      let reply = try await generate(turn, messages: messages, emit: emit)
+      let reply = try await generate(turn, messages: messages, tools: calls.registry.protos, emit: emit)
       totals.input += UInt64(reply.usage.inputTokens)
       totals.output += UInt64(reply.usage.outputTokens)
       totals.cost += reply.usage.costUsd
@@ -180,14 +193,9 @@ struct AgentLoop: Sendable {
             $0.model = reply.model
           }
         })
-      guard !reply.calls.isEmpty else {
-        return .with {
-          $0.outcome = .succeeded
-          $0.steps = step
-          $0.inputTokens = totals.input
-          $0.outputTokens = totals.output
-          $0.costUsd = totals.cost
-        }
+      guard !reply.calls.isEmpty else { return finished(.with { $0.outcome = .succeeded }, steps: step) }
+      if let exceeded = Budget.exceeded(budgets, totals: totals, elapsed: ContinuousClock.now - started) {
+        return finished(.failed(.budget, exceeded), steps: step)
       }
       messages.append(
         .with {
@@ -197,7 +205,23 @@ struct AgentLoop: Sendable {
         })
       var results: [Inspect_Model_V1_ToolResult] = []
       for (call, id) in zip(reply.calls, ids) {
-        results.append(try await runTool(call, id: id, turn: turn, sandbox: sandbox, open: open, emit: emit))
+        var result = try await calls.run(call, id: id)
+        switch loops.record(name: call.name, arguments: call.argumentsJson) {
+        case .fine:
+          break
+        case .warn(let times):
+          result.content +=
+            "\n\n[Inspect: this is the \(times)th identical \(call.name) call in a row with the same arguments. It will "
+            + "not give a different result; change your approach.]"
+        case .stop(let times):
+          return finished(
+            .failed(
+              .budget,
+              "the agent repeated the same \(call.name) call \(times) times in a row with the same arguments (a loop); "
+                + "stopped"),
+            steps: step)
+        }
+        results.append(result)
       }
       messages.append(
         .with {
@@ -205,7 +229,8 @@ struct AgentLoop: Sendable {
           $0.toolResults = results
         })
     }
-    return .failed(.budget, "the agent used all \(maxSteps) steps of its budget without finishing")
+    return finished(
+      .failed(.budget, "the agent used all \(maxSteps) steps of its budget without finishing"), steps: maxSteps)
   }
 
   /// The conversation the model sees first: the system prompt, the earlier turns (prompts,
@@ -279,7 +304,7 @@ struct AgentLoop: Sendable {
   }
 
   private func generate(
-    _ turn: Inspect_Sandbox_V1_StartTurn, messages: [Inspect_Model_V1_Message],
+    _ turn: Inspect_Sandbox_V1_StartTurn, messages: [Inspect_Model_V1_Message], tools: [Inspect_Model_V1_Tool],
     emit: @escaping @Sendable (Event) async throws -> Void
   ) async throws -> Reply {
     let request = Inspect_Model_V1_GenerateRequest.with {
@@ -289,7 +314,7 @@ struct AgentLoop: Sendable {
       $0.sessionID = turn.sessionID
       $0.turnID = turn.turnID
       $0.messages = messages
-      $0.tools = tools.map(\.proto)
+      $0.tools = tools
     }
     do {
       return try await model.generate(request) { response in
@@ -340,73 +365,34 @@ struct AgentLoop: Sendable {
 
   // MARK: - Tools
 
-  private func runTool(
-    _ call: Inspect_Model_V1_ToolCall, id: String, turn: Inspect_Sandbox_V1_StartTurn, sandbox: SandboxOfTurn,
-    open: OpenToolCalls, emit: @escaping @Sendable (Event) async throws -> Void
-  ) async throws -> Inspect_Model_V1_ToolResult {
-    func event(
-      _ state: Inspect_Session_V1_ToolCallState, _ fill: (inout Inspect_Session_V1_ToolCall) -> Void = { _ in }
-    )
-      -> Event
-    {
-      .with {
-        $0.toolCall = .with {
-          $0.toolCallID = id
-          $0.name = call.name
-          $0.state = state
-          $0.attempt = 1
-          fill(&$0)
-        }
-      }
+  /// The turn's tools and hooks: the registry, then the built-in hooks (sync gate, workspace
+  /// confinement, the permission policy of the repository — `.inspect/permissions.json`, read
+  /// from the sandbox before the agent can change it — then the service's), the added ones, and
+  /// the output limit.
+  private func toolCalls(
+    for turn: Inspect_Sandbox_V1_StartTurn, sandbox: SandboxOfTurn, open: OpenToolCalls, decisions: TurnDecisions,
+    emit: @escaping @Sendable (Event) async throws -> Void
+  ) async throws -> TurnToolCalls {
+    let registry: ToolRegistry
+    do {
+      registry = try ToolRegistry(tools)
+    } catch {
+      throw TurnEnd(finished: .failed(.internal, "the tools could not be registered: \(error)"))
     }
-    open.add(id, name: call.name)
-    try await emit(event(.queued) { $0.argumentsJson = call.argumentsJson })
-    try await emit(event(.running))
-    let clock = ContinuousClock()
-    let started = clock.now
-    let output: Result<ToolOutput, ToolFailure>
-    if let tool = tools.first(where: { $0.name == call.name }) {
-      if tool.writes {
-        do {
-          try await sandbox.synced()
-        } catch let end as TurnEnd {
-          try await emit(event(.failed) { $0.error = end.finished.reason })
-          open.remove(id)
-          throw end
-        }
-      }
-      let context = ToolContext(sandbox: sandbox.entry.instance, turn: turn, toolCallID: id, emit: emit)
+    var policy = permissions
+    if let file = try? sandbox.entry.instance.readFile(PermissionPolicy.repositoryFile, offset: 0, limit: 1 << 20) {
       do {
-        output = .success(try await tool.run(Data(call.argumentsJson.utf8), context))
-      } catch let failure as ToolFailure {
-        output = .failure(failure)
+        policy = try PermissionPolicy.parse(file.content, source: PermissionPolicy.repositoryFile).then(permissions)
       } catch {
-        output = .failure(ToolFailure("\(call.name) failed: \(error)"))
+        throw TurnEnd(finished: .failed(.tool, "\(error)"))
       }
-    } else {
-      output = .failure(ToolFailure("there is no tool named \(call.name)"))
     }
-    // A stopped turn's tool call ends CANCELLED (by `run`), not with what cancelling did to it.
-    try Task.checkCancellation()
-    let duration = Google_Protobuf_Duration(rounding: clock.now - started)
-    // What the model reads is what the event records as the result, success or not.
-    let (content, failed) =
-      switch output {
-      case .success(let result): (result.content, false)
-      case .failure(let failure): (failure.description, true)
-      }
-    try await emit(
-      event(failed ? .failed : .succeeded) {
-        $0.result = content
-        $0.duration = duration
-        if case .success(let result) = output { $0.resultSummary = result.summary } else { $0.error = content }
-      })
-    open.remove(id)
-    return .with {
-      $0.toolCallID = call.id
-      $0.content = content
-      $0.isError = failed
-    }
+    let before: [any ToolHook] = [
+      SyncGateHook(sandbox: sandbox), WorkspaceConfinementHook(), PermissionHook(policy: policy),
+    ]
+    return TurnToolCalls(
+      registry: registry, hooks: before + hooks + [OutputLimitHook(artifacts: artifacts, emit: emit)], turn: turn,
+      sandbox: sandbox, open: open, decisions: decisions, emit: emit)
   }
 }
 

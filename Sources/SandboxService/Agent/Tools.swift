@@ -17,16 +17,44 @@ struct ToolOutput: Sendable {
   var summary: String
 }
 
-/// A tool the agent can call: its contract (name, description, JSON Schema of the arguments)
-/// and its handler. Handlers throw ``ToolFailure`` for errors the model should read.
+/// A tool the agent can call: its contract (name, description, JSON Schema of the arguments,
+/// whether it reads or writes, how long it may run, how often a transient failure is retried)
+/// and its handler. Arguments are checked against the schema before the handler runs
+/// (``ToolRegistry``). Handlers throw ``ToolFailure`` for errors the model should read.
 struct Tool: Sendable {
+  enum Access: String, Sendable {
+    /// Reads the workspace only: runs at once, even while the sandbox syncs.
+    case read
+    /// Changes the workspace, runs commands or acts outside: waits for the sync and goes through
+    /// the permission policy.
+    case write
+  }
+
   let name: String
   let description: String
   let schema: String
-  /// Whether the tool changes the workspace or runs commands: it waits until the sandbox has
-  /// synced (reading tools run at once).
-  var writes = true
+  var access = Access.write
+  /// The longest one attempt may run before it fails (timed out).
+  var timeout: Duration = .seconds(120)
+  /// Further attempts after a failure the handler marks ``ToolFailure/retryable``.
+  var retries = 0
   let run: @Sendable (_ arguments: Data, _ context: ToolContext) async throws -> ToolOutput
+
+  init(
+    name: String, description: String, schema: String, access: Access = .write, timeout: Duration = .seconds(120),
+    retries: Int = 0, run: @escaping @Sendable (_ arguments: Data, _ context: ToolContext) async throws -> ToolOutput
+  ) {
+    self.name = name
+    self.description = description
+    self.schema = schema
+    self.access = access
+    self.timeout = timeout
+    self.retries = retries
+    self.run = run
+  }
+
+  /// Whether the tool changes anything (waits for the sync, subject to the permission policy).
+  var writes: Bool { access == .write }
 
   var proto: Inspect_Model_V1_Tool {
     .with {
@@ -40,12 +68,20 @@ struct Tool: Sendable {
 /// An error a tool reports to the model (bad arguments, missing file, a failed command).
 struct ToolFailure: Error, CustomStringConvertible {
   let description: String
-  init(_ description: String) { self.description = description }
+  /// Whether trying again can succeed (a service that timed out), so the call is retried up to
+  /// the tool's `retries`.
+  var retryable = false
+  init(_ description: String, retryable: Bool = false) {
+    self.description = description
+    self.retryable = retryable
+  }
 }
 
 /// The built-in tools of a turn.
 enum BuiltinTools {
-  static let all: [Tool] = [readFile, listFiles, editFile, writeFile, runCommand, gitCommitAndPush]
+  static let all: [Tool] = [
+    readFile, listFiles, glob, search, editFile, writeFile, runCommand, gitDiff, gitCommitAndPush,
+  ]
 
   static func decode<T: Decodable>(_ type: T.Type, _ data: Data, tool: String) throws -> T {
     do {
@@ -68,23 +104,53 @@ enum BuiltinTools {
   // MARK: - Files
 
   static let readFile = Tool(
-    name: "read_file", description: "Read a text file of the repository.",
-    schema:
-      #"{"type":"object","properties":{"path":{"type":"string","description":"Path relative to the repository root"}},"required":["path"]}"#,
-    writes: false
+    name: "read_file",
+    description:
+      "Read a text file of the repository, whole or a range of lines (1-based, inclusive). Long files come back "
+      + "cut in the middle; read them by ranges.",
+    schema: """
+      {"type":"object","properties":{"path":{"type":"string","minLength":1,"description":"Path relative to the repository root"},\
+      "start_line":{"type":"integer","minimum":1},"end_line":{"type":"integer","minimum":1}},\
+      "required":["path"],"additionalProperties":false}
+      """,
+    access: .read
   ) { data, context in
-    struct Arguments: Decodable { let path: String }
+    struct Arguments: Decodable {
+      let path: String
+      let startLine: Int?
+      let endLine: Int?
+      enum CodingKeys: String, CodingKey {
+        case path
+        case startLine = "start_line"
+        case endLine = "end_line"
+      }
+    }
     let arguments = try decode(Arguments.self, data, tool: "read_file")
     let file = try context.sandbox.readFile(arguments.path, offset: 0, limit: 0)
     let text = String(decoding: file.content, as: UTF8.self)
-    return ToolOutput(content: truncated(text), summary: "read \(arguments.path) (\(file.size) bytes)")
+    guard arguments.startLine != nil || arguments.endLine != nil else {
+      return ToolOutput(content: truncated(text), summary: "read \(arguments.path) (\(file.size) bytes)")
+    }
+    var lines = text.components(separatedBy: "\n")
+    if lines.last == "" { lines.removeLast() }
+    let first = arguments.startLine ?? 1
+    let last = min(arguments.endLine ?? lines.count, lines.count)
+    guard first <= max(last, 1), first <= max(lines.count, 1) else {
+      throw ToolFailure(
+        "read_file: \(arguments.path) has \(lines.count) lines; lines \(first)–\(arguments.endLine ?? first) do not exist"
+      )
+    }
+    let slice = lines.isEmpty ? [] : Array(lines[(first - 1)..<last])
+    return ToolOutput(
+      content: "lines \(first)–\(last) of \(lines.count):\n" + truncated(slice.joined(separator: "\n")),
+      summary: "read \(arguments.path) lines \(first)–\(last)")
   }
 
   static let listFiles = Tool(
     name: "list_files", description: "List the files of the repository (or of one directory), recursively.",
     schema:
       #"{"type":"object","properties":{"path":{"type":"string","description":"Directory relative to the repository root; default the root"}}}"#,
-    writes: false
+    access: .read
   ) { data, context in
     struct Arguments: Decodable { let path: String? }
     let arguments = try decode(Arguments.self, data, tool: "list_files")
@@ -147,7 +213,9 @@ enum BuiltinTools {
     name: "run_command",
     description: "Run a shell command in the repository's sandbox (no network). Output streams live.",
     schema:
-      #"{"type":"object","properties":{"command":{"type":"string"},"timeout_seconds":{"type":"integer","minimum":1,"maximum":600}},"required":["command"]}"#
+      #"{"type":"object","properties":{"command":{"type":"string","minLength":1},"timeout_seconds":{"type":"integer","minimum":1,"maximum":600}},"required":["command"]}"#,
+    // The command's own timeout (at most 600 s) ends it first; this bounds the whole call.
+    timeout: .seconds(630)
   ) { data, context in
     struct Arguments: Decodable {
       let command: String

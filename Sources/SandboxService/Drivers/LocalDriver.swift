@@ -451,6 +451,20 @@ final class LocalSandbox: SandboxInstance {
     return (commit, remote.path)
   }
 
+  /// `git diff` of everything in the workspace against HEAD, through a throwaway index (the
+  /// sandbox's own index is left as it was), so new files show too.
+  func diff() async throws -> String {
+    try await prepareGitDirectory()
+    let index = directory.appendingPathComponent("diff.index")
+    defer { try? FileManager.default.removeItem(at: index) }
+    let base = ["--git-dir", gitDirectory.path, "--work-tree", merged.path]
+    let environment = ["GIT_INDEX_FILE": index.path]
+    try await Git.run(base + ["read-tree", "HEAD"], environment: environment)
+    try await Git.run(base + ["add", "--all"], environment: environment)
+    return try await Git.run(
+      base + ["diff", "--cached", "--no-color", "--no-ext-diff", "--stat", "--patch"], environment: environment)
+  }
+
   /// Kills every process of the sandbox, then unmounts it (in that order: an overlay still in use
   /// by a live process stays mounted whatever umount says) and removes its files.
   func terminate() async {

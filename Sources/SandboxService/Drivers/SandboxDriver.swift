@@ -101,9 +101,19 @@ protocol SandboxInstance: AnyObject, Sendable {
     committer: (name: String, email: String)
   ) async throws -> (commit: String, remote: String)?
 
+  /// The changes in the workspace against the commit it started from (new files included), as
+  /// a unified diff made on the host side.
+  func diff() async throws -> String
+
   /// Kills every process of the sandbox and frees what it holds. Idempotent; runs to its end
   /// even when the calling task is cancelled.
   func terminate() async
+}
+
+extension SandboxInstance {
+  func diff() async throws -> String {
+    throw SandboxError.unsupported("this sandbox driver cannot show a diff")
+  }
 }
 
 /// A command started in a sandbox: its events, and its standard input and signals.

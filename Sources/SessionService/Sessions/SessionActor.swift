@@ -32,6 +32,8 @@ actor SessionActor {
   }
 
   nonisolated let id: String
+  /// Tool calls of the running turn that wait for a person's decision (`awaiting_approval`).
+  private var awaitingApproval: Set<String> = []
   private(set) var record: SessionRecord
   private(set) var participants: [String: ParticipantRecord]
   let database: SessionDatabase
@@ -122,7 +124,16 @@ actor SessionActor {
       contiguousSeq = next.last!.seq
       pending += next
     }
-    for event in stored { recordActivity(event) }
+    for event in stored {
+      recordActivity(event)
+      if case .toolCall(let call) = event.kind {
+        if call.awaitingApproval {
+          awaitingApproval.insert(call.toolCallID)
+        } else {
+          awaitingApproval.remove(call.toolCallID)
+        }
+      }
+    }
     scheduleDelivery()
   }
 
@@ -600,6 +611,29 @@ actor SessionActor {
       metadata: [
         "turn.id": "\(turnID)", "turn.outcome": "\(finished.outcome)", "turn.reason": "\(finished.reason)",
       ])
+  }
+
+  /// Hands a person's decision on a tool call that waits for one to the running turn.
+  func decide(by caller: UserRecord, toolCallID: String, approved: Bool, reason: String) throws {
+    guard let turn = running, awaitingApproval.contains(toolCallID) else {
+      throw RPCError(
+        code: .failedPrecondition,
+        message: "tool call '\(toolCallID)' is not waiting for a decision in session \(id) (it may have been decided "
+          + "already, or its turn has ended)")
+    }
+    awaitingApproval.remove(toolCallID)
+    turn.controls.yield(
+      .with {
+        $0.decision = .with {
+          $0.toolCallID = toolCallID
+          $0.approved = approved
+          $0.reason = reason
+          $0.decidedBy = caller.ref
+        }
+      })
+    logger.info(
+      "tool call decided",
+      metadata: ["tool_call.id": "\(toolCallID)", "approved": "\(approved)", "user.id": "\(caller.id)"])
   }
 
   /// Stops the running turn (the agent is asked to stop; after the grace period its stream is

@@ -24,6 +24,7 @@ enum TurnHistory {
     }
     var items: [Inspect_Sandbox_V1_HistoryItem] = []
     var unanswered: [String] = []
+    var resultIndex: [String: Int] = [:]
     for event in events {
       let turnID = event.turnID
       func add(_ fill: (inout Inspect_Sandbox_V1_HistoryItem) -> Void) {
@@ -55,6 +56,12 @@ enum TurnHistory {
         unanswered += message.toolCallIds.filter { calls[$0] != nil }
       case .toolCall(let call) where [.succeeded, .failed, .cancelled].contains(call.state):
         unanswered.removeAll { $0 == call.toolCallID }
+        // A retried call finishes once per attempt: only its last result counts.
+        if let earlier = resultIndex.removeValue(forKey: call.toolCallID) {
+          items.remove(at: earlier)
+          for (id, index) in resultIndex where index > earlier { resultIndex[id] = index - 1 }
+        }
+        resultIndex[call.toolCallID] = items.count
         add {
           $0.toolResult = .with {
             $0.toolCallID = call.toolCallID

@@ -225,6 +225,16 @@ final class DirectorySandbox: SandboxInstance {
     return (commit, driver.remote(repository).path)
   }
 
+  func diff() async throws -> String {
+    let index = directory.deletingLastPathComponent().appendingPathComponent("\(id).diff-index")
+    defer { try? FileManager.default.removeItem(at: index) }
+    let git = ["-C", directory.path]
+    let environment = ["GIT_INDEX_FILE": index.path]
+    try await Git.run(git + ["read-tree", "HEAD"], environment: environment)
+    try await Git.run(git + ["add", "--all"], environment: environment)
+    return try await Git.run(git + ["diff", "--cached", "--no-color", "--stat", "--patch"], environment: environment)
+  }
+
   func terminate() async {
     alive.withLock { $0 = false }
     try? FileManager.default.removeItem(at: directory)

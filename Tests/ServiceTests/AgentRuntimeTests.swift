@@ -1,0 +1,294 @@
+import Foundation
+import GRPCCore
+import InspectKit
+import InspectProtos
+import InspectTestSupport
+import Logging
+import Synchronization
+import Testing
+
+@testable import SandboxService
+
+/// A scripted turn: one JSON object per model step (`text`, `tool_calls`, `expect` — what the
+/// previous tool result must contain, checked by the scripted provider).
+private func transcript(_ steps: [[String: Any]]) -> String {
+  steps.map { step in
+    String(decoding: try! JSONSerialization.data(withJSONObject: step, options: [.sortedKeys]), as: UTF8.self)
+  }.joined(separator: "\n")
+}
+
+private func call(_ name: String, _ arguments: [String: Any]) -> [String: Any] {
+  ["name": name, "arguments": arguments]
+}
+
+/// Runs one turn of `steps` on the directory driver with `configure` applied to the loop, and
+/// returns how it finished and its events; `during` runs alongside the turn.
+private func runTurn(
+  _ steps: [[String: Any]], budgets: Inspect_Sandbox_V1_Budgets = .init(),
+  configure: @Sendable (inout AgentLoop) -> Void = { _ in },
+  during: @escaping @Sendable (EventLog, TurnDecisions) async throws -> Void = { _, _ in }
+) async throws -> (Inspect_Session_V1_TurnFinished, EventLog) {
+  let fixture = try DirectoryFixture()
+  defer { Task { await fixture.finish() } }
+  return try await withModelRouter(transcripts: ["steps": transcript(steps)]) { client, _ in
+    var loop = AgentLoop(
+      model: client, modelAddress: HostAndPort(host: "127.0.0.1", port: 0), manager: fixture.manager,
+      logger: Logger(label: "test"))
+    configure(&loop)
+    let turn = {
+      var turn = fixture.turn(session: "ses-runtime")
+      turn.model = "scripted:steps"
+      turn.budgets = budgets
+      return turn
+    }()
+    let log = EventLog()
+    let decisions = TurnDecisions()
+    let frozen = loop
+    let finished = try await withThrowingTaskGroup(of: Inspect_Session_V1_TurnFinished?.self) { group in
+      group.addTask { await frozen.run(turn, decisions: decisions) { log.append($0) } }
+      group.addTask {
+        try await during(log, decisions)
+        return nil
+      }
+      var finished: Inspect_Session_V1_TurnFinished?
+      for try await result in group where result != nil { finished = result }
+      return try #require(finished)
+    }
+    return (finished, log)
+  }
+}
+
+extension EventLog {
+  /// The states one tool call went through, with their attempts.
+  func lifecycle(of name: String, occurrence: Int = 0) -> [String] {
+    let ids = toolCalls.filter {
+      $0.name == name && $0.state == .queued && $0.attempt == 1 && !$0.argumentsJson.isEmpty
+    }
+    .map(\.toolCallID)
+    var unique: [String] = []
+    for id in ids where !unique.contains(id) { unique.append(id) }
+    guard occurrence < unique.count else { return [] }
+    return toolCalls.filter { $0.toolCallID == unique[occurrence] }.map { "\($0.state)#\($0.attempt)" }
+  }
+
+  func call(_ name: String, state: Inspect_Session_V1_ToolCallState) -> Inspect_Session_V1_ToolCall? {
+    toolCalls.last { $0.name == name && $0.state == state }
+  }
+}
+
+@Suite("The agent runtime: tool contracts, hooks, permissions, budgets and loops")
+struct AgentRuntimeTests {
+  @Test("every built-in tool has a valid schema and a unique name")
+  func builtinsRegister() throws {
+    let registry = try ToolRegistry(BuiltinTools.all)
+    #expect(registry.tools.count == BuiltinTools.all.count)
+    #expect(throws: ToolFailure.self) { try ToolRegistry(BuiltinTools.all + [BuiltinTools.readFile]) }
+    let broken = Tool(name: "broken", description: "", schema: #"{"type":"object","required":"path"}"#) { _, _ in
+      ToolOutput(content: "", summary: "")
+    }
+    #expect(throws: ToolFailure.self) { try ToolRegistry([broken]) }
+  }
+
+  @Test("the built-in tools: bad arguments fail before running, line ranges, glob, search, write, diff, confinement")
+  func builtinTools() async throws {
+    let steps: [[String: Any]] = [
+      ["tool_calls": [call("read_file", ["path": 3])]],
+      [
+        "expect": "/path: expected a string, got a number",
+        "tool_calls": [call("read_file", ["path": "calc.py", "start_line": 1, "end_line": 2])],
+      ],
+      ["expect": "lines 1–2 of", "tool_calls": [call("glob", ["pattern": "**/*.py"])]],
+      ["expect": "test_calc.py", "tool_calls": [call("search", ["pattern": "def aver[a-z]+", "glob": "*.py"])]],
+      ["expect": "calc.py:", "tool_calls": [call("write_file", ["path": "notes/new.txt", "content": "hello\n"])]],
+      ["expect": "wrote notes/new.txt", "tool_calls": [call("git_diff", [:])]],
+      ["expect": "+hello", "tool_calls": [call("read_file", ["path": "../../etc/passwd"])]],
+      [
+        "expect": "leads outside the repository",
+        "tool_calls": [call("read_file", ["path": "calc.py", "extra": true])],
+      ],
+      ["expect": "is not an argument of this tool", "tool_calls": [call("no_such_tool", [:])]],
+      ["expect": "there is no tool named no_such_tool", "text": "Done."],
+    ]
+    let (finished, log) = try await runTurn(steps)
+    #expect(finished.outcome == .succeeded, "\(finished.reason)")
+    // Arguments that do not match the schema never run: QUEUED, then FAILED.
+    #expect(log.lifecycle(of: "read_file", occurrence: 0) == ["queued#1", "failed#1"])
+    #expect(log.lifecycle(of: "read_file", occurrence: 1) == ["queued#1", "running#1", "succeeded#1"])
+    #expect(
+      log.lifecycle(of: "read_file", occurrence: 2) == ["queued#1", "failed#1"], "confinement refuses before running")
+    let finishedCalls = log.toolCalls.filter { $0.state == .succeeded }
+    #expect(finishedCalls.allSatisfy { $0.hasDuration && !$0.result.isEmpty })
+  }
+
+  @Test("search gives the same matches with ripgrep and with the built-in search")
+  func searchEngines() async throws {
+    let steps: [[String: Any]] = [
+      ["tool_calls": [call("search", ["pattern": "average", "path": "."])]],
+      ["text": "Done."],
+    ]
+    var results: [String] = []
+    for ripgrep in [false, true] {
+      let (finished, log) = try await runTurn(steps) { loop in
+        loop.tools = BuiltinTools.all.filter { $0.name != "search" } + [BuiltinTools.searchTool(ripgrep: ripgrep)]
+      }
+      #expect(finished.outcome == .succeeded, "\(finished.reason)")
+      let result = try #require(log.call("search", state: .succeeded))
+      results.append(result.result.split(separator: "\n").sorted().joined(separator: "\n"))
+      if ripgrep, !result.resultSummary.contains("ripgrep") {
+        // ripgrep is not installed here; the comparison is only meaningful with it.
+        return
+      }
+    }
+    #expect(results[0] == results[1])
+    #expect(results[0].contains("calc.py:"))
+  }
+
+  @Test("a retryable failure is tried again (FAILED → QUEUED) up to the tool's retries; a slow tool times out")
+  func retriesAndTimeouts() async throws {
+    let failures = Mutex(0)
+    let flaky = Tool(
+      name: "flaky", description: "fails twice", schema: #"{"type":"object"}"#, access: .read, retries: 2
+    ) { _, _ in
+      let attempt = failures.withLock {
+        $0 += 1
+        return $0
+      }
+      guard attempt > 2 else { throw ToolFailure("the service timed out (attempt \(attempt))", retryable: true) }
+      return ToolOutput(content: "third time lucky", summary: "ok")
+    }
+    let slow = Tool(
+      name: "slow", description: "never ends", schema: #"{"type":"object"}"#, access: .read,
+      timeout: .milliseconds(200)
+    ) { _, _ in
+      try await Task.sleep(for: .seconds(60))
+      return ToolOutput(content: "", summary: "")
+    }
+    let steps: [[String: Any]] = [
+      ["tool_calls": [call("flaky", [:])]],
+      ["expect": "third time lucky", "tool_calls": [call("slow", [:])]],
+      ["expect": "timed out after", "text": "Done."],
+    ]
+    let (finished, log) = try await runTurn(steps) { loop in loop.tools += [flaky, slow] }
+    #expect(finished.outcome == .succeeded, "\(finished.reason)")
+    #expect(
+      log.lifecycle(of: "flaky") == [
+        "queued#1", "running#1", "failed#1", "queued#2", "running#2", "failed#2", "queued#3", "running#3",
+        "succeeded#3",
+      ])
+    #expect(log.lifecycle(of: "slow") == ["queued#1", "running#1", "failed#1"])
+  }
+
+  @Test("the permission policy denies, or asks a person and waits: approved runs, denied fails with who and why")
+  func permissions() async throws {
+    let policy = PermissionPolicy(rules: [
+      .init(tool: "write_file", path: "*.py", decision: .deny, reason: "python files are reviewed by hand"),
+      .init(tool: "run_command", command: "echo *", decision: .ask),
+    ])
+    let steps: [[String: Any]] = [
+      ["tool_calls": [call("write_file", ["path": "calc.py", "content": "x"])]],
+      [
+        "expect": "python files are reviewed by hand",
+        "tool_calls": [call("run_command", ["command": "echo approved"])],
+      ],
+      ["expect": "approved", "tool_calls": [call("run_command", ["command": "echo second"])]],
+      [
+        "expect": "denied by Grace: not now", "tool_calls": [call("write_file", ["path": "notes.md", "content": "x"])],
+      ],
+      ["expect": "wrote notes.md", "text": "Done."],
+    ]
+    let (finished, log) = try await runTurn(steps) { loop in
+      loop.permissions = policy
+    } during: { log, decisions in
+      for approved in [true, false] {
+        var waiting: Inspect_Session_V1_ToolCall?
+        while waiting == nil {
+          waiting = log.toolCalls.last {
+            $0.awaitingApproval && $0.name == "run_command"
+              && !$0.argumentsJson.contains(approved ? "second" : "approved")
+          }
+          if waiting == nil { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        decisions.deliver(
+          .with {
+            $0.toolCallID = waiting!.toolCallID
+            $0.approved = approved
+            $0.reason = approved ? "" : "not now"
+            $0.decidedBy = .with { $0.displayName = "Grace" }
+          })
+      }
+    }
+    #expect(finished.outcome == .succeeded, "\(finished.reason)")
+    #expect(log.lifecycle(of: "write_file", occurrence: 0) == ["queued#1", "failed#1"])
+    #expect(
+      log.lifecycle(of: "run_command", occurrence: 0) == [
+        "queued#1", "queued#1", "queued#1", "running#1", "succeeded#1",
+      ])
+    #expect(log.lifecycle(of: "run_command", occurrence: 1) == ["queued#1", "queued#1", "failed#1"])
+  }
+
+  @Test("a custom hook (the public extension point) refuses calls, and its reason reaches the model")
+  func customHook() async throws {
+    struct NoProduction: ToolHook {
+      func beforeExecute(_ call: ToolInvocation) async throws -> HookVerdict {
+        guard call.tool.name == "run_command", let command = call.string("command") else { return .proceed }
+        return command.contains("prod") ? .deny("commands against production are not allowed here") : .proceed
+      }
+    }
+    let steps: [[String: Any]] = [
+      ["tool_calls": [call("run_command", ["command": "deploy prod"])]],
+      ["expect": "not allowed here", "text": "Done."],
+    ]
+    let (finished, log) = try await runTurn(steps) { loop in loop.hooks = [NoProduction()] }
+    #expect(finished.outcome == .succeeded, "\(finished.reason)")
+    #expect(log.lifecycle(of: "run_command") == ["queued#1", "failed#1"])
+  }
+
+  @Test("long output reaches the model as head and tail with a pointer to the whole output, stored as an artifact")
+  func outputLimit() async throws {
+    try await TemporaryDirectory.with { data in
+      let steps: [[String: Any]] = [
+        ["tool_calls": [call("run_command", ["command": "seq 1 20000"])]],
+        ["expect": "bytes omitted; the whole output", "text": "Done."],
+      ]
+      let (finished, log) = try await runTurn(steps) { loop in loop.artifacts = ArtifactStore(dataDirectory: data) }
+      #expect(finished.outcome == .succeeded, "\(finished.reason)")
+      let result = try #require(log.call("run_command", state: .succeeded))
+      #expect(result.result.utf8.count < 20_000)
+      #expect(result.artifactID.hasPrefix("art-"))
+      let added = log.all.compactMap { if case .artifactAdded(let added) = $0.kind { added.artifact } else { nil } }
+      let artifact = try #require(added.first)
+      #expect(artifact.id == result.artifactID)
+      #expect(artifact.kind == .toolOutput)
+      let stored = try String(contentsOf: data.appendingPathComponent(artifact.storagePath), encoding: .utf8)
+      #expect(stored.contains("\n19999\n20000"))
+      #expect(UInt64(stored.utf8.count) == artifact.sizeBytes)
+    }
+  }
+
+  @Test("the same call over and over is pointed out, then stops the turn")
+  func loops() async throws {
+    let same = call("read_file", ["path": "calc.py"])
+    let steps: [[String: Any]] = [
+      ["tool_calls": [same]], ["tool_calls": [same]], ["tool_calls": [same]],
+      ["expect": "identical read_file call in a row", "tool_calls": [same]], ["tool_calls": [same]],
+      ["text": "never reached"],
+    ]
+    let (finished, _) = try await runTurn(steps)
+    #expect(finished.outcome == .failed)
+    #expect(finished.failedPhase == .budget)
+    #expect(finished.reason.contains("repeated the same read_file call 5 times"), "\(finished.reason)")
+  }
+
+  @Test("token and cost budgets stop the turn, saying which ran out")
+  func budgets() async throws {
+    let steps: [[String: Any]] = [
+      ["tool_calls": [call("read_file", ["path": "calc.py"])]], ["text": "never reached"],
+    ]
+    let (tokens, _) = try await runTurn(steps, budgets: .with { $0.maxTokens = 10 })
+    #expect(tokens.outcome == .failed && tokens.failedPhase == .budget)
+    #expect(tokens.reason.contains("over its budget of 10"), "\(tokens.reason)")
+    #expect(tokens.steps == 1)
+    let (tree, _) = try await runTurn(steps, budgets: .with { $0.treeTokensRemaining = 5 })
+    #expect(tree.reason.contains("session tree's token budget ran out"), "\(tree.reason)")
+  }
+}
