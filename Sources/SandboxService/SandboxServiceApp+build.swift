@@ -28,9 +28,11 @@ extension SandboxServiceApp {
       driver: driver, configuration: try .init(environment: ProcessInfo.processInfo.environment), logger: host.logger,
       metrics: metrics)
     await manager.startImageRebuilds()
-    let agent = AgentLoop(
+    var agent = AgentLoop(
       model: Inspect_Model_V1_ModelRouterService.Client(wrapping: modelClient), modelAddress: modelAddress,
       manager: manager, logger: host.logger)
+    agent.artifacts = ArtifactStore(dataDirectory: configuration.dataDirectory)
+    agent.permissions = try AgentLoop.permissions(environment: ProcessInfo.processInfo.environment)
     return BuiltService(
       host: host,
       grpcServer: try host.makeGRPCServer(services: [SandboxRPCService(agent: agent, manager: manager)]),

@@ -354,18 +354,61 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     return .init()
   }
 
-  // MARK: - Not built yet
+  // MARK: - Artifacts
 
   func listArtifacts(
     request: Inspect_Session_V1_ListArtifactsRequest, context: ServerContext
   ) async throws -> Inspect_Session_V1_ListArtifactsResponse {
-    throw Self.missing("ListArtifacts", "the agent does not store artifacts yet")
+    let caller = try await requireCaller()
+    let after: Int64
+    if request.pageToken.isEmpty {
+      after = 0
+    } else if let seq = Int64(request.pageToken), seq >= 0 {
+      after = seq
+    } else {
+      throw RPCError(
+        code: .invalidArgument, message: "page_token '\(request.pageToken)' is not one this service issued")
+    }
+    let size = request.pageSize == 0 ? 100 : Int(min(request.pageSize, 1000))
+    return try await withAccess(request.sessionID, caller: caller, needs: .viewer) { session in
+      let rows = try await session.database.artifacts(turnID: request.turnID, afterSeq: after, limit: size + 1)
+      return .with {
+        $0.artifacts = rows.prefix(size).map { artifact, _ in
+          var artifact = artifact
+          artifact.sessionID = session.id
+          return artifact
+        }
+        if rows.count > size, let last = rows.prefix(size).last { $0.nextPageToken = String(last.1) }
+      }
+    }
   }
 
   func getArtifact(
     request: Inspect_Session_V1_GetArtifactRequest, context: ServerContext
   ) async throws -> Inspect_Session_V1_GetArtifactResponse {
-    throw Self.missing("GetArtifact", "the agent does not store artifacts yet")
+    let caller = try await requireCaller()
+    let dataDirectory = registry.paths.root.deletingLastPathComponent()
+    return try await withAccess(request.sessionID, caller: caller, needs: .viewer) { session in
+      guard var artifact = try await session.database.artifact(id: request.artifactID) else {
+        throw RPCError(code: .notFound, message: "session \(session.id) has no artifact '\(request.artifactID)'")
+      }
+      artifact.sessionID = session.id
+      // Only files under this session's artifact directory are served, whatever a row says.
+      let prefix = "artifacts/\(session.id)/"
+      guard artifact.storagePath.hasPrefix(prefix), !artifact.storagePath.contains(".."),
+        let content = FileManager.default.contents(
+          atPath: dataDirectory.appendingPathComponent(artifact.storagePath).path)
+      else {
+        throw RPCError(
+          code: .notFound,
+          message: "the content of artifact \(artifact.id) is gone (expected at \(artifact.storagePath) under the data "
+            + "directory, which SandboxService and SessionService must share)")
+      }
+      return .with {
+        $0.artifact = artifact
+        $0.content = content
+      }
+    }
   }
 
   // MARK: - Helpers
@@ -427,12 +470,6 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
 
   static func isRepositoryName(_ text: String) -> Bool {
     (try? RepositoryName(text)) != nil
-  }
-
-  private static func missing(_ method: String, _ why: String) -> RPCError {
-    RPCError(
-      code: .unimplemented,
-      message: "inspect.session.v1.SessionService/\(method) is not implemented yet in this version of Inspect: \(why)")
   }
 }
 

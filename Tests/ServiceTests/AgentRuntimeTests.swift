@@ -226,6 +226,28 @@ struct AgentRuntimeTests {
     #expect(log.lifecycle(of: "run_command", occurrence: 1) == ["queued#1", "queued#1", "failed#1"])
   }
 
+  @Test("the service's policy comes from INSPECT_AGENT_PERMISSIONS; a file that is not a policy is refused, naming it")
+  func policyFile() throws {
+    let temporary = try TemporaryDirectory("inspect-policy")
+    defer { temporary.remove() }
+    let directory = temporary.url
+    do {
+      let good = directory.appendingPathComponent("good.json")
+      try #"{"rules":[{"tool":"run_command","command":"rm *","decision":"deny"}],"default":"ask"}"#.write(
+        to: good, atomically: true, encoding: .utf8)
+      let policy = try AgentLoop.permissions(environment: ["INSPECT_AGENT_PERMISSIONS": good.path])
+      #expect(policy.rules.first?.decision == .deny)
+      #expect(policy.default == .ask)
+      #expect(try AgentLoop.permissions(environment: [:]) == PermissionPolicy())
+      let bad = directory.appendingPathComponent("bad.json")
+      try #"{"rules":[{"tool":"run_command","decision":"maybe"}]}"#.write(to: bad, atomically: true, encoding: .utf8)
+      let error = #expect(throws: ConfigurationError.self) {
+        try AgentLoop.permissions(environment: ["INSPECT_AGENT_PERMISSIONS": bad.path])
+      }
+      #expect("\(String(describing: error))".contains("bad.json"))
+    }
+  }
+
   @Test("a custom hook (the public extension point) refuses calls, and its reason reaches the model")
   func customHook() async throws {
     struct NoProduction: ToolHook {

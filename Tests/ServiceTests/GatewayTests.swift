@@ -69,10 +69,10 @@ struct GatewayTests {
 
         let sessions = Inspect_Session_V1_SessionService.Client(wrapping: client)
         let unbuilt = await #expect(throws: RPCError.self) {
-          _ = try await sessions.listArtifacts(.with { $0.sessionID = "ses-0-x" }, metadata: stack.tokenMetadata)
+          _ = try await users.listSecrets(.init(), metadata: stack.tokenMetadata)
         }
         #expect(unbuilt?.code == .unimplemented, "\(String(describing: unbuilt))")
-        #expect(unbuilt?.message.contains("ListArtifacts") == true)
+        #expect(unbuilt?.message.contains("ListSecrets") == true)
         // Prewarm reaches SandboxService, which this stack does not run: UNAVAILABLE naming it.
         let down = await #expect(throws: RPCError.self) {
           _ = try await sessions.prewarm(.with { $0.repository = "local/demo" }, metadata: stack.tokenMetadata)

@@ -8,6 +8,7 @@ import Logging
 import Synchronization
 import Testing
 
+@testable import SandboxService
 @testable import SessionService
 
 /// An agent whose turns do what the test says, in order (the last behaviour repeats).
@@ -132,6 +133,79 @@ func rpcCode(_ body: () async throws -> Void) async -> RPCError.Code? {
     return error.code
   } catch {
     return .unknown
+  }
+}
+
+@Suite("Artifacts: stored by the agent, listed and served by SessionService")
+struct ArtifactTests {
+  @Test("ListArtifacts pages a session's artifacts; GetArtifact returns one with its content; bad ids are refused")
+  func listAndGet() async throws {
+    let dataDirectory = Mutex<URL?>(nil)
+    let storesTwo: ScriptedAgentRunner.Turn = { start, _, emit in
+      let store = ArtifactStore(dataDirectory: dataDirectory.withLock { $0 }!)
+      for (index, text) in ["first output", "second output"].enumerated() {
+        let artifact = try store.store(
+          Data(text.utf8), name: "out-\(index).txt", mediaType: "text/plain", kind: .toolOutput,
+          session: start.sessionID, turn: start.turnID, toolCall: "tc-\(index)")
+        emit(.with { $0.artifactAdded = .with { $0.artifact = artifact } })
+      }
+      return .with { $0.outcome = .succeeded }
+    }
+    let harness = try await SessionHarness(runner: ScriptedAgentRunner(storesTwo))
+    dataDirectory.withLock { $0 = harness.directory.url }
+    try await harness.run { sessions, metadata in
+      let id = try await sessions.createSession(
+        .with {
+          $0.repository = "local/demo"; $0.prompt = "make outputs"
+        }, metadata: metadata
+      ).session.id
+      _ = try await collectEvents(sessions, metadata: metadata, session: id) { !turnsFinished($0).isEmpty }
+      let page = try await sessions.listArtifacts(
+        .with {
+          $0.sessionID = id; $0.pageSize = 1
+        }, metadata: metadata)
+      #expect(page.artifacts.map(\.name) == ["out-0.txt"])
+      #expect(!page.nextPageToken.isEmpty)
+      let rest = try await sessions.listArtifacts(
+        .with {
+          $0.sessionID = id; $0.pageToken = page.nextPageToken
+        }, metadata: metadata)
+      #expect(rest.artifacts.map(\.name) == ["out-1.txt"])
+      #expect(rest.nextPageToken.isEmpty)
+      let got = try await sessions.getArtifact(
+        .with {
+          $0.sessionID = id; $0.artifactID = rest.artifacts[0].id
+        }, metadata: metadata)
+      #expect(String(decoding: got.content, as: UTF8.self) == "second output")
+      #expect(got.artifact.kind == .toolOutput)
+      #expect(got.artifact.sessionID == id)
+      #expect(got.artifact.sizeBytes == 13)
+      let unknown = await rpcCode {
+        _ = try await sessions.getArtifact(
+          .with {
+            $0.sessionID = id; $0.artifactID = "art-nope"
+          }, metadata: metadata)
+      }
+      #expect(unknown == .notFound)
+      let badToken = await rpcCode {
+        _ = try await sessions.listArtifacts(
+          .with {
+            $0.sessionID = id; $0.pageToken = "zzz"
+          }, metadata: metadata)
+      }
+      #expect(badToken == .invalidArgument)
+      // Content removed from disk: NOT_FOUND saying so, not an empty answer.
+      try FileManager.default.removeItem(
+        at: harness.directory.url.appendingPathComponent(page.artifacts[0].storagePath))
+      let gone = await #expect(throws: RPCError.self) {
+        _ = try await sessions.getArtifact(
+          .with {
+            $0.sessionID = id; $0.artifactID = page.artifacts[0].id
+          }, metadata: metadata)
+      }
+      #expect(gone?.code == .notFound)
+      #expect(gone?.message.contains("is gone") == true)
+    }
   }
 }
 

@@ -365,6 +365,20 @@ struct AgentLoop: Sendable {
 
   // MARK: - Tools
 
+  /// The service's permission policy: the JSON file `INSPECT_AGENT_PERMISSIONS` names (same
+  /// format as a repository's `.inspect/permissions.json`), else allow everything.
+  static func permissions(environment: [String: String]) throws -> PermissionPolicy {
+    guard let path = environment["INSPECT_AGENT_PERMISSIONS"], !path.isEmpty else { return PermissionPolicy() }
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw ConfigurationError("INSPECT_AGENT_PERMISSIONS=\(path) cannot be read")
+    }
+    do {
+      return try PermissionPolicy.parse(data, source: "INSPECT_AGENT_PERMISSIONS=\(path)")
+    } catch {
+      throw ConfigurationError("\(error)")
+    }
+  }
+
   /// The turn's tools and hooks: the registry, then the built-in hooks (sync gate, workspace
   /// confinement, the permission policy of the repository — `.inspect/permissions.json`, read
   /// from the sandbox before the agent can change it — then the service's), the added ones, and

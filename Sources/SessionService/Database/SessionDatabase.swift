@@ -229,6 +229,42 @@ struct SessionDatabase: Sendable {
   // MARK: - Prompts
 
   /// Prompts in `states`, in the order they were sent.
+  /// Artifacts after `seq` (oldest first), of one turn when `turnID` is not empty.
+  func artifacts(turnID: String, afterSeq: Int64, limit: Int) async throws -> [(Inspect_Session_V1_Artifact, Int64)] {
+    try await writer.read { db in
+      try Row.fetchAll(
+        db,
+        sql: """
+          SELECT * FROM artifact WHERE seq > ? AND (? = '' OR turnId = ?) ORDER BY seq LIMIT ?
+          """,
+        arguments: [afterSeq, turnID, turnID, limit]
+      ).map { (Self.artifact(from: $0), $0["seq"] as Int64) }
+    }
+  }
+
+  /// One artifact by id.
+  func artifact(id: String) async throws -> Inspect_Session_V1_Artifact? {
+    try await writer.read { db in
+      try Row.fetchOne(db, sql: "SELECT * FROM artifact WHERE id = ?", arguments: [id]).map(Self.artifact(from:))
+    }
+  }
+
+  private static func artifact(from row: Row) -> Inspect_Session_V1_Artifact {
+    .with {
+      $0.id = row["id"]
+      $0.turnID = row["turnId"]
+      $0.toolCallID = row["toolCallId"] ?? ""
+      let kind: String = row["kind"]
+      $0.kind = Inspect_Session_V1_ArtifactKind.allCases.first { "\($0)" == kind } ?? .unspecified
+      $0.name = row["name"]
+      $0.mediaType = row["mediaType"]
+      $0.sizeBytes = UInt64(row["sizeBytes"] as Int64)
+      $0.sha256 = row["sha256"]
+      $0.storagePath = row["storagePath"]
+      if let created = row["createdAt"] as Date? { $0.createdAt = .init(date: created) }
+    }
+  }
+
   func prompts(in states: [PromptRecord.State]) async throws -> [PromptRecord] {
     try await writer.read { try PromptRecord.all(in: states).fetchAll($0) }
   }
