@@ -7,6 +7,7 @@ import Logging
 import Synchronization
 import Testing
 
+@testable import ModelRouter
 @testable import SandboxService
 
 /// A scripted turn: one JSON object per model step (`text`, `tool_calls`, `expect` — what the
@@ -312,5 +313,83 @@ struct AgentRuntimeTests {
     #expect(tokens.steps == 1)
     let (tree, _) = try await runTurn(steps, budgets: .with { $0.treeTokensRemaining = 5 })
     #expect(tree.reason.contains("session tree's token budget ran out"), "\(tree.reason)")
+  }
+
+  @Test(
+    "the prompt: instructions, client note and repository context in one system message, then history, then the prompt")
+  func promptAssembly() async throws {
+    let fixture = try DirectoryFixture(extraFiles: [
+      "AGENTS.md": "Always run `python3 -m unittest` before committing.",
+      ".inspect/skills/release.md": "To release, bump VERSION.",
+      ".inspect/permissions.json": #"{"rules":[{"tool":"write_file","path":"*.py","decision":"deny"}]}"#,
+    ])
+    defer { Task { await fixture.finish() } }
+    try await withOpenAIStandIn([
+      .toolCalls([.init(name: "write_file", arguments: #"{"path":"x.py","content":"x"}"#)]), .text("Done."),
+    ]) {
+      standIn in
+      try await withModelRouter(openAI: try OpenAISettings(baseURL: standIn.baseURL, apiKey: "sk", defaultModel: "m")) {
+        client, _ in
+        let loop = AgentLoop(
+          model: client, modelAddress: HostAndPort(host: "127.0.0.1", port: 0), manager: fixture.manager,
+          logger: Logger(label: "test"))
+        let turn = {
+          var turn = fixture.turn(session: "ses-prompt")
+          turn.model = "openai:m"
+          turn.client = "slack"
+          turn.history = .with {
+            $0.compactionSummary = "Earlier, Ada asked for a faster average."
+            $0.items = [
+              .with {
+                $0.turnID = "turn-0"
+                $0.prompt = .with {
+                  $0.text = "make average faster"
+                  $0.author.displayName = "Ada"
+                }
+              }
+            ]
+          }
+          turn.prompts[0].attachments = [
+            .with {
+              $0.name = "picked.html"
+              $0.mediaType = "text/html"
+              $0.data = Data("<button id=save>Save</button>".utf8)
+            },
+            .with {
+              $0.name = "screen.png"
+              $0.mediaType = "image/png"
+              $0.data = Data([0x89, 0x50, 0x4E, 0x47])
+            },
+          ]
+          return turn
+        }()
+        let finished = await loop.run(turn) { _ in }
+        #expect(finished.outcome == .succeeded, "\(finished.reason)")
+      }
+      let first = try #require(standIn.requests.first)
+      let roles = first.messages.map(\.role)
+      #expect(roles == ["system", "user", "user", "user"])
+      let system = try #require(first.messages.first?.content)
+      let order = [
+        "You are Inspect", "Slack thread", "Always run `python3 -m unittest`", "Skill: release",
+        "To release, bump VERSION",
+        "README (excerpt)", "## Files", "calc.py", "## Sandbox", "was made from image",
+      ].map { system.range(of: $0)?.lowerBound }
+      #expect(order.allSatisfy { $0 != nil }, "\(system)")
+      #expect(order.compactMap { $0 } == order.compactMap { $0 }.sorted(), "the parts come in the documented order")
+      #expect(first.messages[1].content?.contains("Earlier, Ada asked for a faster average.") == true)
+      #expect(first.messages[2].content == "Ada: make average faster")
+      let prompt = try #require(first.messages[3].content)
+      #expect(prompt.hasPrefix("Ada: Fix the failing test"))
+      #expect(prompt.contains("<button id=save>Save</button>"))
+      #expect(prompt.contains("[attached image: screen.png]"))
+      let images = (first.json["messages"] as? [[String: Any]])?.last?["content"] as? [[String: Any]]
+      #expect(images?.contains { $0["type"] as? String == "image_url" } == true)
+      #expect(first.toolNames.contains("glob"))
+      // The repository's permission policy (read from the image) refused the write.
+      let result = standIn.requests[1].messages.last
+      #expect(result?.role == "tool")
+      #expect(result?.content?.contains("not allowed by the permission policy") == true)
+    }
   }
 }

@@ -115,7 +115,9 @@ struct TurnHistoryTests {
       ]
     }
     let messages = AgentLoop.messages(for: turn)
-    #expect(messages.map(\.role) == [.system, .user, .assistant, .tool, .assistant, .tool, .user])
+    // The failed turn's end is told to the model before the new prompt.
+    #expect(messages.map(\.role) == [.system, .user, .assistant, .tool, .assistant, .tool, .user, .user])
+    #expect(messages[6].text.contains("ended failed: the sandbox died"))
     #expect(messages[1].text == "Ada: fix it")
     #expect(messages[2].toolCalls.map(\.id) == messages[3].toolResults.map(\.toolCallID))
     #expect(messages[5].toolResults.first?.isError == true)

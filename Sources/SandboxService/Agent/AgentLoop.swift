@@ -152,7 +152,7 @@ struct AgentLoop: Sendable {
     _ turn: Inspect_Sandbox_V1_StartTurn, sandbox: SandboxOfTurn, calls: TurnToolCalls,
     emit: @escaping @Sendable (Event) async throws -> Void
   ) async throws -> Inspect_Session_V1_TurnFinished {
-    var messages = Self.messages(for: turn)
+    var messages = Self.messages(for: turn, context: RepositoryContext.read(from: sandbox.entry.instance))
     let budgets = turn.budgets
     let maxSteps = budgets.maxSteps == 0 ? Self.defaultMaxSteps : budgets.maxSteps
     let started = ContinuousClock.now
@@ -231,67 +231,6 @@ struct AgentLoop: Sendable {
     }
     return finished(
       .failed(.budget, "the agent used all \(maxSteps) steps of its budget without finishing"), steps: maxSteps)
-  }
-
-  /// The conversation the model sees first: the system prompt, the earlier turns (prompts,
-  /// answers, tool calls and their results), then this turn's prompts.
-  static func messages(for turn: Inspect_Sandbox_V1_StartTurn) -> [Inspect_Model_V1_Message] {
-    func said(_ prompt: Inspect_Sandbox_V1_TurnPrompt) -> String {
-      "\(prompt.author.displayName.isEmpty ? "Someone" : prompt.author.displayName): \(prompt.text)"
-    }
-    var messages: [Inspect_Model_V1_Message] = [
-      .with {
-        $0.role = .system
-        $0.text = systemPrompt
-      }
-    ]
-    for item in turn.history.items {
-      switch item.kind {
-      case .prompt(let prompt):
-        messages.append(
-          .with {
-            $0.role = .user
-            $0.text = said(prompt)
-          })
-      case .assistantMessage(let message):
-        messages.append(
-          .with {
-            $0.role = .assistant
-            $0.text = message.text
-            $0.toolCalls = message.toolCalls.map { call in
-              .with {
-                $0.id = call.toolCallID
-                $0.name = call.name
-                $0.argumentsJson = call.argumentsJson
-              }
-            }
-          })
-      case .toolResult(let result):
-        let converted = Inspect_Model_V1_ToolResult.with {
-          $0.toolCallID = result.toolCallID
-          $0.content = result.content
-          $0.isError = result.isError
-        }
-        // Consecutive results answer one assistant message: keep them in one tool message.
-        if messages.last?.role == .tool {
-          messages[messages.count - 1].toolResults.append(converted)
-        } else {
-          messages.append(
-            .with {
-              $0.role = .tool
-              $0.toolResults = [converted]
-            })
-        }
-      case .turnEnd, .none:
-        break
-      }
-    }
-    messages.append(
-      .with {
-        $0.role = .user
-        $0.text = turn.prompts.map(said).joined(separator: "\n\n")
-      })
-    return messages
   }
 
   // MARK: - The model
