@@ -33,6 +33,7 @@ extension SandboxServiceApp {
       manager: manager, logger: host.logger)
     agent.artifacts = ArtifactStore(dataDirectory: configuration.dataDirectory)
     agent.permissions = try AgentLoop.permissions(environment: ProcessInfo.processInfo.environment)
+    agent.compaction = try CompactionSettings(environment: ProcessInfo.processInfo.environment)
     return BuiltService(
       host: host,
       grpcServer: try host.makeGRPCServer(services: [SandboxRPCService(agent: agent, manager: manager)]),

@@ -392,4 +392,72 @@ struct AgentRuntimeTests {
       #expect(result?.content?.contains("not allowed by the permission policy") == true)
     }
   }
+
+  /// Runs one turn of the demo repository against the OpenAI stand-in (model `openai:m`, with
+  /// `routes`), returning how it finished, its events and the requests the stand-in received.
+  static func turnAgainstStandIn(
+    _ replies: [OpenAIStandIn.Reply], routes: String = "{}"
+  ) async throws -> (Inspect_Session_V1_TurnFinished, EventLog, [OpenAIStandIn.ReceivedRequest]) {
+    let fixture = try DirectoryFixture()
+    defer { Task { await fixture.finish() } }
+    let table = try routeTable(routes)
+    return try await withOpenAIStandIn(replies) { standIn in
+      let (finished, log) = try await withModelRouter(
+        openAI: try OpenAISettings(baseURL: standIn.baseURL, apiKey: "sk", defaultModel: "m"), routes: table
+      ) { client, _ in
+        let loop = AgentLoop(
+          model: client, modelAddress: HostAndPort(host: "127.0.0.1", port: 0), manager: fixture.manager,
+          logger: Logger(label: "test"))
+        var turn = fixture.turn(session: "ses-compact")
+        turn.model = "openai:m"
+        let log = EventLog()
+        let finished = await loop.run(turn) { log.append($0) }
+        return (finished, log)
+      }
+      return (finished, log, standIn.requests)
+    }
+  }
+
+  @Test("past 80% of the model's window the conversation is summarised, stored as an event, and the turn goes on")
+  func compactsOnThreshold() async throws {
+    let replies: [OpenAIStandIn.Reply] = [
+      .toolCalls([.init(name: "read_file", arguments: #"{"path":"calc.py"}"#)], usage: (300, 20)),
+      .toolCalls([.init(name: "read_file", arguments: #"{"path":"test_calc.py"}"#)], usage: (850, 20)),
+      .text("SUMMARY: Ada wants the failing test fixed; calc.py and test_calc.py were read."),
+      .text("Done."),
+    ]
+    let (finished, log, requests) = try await Self.turnAgainstStandIn(
+      replies, routes: "models:\n  - id: openai:m\n    context_window: 1000")
+    #expect(finished.outcome == .succeeded, "\(finished.reason)")
+    #expect(requests.count == 4)
+    let summarising = requests[2]
+    #expect(summarising.messages.first?.content?.hasPrefix("You compact the conversation") == true)
+    #expect(summarising.messages.last?.content?.contains("AGENT CALLS read_file") == true)
+    #expect(summarising.toolNames.isEmpty)
+    let resumed = requests[3]
+    #expect(resumed.messages.map(\.role) == ["system", "user", "user"])
+    #expect(resumed.messages[1].content?.contains("SUMMARY: Ada wants the failing test fixed") == true)
+    #expect(resumed.messages[2].content?.hasPrefix("Ada: Fix the failing test") == true)
+    let compactions = log.all.compactMap { if case .compaction(let compaction) = $0.kind { compaction } else { nil } }
+    let compaction = try #require(compactions.first)
+    #expect(compactions.count == 1)
+    #expect(compaction.summaryID.hasPrefix("sum-"))
+    #expect(compaction.tokensBefore > 800)
+    #expect(compaction.tokensAfter < compaction.tokensBefore)
+  }
+
+  @Test("a provider that answers context_too_long makes the agent compact and try once more")
+  func compactsOnOverflow() async throws {
+    let replies: [OpenAIStandIn.Reply] = [
+      .error(
+        status: 400, type: "invalid_request_error", code: "context_length_exceeded",
+        message: "This model's maximum context length is 8192 tokens"),
+      .text("SUMMARY: fix the failing test."), .text("Done."),
+    ]
+    let (finished, log, requests) = try await Self.turnAgainstStandIn(replies)
+    #expect(finished.outcome == .succeeded, "\(finished.reason)")
+    #expect(requests.count == 3)
+    #expect(requests[2].messages[1].content?.contains("SUMMARY: fix the failing test.") == true)
+    #expect(log.all.contains { if case .compaction = $0.kind { true } else { false } })
+  }
 }

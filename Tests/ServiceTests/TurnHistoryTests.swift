@@ -82,6 +82,36 @@ struct TurnHistoryTests {
     }
   }
 
+  @Test("after a compaction, history is its summary plus what came after it")
+  func compaction() {
+    var events = Self.events
+    events.append(
+      Self.event("turn-1") {
+        $0.compaction = .with {
+          $0.summaryID = "sum-1"; $0.summary = "Ada asked to fix it; the sandbox died."
+        }
+      })
+    events.append(
+      Self.event("") {
+        $0.promptQueued = .with {
+          $0.messageID = "msg-2"; $0.text = "again"; $0.author.displayName = "Ada"
+        }
+      })
+    events.append(
+      Self.event("turn-2") {
+        $0.turnStarted = .with {
+          $0.turnID = "turn-2"; $0.promptIds = ["msg-2"]
+        }
+      })
+    events.append(Self.event("turn-2") { $0.turnFinished = .with { $0.outcome = .succeeded } })
+    let history = TurnHistory.build(from: events)
+    #expect(history.compactionSummaryID == "sum-1")
+    #expect(history.compactionSummary == "Ada asked to fix it; the sandbox died.")
+    #expect(history.items.map(\.turnID) == ["turn-2", "turn-2"])
+    let messages = AgentLoop.messages(for: .with { $0.history = history })
+    #expect(messages[1].text.contains("Ada asked to fix it; the sandbox died."))
+  }
+
   @Test("a retried tool call gives the model one result: its last attempt's")
   func retriedCall() {
     var events = Array(Self.events.prefix(4))

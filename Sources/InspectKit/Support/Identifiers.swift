@@ -14,6 +14,7 @@ public enum IdentifierKind: String, Sendable, CaseIterable {
   case sandbox = "sbx"
   case snapshot = "snp"
   case token = "tok"
+  case summary = "sum"
 }
 
 public enum Identifier {

@@ -26,6 +26,8 @@ struct AgentLoop: Sendable {
   /// The service's permission policy (`INSPECT_AGENT_PERMISSIONS`); a repository's
   /// `.inspect/permissions.json` rules come before it.
   var permissions = PermissionPolicy()
+  /// When the conversation is compacted (``CompactionSettings``).
+  var compaction = CompactionSettings()
   /// The same tool call (name and arguments) this many times in a row is pointed out to the model;
   /// at ``loopLimit`` the turn stops.
   static let loopWarning = 3
@@ -166,9 +168,31 @@ struct AgentLoop: Sendable {
       outcome.costUsd = totals.cost
       return outcome
     }
+    let window = await contextWindow(for: turn)
+    // Tokens the next call will send: the provider's count of the last request plus an estimate
+    // of what was added since.
+    var tokens = CompactionSettings.estimate(messages)
     for step in 1...maxSteps {
       try await sandbox.announce()
-      let reply = try await generate(turn, messages: messages, tools: calls.registry.protos, emit: emit)
+      if Double(tokens) > compaction.threshold * Double(window) {
+        messages = try await compact(messages, turn: turn, tokensBefore: tokens, emit: emit)
+        tokens = CompactionSettings.estimate(messages)
+      }
+      let reply: Reply
+      do {
+        reply = try await generate(turn, messages: messages, tools: calls.registry.protos, emit: emit)
+      } catch is ContextOverflow {
+        // The estimate was short of the provider's count: compact now and try once more.
+        messages = try await compact(messages, turn: turn, tokensBefore: max(tokens, window), emit: emit)
+        tokens = CompactionSettings.estimate(messages)
+        do {
+          reply = try await generate(turn, messages: messages, tools: calls.registry.protos, emit: emit)
+        } catch let overflow as ContextOverflow {
+          throw TurnEnd(
+            finished: .failed(
+              .model, "the conversation does not fit the model's window even compacted: \(overflow.message)"))
+        }
+      }
       totals.input += UInt64(reply.usage.inputTokens)
       totals.output += UInt64(reply.usage.outputTokens)
       totals.cost += reply.usage.costUsd
@@ -203,6 +227,9 @@ struct AgentLoop: Sendable {
           $0.text = reply.text
           $0.toolCalls = reply.calls
         })
+      tokens =
+        (reply.usage.inputTokens > 0 ? Int(reply.usage.inputTokens) : tokens)
+        + CompactionSettings.estimate([messages[messages.count - 1]])
       var results: [Inspect_Model_V1_ToolResult] = []
       for (call, id) in zip(reply.calls, ids) {
         var result = try await calls.run(call, id: id)
@@ -228,6 +255,7 @@ struct AgentLoop: Sendable {
           $0.role = .tool
           $0.toolResults = results
         })
+      tokens += CompactionSettings.estimate([messages[messages.count - 1]])
     }
     return finished(
       .failed(.budget, "the agent used all \(maxSteps) steps of its budget without finishing"), steps: maxSteps)
@@ -292,8 +320,9 @@ struct AgentLoop: Sendable {
         return reply
       }
     } catch let error as RPCError {
-      let kind =
-        error.metadata[stringValues: "inspect-model-error"].first(where: { _ in true }).map { " [\($0)]" } ?? ""
+      let type = error.metadata[stringValues: "inspect-model-error"].first(where: { _ in true })
+      if type == "context_too_long" { throw ContextOverflow(message: error.message) }
+      let kind = type.map { " [\($0)]" } ?? ""
       let reason =
         error.code == .unavailable
         ? "ModelRouter is unavailable at \(modelAddress): \(error.message)"

@@ -25,6 +25,7 @@ enum TurnHistory {
     var items: [Inspect_Sandbox_V1_HistoryItem] = []
     var unanswered: [String] = []
     var resultIndex: [String: Int] = [:]
+    var summary: (id: String, text: String)?
     for event in events {
       let turnID = event.turnID
       func add(_ fill: (inout Inspect_Sandbox_V1_HistoryItem) -> Void) {
@@ -70,6 +71,12 @@ enum TurnHistory {
             $0.isError = call.state != .succeeded
           }
         }
+      case .compaction(let compaction):
+        // The summary stands for everything before it (the current turn's request included).
+        items.removeAll()
+        resultIndex.removeAll()
+        unanswered.removeAll()
+        summary = (compaction.summaryID, compaction.summary)
       case .turnFinished(let finished):
         for id in unanswered {
           add {
@@ -92,6 +99,12 @@ enum TurnHistory {
         break
       }
     }
-    return .with { $0.items = items }
+    return .with {
+      $0.items = items
+      if let summary {
+        $0.compactionSummaryID = summary.id
+        $0.compactionSummary = summary.text
+      }
+    }
   }
 }
