@@ -14,6 +14,9 @@ extension SandboxServiceApp {
     let host = ServiceHost(configuration: configuration, servedServices: [Inspect_Sandbox_V1_SandboxService.descriptor])
     let modelAddress = configuration.peers[.modelRouter]
     let modelClient = try GRPCClient.peer(modelAddress)
+    // Child sessions are created through SessionService, which starts after this service: the
+    // client connects when a tool first calls it.
+    let sessionClient = try GRPCClient.peer(configuration.peers[.session])
     let driver = LocalDriver(paths: SandboxPaths(configuration.dataDirectory), logger: host.logger)
     host.logger.info(
       "sandbox isolation", metadata: ["cgroups": "\(driver.cgroups)", "limits": "\(driver.cgroups.enforced)"])
@@ -32,6 +35,7 @@ extension SandboxServiceApp {
       model: Inspect_Model_V1_ModelRouterService.Client(wrapping: modelClient), modelAddress: modelAddress,
       manager: manager, logger: host.logger)
     agent.artifacts = ArtifactStore(dataDirectory: configuration.dataDirectory)
+    agent.sessions = Inspect_Session_V1_SessionService.Client(wrapping: sessionClient)
     agent.permissions = try AgentLoop.permissions(environment: ProcessInfo.processInfo.environment)
     agent.compaction = try CompactionSettings(environment: ProcessInfo.processInfo.environment)
     return BuiltService(
@@ -40,6 +44,7 @@ extension SandboxServiceApp {
       httpServer: host.makeHTTPServer(router: host.makeRouter()),
       dependencies: [
         GRPCClientService(client: modelClient),
+        GRPCClientService(client: sessionClient),
         ShutdownAction {
           await manager.shutdown()
           await driver.reserve.close()

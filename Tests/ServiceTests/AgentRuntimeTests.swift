@@ -9,6 +9,7 @@ import Testing
 
 @testable import ModelRouter
 @testable import SandboxService
+@testable import SessionService
 
 /// A scripted turn: one JSON object per model step (`text`, `tool_calls`, `expect` — what the
 /// previous tool result must contain, checked by the scripted provider).
@@ -27,7 +28,8 @@ private func call(_ name: String, _ arguments: [String: Any]) -> [String: Any] {
 private func runTurn(
   _ steps: [[String: Any]], budgets: Inspect_Sandbox_V1_Budgets = .init(),
   configure: @Sendable (inout AgentLoop) -> Void = { _ in },
-  during: @escaping @Sendable (EventLog, TurnDecisions) async throws -> Void = { _, _ in }
+  during: @escaping @Sendable (EventLog, TurnDecisions) async throws -> Void = { _, _ in },
+  turnSetup: @Sendable (inout Inspect_Sandbox_V1_StartTurn) -> Void = { _ in }
 ) async throws -> (Inspect_Session_V1_TurnFinished, EventLog) {
   let fixture = try DirectoryFixture()
   defer { Task { await fixture.finish() } }
@@ -40,6 +42,7 @@ private func runTurn(
       var turn = fixture.turn(session: "ses-runtime")
       turn.model = "scripted:steps"
       turn.budgets = budgets
+      turnSetup(&turn)
       return turn
     }()
     let log = EventLog()
@@ -459,5 +462,52 @@ struct AgentRuntimeTests {
     #expect(requests.count == 3)
     #expect(requests[2].messages[1].content?.contains("SUMMARY: fix the failing test.") == true)
     #expect(log.all.contains { if case .compaction = $0.kind { true } else { false } })
+  }
+
+  @Test("spawn_child_session starts a child of this session as the prompt's author; child_session_status reads it")
+  func childSessions() async throws {
+    let harness = try await SessionHarness(runner: FakeAgentRunner())
+    try await harness.run { sessions, metadata in
+      let parent = try await sessions.createSession(.with { $0.repository = "local/demo" }, metadata: metadata).session
+      let author = harness.user.id
+      let steps: [[String: Any]] = [
+        ["tool_calls": [call("spawn_child_session", ["prompt": "the same fix in the docs", "title": "docs"])]],
+        [
+          "expect": "started child session",
+          "tool_calls": [call("child_session_status", ["session_id": parent.id])],
+        ],
+        ["expect": "is not a child of this session", "text": "Done."],
+      ]
+      let (finished, log) = try await runTurn(
+        steps, configure: { loop in loop.sessions = sessions },
+        turnSetup: { turn in
+          turn.sessionID = parent.id
+          turn.prompts[0].author.userID = author
+        })
+      #expect(finished.outcome == .succeeded, "\(finished.reason)")
+      let children = try await sessions.getSession(.with { $0.sessionID = parent.id }, metadata: metadata).session
+        .childSessionIds
+      let childID = try #require(children.first)
+      #expect(children.count == 1)
+      let child = try await sessions.getSession(.with { $0.sessionID = childID }, metadata: metadata).session
+      #expect(child.parentSessionID == parent.id)
+      #expect(child.title == "docs")
+      #expect(child.createdBy.userID == author)
+      #expect(log.call("spawn_child_session", state: .succeeded)?.result.contains(childID) == true)
+
+      // The status tool on the real child (its handler alone: the scripted model cannot know the id).
+      let fixture = try DirectoryFixture()
+      defer { Task { await fixture.finish() } }
+      let entry = try await fixture.manager.claim(
+        .init(
+          repository: fixture.repository, sessionID: parent.id, snapshotID: "", branch: "main", fallbackBranch: "main"))
+      var turn = fixture.turn(session: parent.id)
+      turn.prompts[0].author.userID = author
+      let status = try await BuiltinTools.childSessionStatus.run(
+        Data(#"{"session_id":"\#(childID)"}"#.utf8),
+        ToolContext(sandbox: entry.instance, turn: turn, toolCallID: "tc-status", emit: { _ in }, sessions: sessions))
+      #expect(status.content.contains("session \(childID): docs"), "\(status.content)")
+      #expect(status.content.contains("state: "))
+    }
   }
 }

@@ -26,6 +26,8 @@ struct AgentLoop: Sendable {
   /// The service's permission policy (`INSPECT_AGENT_PERMISSIONS`); a repository's
   /// `.inspect/permissions.json` rules come before it.
   var permissions = PermissionPolicy()
+  /// SessionService, for the child session tools (nil: they answer that it is not available).
+  var sessions: SessionServiceClient?
   /// When the conversation is compacted (``CompactionSettings``).
   var compaction = CompactionSettings()
   /// The same tool call (name and arguments) this many times in a row is pointed out to the model;
@@ -374,7 +376,7 @@ struct AgentLoop: Sendable {
     ]
     return TurnToolCalls(
       registry: registry, hooks: before + hooks + [OutputLimitHook(artifacts: artifacts, emit: emit)], turn: turn,
-      sandbox: sandbox, open: open, decisions: decisions, emit: emit)
+      sandbox: sandbox, open: open, decisions: decisions, emit: emit, sessions: sessions)
   }
 }
 

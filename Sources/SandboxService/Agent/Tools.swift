@@ -9,6 +9,8 @@ struct ToolContext: Sendable {
   let turn: Inspect_Sandbox_V1_StartTurn
   let toolCallID: String
   let emit: @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void
+  /// SessionService, for child sessions (nil where there is none).
+  var sessions: SessionServiceClient?
 }
 
 /// A tool's result: what the model sees, and a one-line summary for people.
@@ -80,7 +82,8 @@ struct ToolFailure: Error, CustomStringConvertible {
 /// The built-in tools of a turn.
 enum BuiltinTools {
   static let all: [Tool] = [
-    readFile, listFiles, glob, search, editFile, writeFile, runCommand, gitDiff, gitCommitAndPush,
+    readFile, listFiles, glob, search, editFile, writeFile, runCommand, gitDiff, gitCommitAndPush, spawnChildSession,
+    childSessionStatus,
   ]
 
   static func decode<T: Decodable>(_ type: T.Type, _ data: Data, tool: String) throws -> T {

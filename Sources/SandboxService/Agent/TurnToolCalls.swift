@@ -21,6 +21,7 @@ struct TurnToolCalls: Sendable {
   let open: OpenToolCalls
   let decisions: TurnDecisions
   let emit: @Sendable (Event) async throws -> Void
+  var sessions: SessionServiceClient?
 
   /// Runs one call to its end and returns what the model reads. Throws only to end the turn
   /// (a failed sync, a stop, a broken event stream).
@@ -131,7 +132,7 @@ struct TurnToolCalls: Sendable {
   }
 
   private func context(_ id: String) -> ToolContext {
-    ToolContext(sandbox: sandbox.entry.instance, turn: turn, toolCallID: id, emit: emit)
+    ToolContext(sandbox: sandbox.entry.instance, turn: turn, toolCallID: id, emit: emit, sessions: sessions)
   }
 
   /// Runs `tool`, failing when it takes longer than its timeout.
