@@ -28,7 +28,7 @@ private func call(_ name: String, _ arguments: [String: Any]) -> [String: Any] {
 private func runTurn(
   _ steps: [[String: Any]], budgets: Inspect_Sandbox_V1_Budgets = .init(),
   configure: @Sendable (inout AgentLoop) -> Void = { _ in },
-  during: @escaping @Sendable (EventLog, TurnDecisions) async throws -> Void = { _, _ in },
+  during: @escaping @Sendable (EventLog, TurnDecisions, TurnStop) async throws -> Void = { _, _, _ in },
   turnSetup: @Sendable (inout Inspect_Sandbox_V1_StartTurn) -> Void = { _ in }
 ) async throws -> (Inspect_Session_V1_TurnFinished, EventLog) {
   let fixture = try DirectoryFixture()
@@ -47,11 +47,12 @@ private func runTurn(
     }()
     let log = EventLog()
     let decisions = TurnDecisions()
+    let stop = TurnStop()
     let frozen = loop
     let finished = try await withThrowingTaskGroup(of: Inspect_Session_V1_TurnFinished?.self) { group in
-      group.addTask { await frozen.run(turn, decisions: decisions) { log.append($0) } }
+      group.addTask { await frozen.run(turn, stop: stop, decisions: decisions) { log.append($0) } }
       group.addTask {
-        try await during(log, decisions)
+        try await during(log, decisions, stop)
         return nil
       }
       var finished: Inspect_Session_V1_TurnFinished?
@@ -202,7 +203,7 @@ struct AgentRuntimeTests {
     ]
     let (finished, log) = try await runTurn(steps) { loop in
       loop.permissions = policy
-    } during: { log, decisions in
+    } during: { log, decisions, _ in
       for approved in [true, false] {
         var waiting: Inspect_Session_V1_ToolCall?
         while waiting == nil {
@@ -289,6 +290,26 @@ struct AgentRuntimeTests {
       #expect(stored.contains("\n19999\n20000"))
       #expect(UInt64(stored.utf8.count) == artifact.sizeBytes)
     }
+  }
+
+  @Test("a stop ends a running command and the turn at once: the call and the turn end CANCELLED")
+  func stopEndsACommand() async throws {
+    let steps: [[String: Any]] = [
+      ["tool_calls": [call("run_command", ["command": "sleep 60"])]], ["text": "never reached"],
+    ]
+    let stopped = Mutex<ContinuousClock.Instant?>(nil)
+    let (finished, log) = try await runTurn(steps) { _ in
+    } during: { log, _, stop in
+      while log.call("run_command", state: .running) == nil { try await Task.sleep(for: .milliseconds(10)) }
+      stopped.withLock { $0 = .now }
+      stop.request(.with { $0.stoppedBy.displayName = "Grace" })
+    }
+    let took = ContinuousClock.now - (stopped.withLock { $0 } ?? .now)
+    #expect(finished.outcome == .cancelled)
+    #expect(finished.reason == "stopped by Grace")
+    #expect(log.lifecycle(of: "run_command") == ["queued#1", "running#1", "cancelled#1"])
+    // The requirement is 2 s; a generous bound here only catches a stop that waits for the command.
+    #expect(took < .seconds(10), "the stop took \(took)")
   }
 
   @Test("the same call over and over is pointed out, then stops the turn")
