@@ -13,17 +13,22 @@ extension SessionServiceApp {
       servedServices: [Inspect_Session_V1_SessionService.descriptor, Inspect_Session_V1_UserService.descriptor])
     let index = try IndexDatabase.open(at: SessionPaths(configuration.dataDirectory).index)
     try await DevelopmentCredentials.ensure(in: index, dataDirectory: configuration.dataDirectory, logger: host.logger)
+    let secrets = try SecretsStore(
+      writer: index.writer,
+      key: try SecretsStore.key(
+        environment: ProcessInfo.processInfo.environment, directory: SessionPaths(configuration.dataDirectory).root))
     let sandboxAddress = configuration.peers[.sandbox]
     let sandboxClient = try GRPCClient.peer(sandboxAddress)
     let runner = SandboxAgentRunner(
-      client: Inspect_Sandbox_V1_SandboxService.Client(wrapping: sandboxClient), address: sandboxAddress)
+      client: Inspect_Sandbox_V1_SandboxService.Client(wrapping: sandboxClient), address: sandboxAddress,
+      secrets: secrets)
     let settings = try SessionSettings(environment: ProcessInfo.processInfo.environment)
     let registry = SessionRegistry(
       index: index, paths: SessionPaths(configuration.dataDirectory), runner: runner, settings: settings,
       logger: host.logger)
     let grpcServices: [any RegistrableRPCService] = [
       SessionRPCService(registry: registry),
-      UserService(database: index),
+      UserService(database: index, secrets: secrets),
     ]
     return BuiltService(
       host: host,

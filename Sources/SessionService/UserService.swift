@@ -8,6 +8,8 @@ import SwiftProtobuf
 /// tokens here; every other call acts for ``InspectCaller/userID`` and is checked against it.
 struct UserService: Inspect_Session_V1_UserService.SimpleServiceProtocol {
   let database: IndexDatabase
+  /// Where secrets live (encrypted); nil answers the secret RPCs UNIMPLEMENTED.
+  var secrets: SecretsStore?
 
   // MARK: - Tokens
 
@@ -116,24 +118,101 @@ struct UserService: Inspect_Session_V1_UserService.SimpleServiceProtocol {
     }
   }
 
-  // MARK: - Secrets (not built yet)
+  // MARK: - Secrets
 
   func setSecret(
     request: Inspect_Session_V1_SetSecretRequest, context: ServerContext
   ) async throws -> Inspect_Session_V1_SetSecretResponse {
-    throw Self.secretsMissing("SetSecret")
+    let caller = try await requireCaller()
+    let store = try requireSecrets("SetSecret")
+    let name = request.name.trimmingCharacters(in: .whitespaces)
+    guard !name.isEmpty, !request.value.isEmpty else {
+      throw RPCError(code: .invalidArgument, message: "a secret needs a name and a value")
+    }
+    let owner = try await checkedOwner(request.scope, request.owner, caller: caller)
+    let stored = try await store.set(request.scope, owner: owner, name: name, value: request.value)
+    return .with { $0.secret = stored }
   }
 
   func listSecrets(
     request: Inspect_Session_V1_ListSecretsRequest, context: ServerContext
   ) async throws -> Inspect_Session_V1_ListSecretsResponse {
-    throw Self.secretsMissing("ListSecrets")
+    let caller = try await requireCaller()
+    let store = try requireSecrets("ListSecrets")
+    switch request.scope {
+    case .unspecified:
+      // Everything the caller may see: their own, and for administrators every secret.
+      let all = try await store.list(scope: nil, owner: request.owner.isEmpty ? nil : request.owner)
+      return .with {
+        $0.secrets = all.filter { caller.isAdmin || ($0.scope == .user && $0.owner == caller.id) }
+      }
+    case .user:
+      let owner = request.owner.isEmpty ? caller.id : request.owner
+      try requireSelfOrAdmin(caller, owner)
+      let listed = try await store.list(scope: .user, owner: owner)
+      return .with { $0.secrets = listed }
+    case .repository, .global, .UNRECOGNIZED:
+      guard caller.isAdmin else {
+        throw RPCError(code: .permissionDenied, message: "only administrators may list repository and global secrets")
+      }
+      let listed = try await store.list(scope: request.scope, owner: request.owner.isEmpty ? nil : request.owner)
+      return .with { $0.secrets = listed }
+    }
   }
 
   func deleteSecret(
     request: Inspect_Session_V1_DeleteSecretRequest, context: ServerContext
   ) async throws -> Inspect_Session_V1_DeleteSecretResponse {
-    throw Self.secretsMissing("DeleteSecret")
+    let caller = try await requireCaller()
+    let store = try requireSecrets("DeleteSecret")
+    let owner = try await checkedOwner(request.scope, request.owner, caller: caller)
+    guard try await store.delete(request.scope, owner: owner, name: request.name) else {
+      throw RPCError(
+        code: .notFound,
+        message:
+          "no \(SecretsStore.column(request.scope)) secret '\(request.name)'\(owner.isEmpty ? "" : " of \(owner)")")
+    }
+    return .init()
+  }
+
+  /// The owner a secret call is about, checked: USER secrets are their owner's (or an
+  /// administrator's) to change; REPOSITORY (`owner/name`) and GLOBAL ones an administrator's.
+  private func checkedOwner(
+    _ scope: Inspect_Session_V1_SecretScope, _ requested: String, caller: UserRecord
+  ) async throws -> String {
+    switch scope {
+    case .user:
+      let owner = requested.isEmpty ? caller.id : requested
+      try requireSelfOrAdmin(caller, owner)
+      guard try await database.user(id: owner) != nil else { throw Self.noUser(owner) }
+      return owner
+    case .repository:
+      guard (try? RepositoryName(requested)) != nil else {
+        throw RPCError(
+          code: .invalidArgument, message: "a repository secret's owner is 'owner/name', not '\(requested)'")
+      }
+      guard caller.isAdmin else {
+        throw RPCError(code: .permissionDenied, message: "only administrators may manage repository secrets")
+      }
+      return requested
+    case .global:
+      guard requested.isEmpty else {
+        throw RPCError(code: .invalidArgument, message: "a global secret has no owner")
+      }
+      guard caller.isAdmin else {
+        throw RPCError(code: .permissionDenied, message: "only administrators may manage global secrets")
+      }
+      return ""
+    case .unspecified, .UNRECOGNIZED:
+      throw RPCError(code: .invalidArgument, message: "scope is required: USER, REPOSITORY or GLOBAL")
+    }
+  }
+
+  private func requireSecrets(_ method: String) throws -> SecretsStore {
+    guard let secrets else {
+      throw RPCError(code: .unimplemented, message: "UserService.\(method): this service has no secrets store")
+    }
+    return secrets
   }
 
   // MARK: - Helpers
@@ -150,13 +229,6 @@ struct UserService: Inspect_Session_V1_UserService.SimpleServiceProtocol {
 
   private static func noUser(_ id: String) -> RPCError {
     RPCError(code: .notFound, message: "no user with id '\(id)'")
-  }
-
-  private static func secretsMissing(_ method: String) -> RPCError {
-    RPCError(
-      code: .unimplemented,
-      message:
-        "UserService.\(method) is not implemented yet: the encrypted secrets store arrives with the GitHub integration")
   }
 
   static func looksLikeEmail(_ text: String) -> Bool {

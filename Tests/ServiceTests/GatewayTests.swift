@@ -68,11 +68,14 @@ struct GatewayTests {
         #expect(spoof?.code == .unauthenticated)
 
         let sessions = Inspect_Session_V1_SessionService.Client(wrapping: client)
-        let unbuilt = await #expect(throws: RPCError.self) {
-          _ = try await users.listSecrets(.init(), metadata: stack.tokenMetadata)
-        }
-        #expect(unbuilt?.code == .unimplemented, "\(String(describing: unbuilt))")
-        #expect(unbuilt?.message.contains("ListSecrets") == true)
+        // The proxy acts for the token's user: a secret set through it is theirs, and listed back.
+        let set = try await users.setSecret(
+          .with {
+            $0.scope = .user; $0.name = "github"; $0.value = "ghp_through_the_gateway"
+          }, metadata: stack.tokenMetadata)
+        #expect(set.secret.owner == listed.users[0].id)
+        let secrets = try await users.listSecrets(.init(), metadata: stack.tokenMetadata)
+        #expect(secrets.secrets.map(\.name) == ["github"])
         // Prewarm reaches SandboxService, which this stack does not run: UNAVAILABLE naming it.
         let down = await #expect(throws: RPCError.self) {
           _ = try await sessions.prewarm(.with { $0.repository = "local/demo" }, metadata: stack.tokenMetadata)

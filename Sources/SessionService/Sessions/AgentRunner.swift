@@ -25,12 +25,17 @@ protocol AgentRunner: Sendable {
 struct SandboxAgentRunner: AgentRunner {
   let client: Inspect_Sandbox_V1_SandboxService.Client<HTTP2ClientTransport.Posix>
   let address: HostAndPort
+  /// The integration credentials of the turn's repository are added to the StartTurn here, on
+  /// the way out: they are never stored with the session or its events.
+  var secrets: SecretsStore?
 
   func run(
     start: Inspect_Sandbox_V1_StartTurn,
     controls: AsyncStream<Inspect_Sandbox_V1_RunAgentRequest>,
     onEvent: @escaping @Sendable (Inspect_Session_V1_SessionEvent) -> Void
   ) async throws -> Inspect_Session_V1_TurnFinished {
+    var start = start
+    if let secrets { start.credentials = try await secrets.credentials(repository: start.repository.fullName) }
     // The request side stays open for the whole turn: later control messages (stop, tool
     // decisions) travel on it. It closes when the response side ends.
     let (requests, requestsContinuation) = AsyncStream.makeStream(of: Inspect_Sandbox_V1_RunAgentRequest.self)
@@ -46,7 +51,7 @@ struct SandboxAgentRunner: AgentRunner {
     let finished: Inspect_Session_V1_TurnFinished?
     do {
       finished = try await client.runAgent(
-        request: StreamingClientRequest { writer in
+        request: StreamingClientRequest { [start] writer in
           try await writer.write(.with { $0.start = start })
           for await request in requests { try await writer.write(request) }
         },
