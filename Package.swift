@@ -115,6 +115,7 @@ let package = Package(
       name: "SandboxService",
       dependencies: [
         "InspectKit", "InspectProtos", "CSandbox",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

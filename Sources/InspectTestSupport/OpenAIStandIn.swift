@@ -549,3 +549,30 @@ private func jsonText(_ object: [String: Any]) -> String {
     (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
   return String(decoding: data, as: UTF8.self)
 }
+
+// MARK: - Any HTTP stand-in
+
+/// Runs `router` on 127.0.0.1 (a free port) for the duration of `body`, which gets the base URL
+/// (`http://127.0.0.1:<port>`). For stand-ins of external services (Sentry, Datadog…) in tests.
+public func withHTTPStandIn<T: Sendable>(
+  _ router: Router<BasicRequestContext>, _ body: @Sendable (_ baseURL: String) async throws -> T
+) async throws -> T {
+  let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+  var logger = Logger(label: "inspect.test.http-stand-in")
+  logger.logLevel = .warning
+  let app = Application(
+    router: router,
+    configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "http-stand-in"),
+    onServerRunning: { channel in
+      portContinuation.yield(channel.localAddress?.port ?? 0)
+      portContinuation.finish()
+    },
+    logger: logger)
+  let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+  return try await withServiceGroup(group, onGroupEnd: { portContinuation.finish() }) {
+    var port: Int?
+    for await bound in ports { port = bound }
+    guard let port, port > 0 else { throw ConfigurationError("the HTTP stand-in did not start listening on 127.0.0.1") }
+    return try await body("http://127.0.0.1:\(port)")
+  }
+}

@@ -359,7 +359,7 @@ struct AgentLoop: Sendable {
   ) async throws -> TurnToolCalls {
     let registry: ToolRegistry
     do {
-      registry = try ToolRegistry(tools)
+      registry = try ToolRegistry(tools + IntegrationTools.tools(for: turn.credentials))
     } catch {
       throw TurnEnd(finished: .failed(.internal, "the tools could not be registered: \(error)"))
     }
@@ -376,7 +376,8 @@ struct AgentLoop: Sendable {
     ]
     return TurnToolCalls(
       registry: registry, hooks: before + hooks + [OutputLimitHook(artifacts: artifacts, emit: emit)], turn: turn,
-      sandbox: sandbox, open: open, decisions: decisions, emit: emit, sessions: sessions)
+      sandbox: sandbox, open: open, decisions: decisions, emit: emit, sessions: sessions,
+      redactor: CredentialRedactor(turn.credentials), logger: logger)
   }
 }
 

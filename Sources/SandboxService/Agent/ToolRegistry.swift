@@ -17,8 +17,9 @@ struct ToolRegistry: Sendable {
 
   mutating func register(_ tool: Tool) throws {
     guard schemas[tool.name] == nil else { throw ToolFailure("two tools are named \(tool.name)") }
-    guard tool.name.range(of: #"^[a-zA-Z0-9_.-]{1,64}$"#, options: .regularExpression) != nil else {
-      throw ToolFailure("'\(tool.name)' is not a valid tool name (letters, digits, _ . -; at most 64)")
+    // The providers' rule for function names (OpenAI and Anthropic alike).
+    guard tool.name.range(of: #"^[a-zA-Z0-9_-]{1,64}$"#, options: .regularExpression) != nil else {
+      throw ToolFailure("'\(tool.name)' is not a valid tool name (letters, digits, _ and -; at most 64)")
     }
     do {
       schemas[tool.name] = try JSONSchema(tool.schema)

@@ -1,6 +1,7 @@
 import Foundation
 import InspectKit
 import InspectProtos
+import Logging
 import Synchronization
 
 /// Runs a turn's tool calls through their lifecycle, each transition a `tool_call` event:
@@ -22,6 +23,9 @@ struct TurnToolCalls: Sendable {
   let decisions: TurnDecisions
   let emit: @Sendable (Event) async throws -> Void
   var sessions: SessionServiceClient?
+  /// Scrubs the turn's credential values out of everything a tool returns.
+  var redactor = CredentialRedactor([])
+  var logger = Logger(label: "inspect.agent.tools")
 
   /// Runs one call to its end and returns what the model reads. Throws only to end the turn
   /// (a failed sync, a stop, a broken event stream).
@@ -53,6 +57,12 @@ struct TurnToolCalls: Sendable {
           if draft.failed { $0.error = draft.content } else { $0.resultSummary = draft.summary }
         })
       open.remove(id)
+      logger.debug(
+        "tool call finished",
+        metadata: [
+          "tool": "\(call.name)", "tool_call.id": "\(id)", "failed": "\(draft.failed)", "attempt": "\(attempt)",
+          "duration_ms": "\(duration.milliseconds)", "session.id": "\(turn.sessionID)",
+        ])
       return .with {
         $0.toolCallID = call.id
         $0.content = draft.content
@@ -105,26 +115,27 @@ struct TurnToolCalls: Sendable {
       var draft: ToolResultDraft
       do {
         let output = try await Self.run(tool, arguments: call.argumentsJson, context: context(id))
-        draft = ToolResultDraft(content: output.content, summary: output.summary, failed: false)
+        draft = ToolResultDraft(
+          content: redactor.scrub(output.content), summary: redactor.scrub(output.summary), failed: false)
       } catch let failure as ToolFailure {
         if failure.retryable, attempt <= tool.retries {
           try Task.checkCancellation()
           try await emit(
             event(.failed) {
-              $0.error = failure.description
+              $0.error = redactor.scrub(failure.description)
               $0.duration = .init(rounding: clock.now - started)
             })
           attempt += 1
           try await emit(event(.queued) { $0.argumentsJson = call.argumentsJson })
           continue
         }
-        draft = ToolResultDraft(content: failure.description, summary: "", failed: true)
+        draft = ToolResultDraft(content: redactor.scrub(failure.description), summary: "", failed: true)
       } catch let end as TurnEnd {
         throw end
       } catch is CancellationError {
         throw CancellationError()
       } catch {
-        draft = ToolResultDraft(content: "\(tool.name) failed: \(error)", summary: "", failed: true)
+        draft = ToolResultDraft(content: redactor.scrub("\(tool.name) failed: \(error)"), summary: "", failed: true)
       }
       for hook in hooks { try await hook.afterExecute(invocation, result: &draft) }
       return try await finish(draft, duration: clock.now - started)
