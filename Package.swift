@@ -33,6 +33,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
     .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
+    .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
   ],
   targets: [
     // MARK: - Libraries
@@ -116,6 +117,7 @@ let package = Package(
       dependencies: [
         "InspectKit", "InspectProtos", "CSandbox",
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "MCP", package: "swift-sdk"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

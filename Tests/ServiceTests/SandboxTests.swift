@@ -13,9 +13,20 @@ struct SandboxFixture {
   let driver: LocalDriver
   let repository = try! RepositoryName("local/demo")
 
-  init() throws {
+  /// - Parameter extraFiles: files (path → text) added to the demo repository's first commit.
+  init(extraFiles: [String: String] = [:]) throws {
     directory = try TemporaryDirectory("inspect-sandbox")
-    let source = try #require(DemoRepository.source(environment: [:], start: URL(fileURLWithPath: #filePath)))
+    var source = try #require(DemoRepository.source(environment: [:], start: URL(fileURLWithPath: #filePath)))
+    if !extraFiles.isEmpty {
+      let copy = directory.url.appendingPathComponent("source", isDirectory: true)
+      try FileManager.default.copyItem(at: source, to: copy)
+      for (path, text) in extraFiles {
+        let file = copy.appendingPathComponent(path)
+        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try text.write(to: file, atomically: true, encoding: .utf8)
+      }
+      source = copy
+    }
     try DemoRepository.ensureRemote(in: directory.url, from: source)
     driver = LocalDriver(paths: SandboxPaths(directory.url), logger: Logger(label: "test"))
   }

@@ -121,7 +121,14 @@ struct AgentLoop: Sendable {
             }
           })
         let calls = try await toolCalls(for: turn, sandbox: sandbox, open: open, decisions: decisions, emit: emit)
-        var finished = try await steps(turn, sandbox: sandbox, calls: calls, emit: emit)
+        var finished: Inspect_Session_V1_TurnFinished
+        do {
+          finished = try await steps(turn, sandbox: sandbox, calls: calls, emit: emit)
+          await calls.mcp.close()
+        } catch {
+          await calls.mcp.close()
+          throw error
+        }
         if let snapshot = await end(entry) { finished.snapshotID = snapshot }
         return finished
       } catch {
@@ -357,10 +364,21 @@ struct AgentLoop: Sendable {
     for turn: Inspect_Sandbox_V1_StartTurn, sandbox: SandboxOfTurn, open: OpenToolCalls, decisions: TurnDecisions,
     emit: @escaping @Sendable (Event) async throws -> Void
   ) async throws -> TurnToolCalls {
+    let configuration: MCPConfiguration?
+    do {
+      configuration = try MCPConfiguration.read(from: sandbox.entry.instance)
+    } catch {
+      throw TurnEnd(finished: .failed(.tool, "\(error)"))
+    }
+    var mcp = MCPConnections.none
+    if let configuration {
+      mcp = await MCPConnections.connect(configuration, sandbox: sandbox.entry.instance, logger: logger)
+    }
     let registry: ToolRegistry
     do {
-      registry = try ToolRegistry(tools + IntegrationTools.tools(for: turn.credentials))
+      registry = try ToolRegistry(tools + IntegrationTools.tools(for: turn.credentials) + mcp.tools)
     } catch {
+      await mcp.close()
       throw TurnEnd(finished: .failed(.internal, "the tools could not be registered: \(error)"))
     }
     var policy = permissions
@@ -377,7 +395,7 @@ struct AgentLoop: Sendable {
     return TurnToolCalls(
       registry: registry, hooks: before + hooks + [OutputLimitHook(artifacts: artifacts, emit: emit)], turn: turn,
       sandbox: sandbox, open: open, decisions: decisions, emit: emit, sessions: sessions,
-      redactor: CredentialRedactor(turn.credentials), logger: logger)
+      redactor: CredentialRedactor(turn.credentials), logger: logger, mcp: mcp)
   }
 }
 

@@ -26,6 +26,8 @@ struct TurnToolCalls: Sendable {
   /// Scrubs the turn's credential values out of everything a tool returns.
   var redactor = CredentialRedactor([])
   var logger = Logger(label: "inspect.agent.tools")
+  /// The turn's MCP servers (closed when the turn ends).
+  var mcp = MCPConnections.none
 
   /// Runs one call to its end and returns what the model reads. Throws only to end the turn
   /// (a failed sync, a stop, a broken event stream).
@@ -146,19 +148,14 @@ struct TurnToolCalls: Sendable {
     ToolContext(sandbox: sandbox.entry.instance, turn: turn, toolCallID: id, emit: emit, sessions: sessions)
   }
 
-  /// Runs `tool`, failing when it takes longer than its timeout.
+  /// Runs `tool`, failing when it takes longer than its timeout (at that moment: a tool that
+  /// ignores cancellation is left behind, not waited for).
   static func run(_ tool: Tool, arguments: String, context: ToolContext) async throws -> ToolOutput {
-    try await withThrowingTaskGroup(of: ToolOutput?.self) { group in
-      group.addTask { try await tool.run(Data(arguments.utf8), context) }
-      group.addTask {
-        try await Task.sleep(for: tool.timeout)
-        return nil
-      }
-      defer { group.cancelAll() }
-      guard let first = try await group.next(), let output = first else {
-        throw ToolFailure("\(tool.name) timed out after \(tool.timeout) and was stopped", retryable: true)
-      }
-      return output
+    try await withTimeout(
+      tool.timeout,
+      timedOut: { ToolFailure("\(tool.name) timed out after \(tool.timeout) and was stopped", retryable: true) }
+    ) {
+      try await tool.run(Data(arguments.utf8), context)
     }
   }
 }

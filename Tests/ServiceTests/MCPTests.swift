@@ -1,0 +1,80 @@
+import Foundation
+import InspectKit
+import InspectProtos
+import InspectTestSupport
+import Logging
+import Testing
+
+@testable import SandboxService
+
+/// A minimal MCP server over stdio (newline-delimited JSON-RPC), in Python, with one tool.
+private let server = #"""
+  import json, sys
+  for line in sys.stdin:
+      line = line.strip()
+      if not line:
+          continue
+      message = json.loads(line)
+      method, ident = message.get("method"), message.get("id")
+      if ident is None:
+          continue  # notifications
+      if method == "initialize":
+          result = {"protocolVersion": message["params"]["protocolVersion"], "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "demo", "version": "1"}}
+      elif method == "tools/list":
+          result = {"tools": [{"name": "shout", "description": "Upper-cases text",
+                               "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}},
+                                               "required": ["text"]}}]}
+      elif method == "tools/call":
+          text = message["params"].get("arguments", {}).get("text", "")
+          result = {"content": [{"type": "text", "text": text.upper() + " from " + open("/inspect/nonce").read().strip()[:4]}],
+                    "isError": text == "fail"}
+      else:
+          print(json.dumps({"jsonrpc": "2.0", "id": ident, "error": {"code": -32601, "message": method}}), flush=True)
+          continue
+      print(json.dumps({"jsonrpc": "2.0", "id": ident, "result": result}), flush=True)
+  """#
+
+@Suite("MCP servers a repository configures: run in its sandbox, their tools in the registry", .serialized)
+struct MCPTests {
+  @Test(
+    "a stdio server starts inside the sandbox, its tools are listed, called and registered; a broken one is left out")
+  func stdioServer() async throws {
+    let fixture = try SandboxFixture(extraFiles: [
+      "tools/mcp_server.py": server,
+      ".inspect/mcp.json":
+        #"{"servers": {"demo": {"command": ["python3", "tools/mcp_server.py"]}, "broken": {"command": ["false"]}}}"#,
+    ])
+    try await fixture.withSandbox { sandbox in
+      let configuration = try #require(try MCPConfiguration.read(from: sandbox))
+      #expect(configuration.servers.keys.sorted() == ["broken", "demo"])
+      // The broken server exits at once; the SDK notices only at the start timeout, kept short here.
+      let connections = await MCPConnections.connect(
+        configuration, sandbox: sandbox, logger: Logger(label: "test"), startTimeout: .seconds(3))
+      #expect(connections.tools.map(\.name) == ["mcp_demo_shout"])
+      let registry = try ToolRegistry(BuiltinTools.all + connections.tools)
+      let tool = try #require(registry.tool(named: "mcp_demo_shout"))
+      #expect(tool.writes)
+      guard case .failure = registry.arguments(of: tool, for: #"{"text": 3}"#) else {
+        Issue.record("the server's schema was not applied")
+        return
+      }
+      let context = ToolContext(
+        sandbox: sandbox, turn: .init(), toolCallID: "tc-mcp", emit: { _ in })
+      let output = try await tool.run(Data(#"{"text":"hello"}"#.utf8), context)
+      // The server read /inspect/nonce, the image's nonce: it ran inside the sandbox.
+      #expect(output.content == "HELLO from \(sandbox.image.nonce.prefix(4))")
+      await #expect(throws: ToolFailure.self) { _ = try await tool.run(Data(#"{"text":"fail"}"#.utf8), context) }
+      await connections.close()
+    }
+  }
+
+  @Test("a configuration that is not valid JSON is an error naming the file")
+  func badConfiguration() async throws {
+    let fixture = try SandboxFixture(extraFiles: [".inspect/mcp.json": "{servers"])
+    try await fixture.withSandbox { sandbox in
+      let error = #expect(throws: ToolFailure.self) { _ = try MCPConfiguration.read(from: sandbox) }
+      #expect(error?.description.contains(".inspect/mcp.json") == true)
+    }
+  }
+}
