@@ -35,8 +35,10 @@ private let server = #"""
       print(json.dumps({"jsonrpc": "2.0", "id": ident, "result": result}), flush=True)
   """#
 
-@Suite("MCP servers a repository configures: run in its sandbox, their tools in the registry", .serialized)
-struct MCPTests {
+/// MCP servers a repository configures: they run in its sandbox, their tools join the registry.
+/// Part of the serialized local-driver suite: starting sandboxes beside its crash-recovery test
+/// would give that test mounts in other namespaces to trip over.
+extension SandboxTests {
   @Test(
     "a stdio server starts inside the sandbox, its tools are listed, called and registered; a broken one is left out")
   func stdioServer() async throws {
@@ -69,7 +71,7 @@ struct MCPTests {
     }
   }
 
-  @Test("a configuration that is not valid JSON is an error naming the file")
+  @Test("MCP: a configuration that is not valid JSON is an error naming the file")
   func badConfiguration() async throws {
     let fixture = try SandboxFixture(extraFiles: [".inspect/mcp.json": "{servers"])
     try await fixture.withSandbox { sandbox in
