@@ -276,7 +276,6 @@ public func withOpenAIStandIn<T: Sendable>(
   whenExhausted: OpenAIStandIn.Reply? = nil,
   _ body: @Sendable (OpenAIStandIn) async throws -> T
 ) async throws -> T {
-  let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
   let standIn = OpenAIStandIn(replies: replies, whenExhausted: whenExhausted)
   let router = Router()
   @Sendable func answer(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -333,24 +332,9 @@ public func withOpenAIStandIn<T: Sendable>(
       standIn.ended(completed: $0)
     }
   }
-  var logger = Logger(label: "inspect.test.openai-stand-in")
-  logger.logLevel = .warning
-  let app = Application(
-    router: router,
-    configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "openai-stand-in"),
-    onServerRunning: { channel in
-      portContinuation.yield(channel.localAddress?.port ?? 0)
-      portContinuation.finish()
-    },
-    logger: logger)
-  let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
-  return try await withServiceGroup(group, onGroupEnd: { portContinuation.finish() }) {
-    var port: Int?
-    for await bound in ports { port = bound }
-    guard let port, port > 0 else {
-      throw ConfigurationError("the OpenAI stand-in did not start listening on 127.0.0.1")
-    }
-    standIn.bound(to: port)
+  return try await withHTTPStandIn(router) { baseURL in
+    // The stand-in reports its address (tests configure it as OPENAI_BASE_URL).
+    standIn.bound(to: Int(baseURL.split(separator: ":").last ?? "") ?? 0)
     return try await body(standIn)
   }
 }
