@@ -20,6 +20,8 @@ struct SandboxPaths: Sendable {
   /// `sandboxes/<sandbox-id>/` with `upper/`, `work/`, `merged/` and the host-side `git/`.
   func sandbox(_ id: String) -> URL { root.appendingPathComponent("sandboxes/\(id)", isDirectory: true) }
   var sandboxes: URL { root.appendingPathComponent("sandboxes", isDirectory: true) }
+  /// Sandbox directories recovery could not remove yet (emptied at the next start).
+  var trash: URL { root.appendingPathComponent("sandboxes-trash", isDirectory: true) }
 
   /// `snapshots/<snapshot-id>.tar.zst` (the writable layer) and `snapshots/<snapshot-id>.json`.
   func snapshotArchive(_ id: String) -> URL { root.appendingPathComponent("snapshots/\(id).tar.zst") }

@@ -38,6 +38,8 @@ struct RecoveryReport: Sendable, CustomStringConvertible {
   var killed = 0
   var unmounted = 0
   var incompleteSnapshots: [String] = []
+  /// Sandboxes whose directory was still held by another mount namespace: moved to the trash.
+  var deferred: [String] = []
   var failures: [String] = []
 
   var isEmpty: Bool { sandboxes.isEmpty && incompleteSnapshots.isEmpty && failures.isEmpty }
@@ -46,6 +48,9 @@ struct RecoveryReport: Sendable, CustomStringConvertible {
     var parts = ["\(sandboxes.count) sandboxes left behind (\(killed) processes killed, \(unmounted) unmounted)"]
     for saved in snapshots { parts.append("\(saved.sandbox) of \(saved.session) saved as \(saved.snapshot)") }
     if !incompleteSnapshots.isEmpty { parts.append("incomplete snapshots removed: \(incompleteSnapshots.count)") }
+    if !deferred.isEmpty {
+      parts.append("moved to the trash (still held elsewhere): \(deferred.joined(separator: ", "))")
+    }
     parts += failures
     return parts.joined(separator: "; ")
   }
@@ -58,6 +63,10 @@ extension LocalDriver {
   /// snapshots. Never throws: what cannot be done is in the report.
   func recover() async -> RecoveryReport {
     var report = RecoveryReport()
+    // What an earlier recovery could not remove yet.
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: paths.trash.path)) ?? [] {
+      try? FileManager.default.removeItem(at: paths.trash.appendingPathComponent(entry))
+    }
     let names = (try? FileManager.default.contentsOfDirectory(atPath: paths.sandboxes.path)) ?? []
     let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
     for name in names.sorted() where name.hasPrefix("sbx-") {
@@ -100,6 +109,18 @@ extension LocalDriver {
       cgroup.remove()
       do {
         try FileManager.default.removeItem(at: directory)
+      } catch  where Self.stillMountedElsewhere(error) {
+        // Another mount namespace (a sandbox started meanwhile copied the mount table) still
+        // holds the overlay's mount point, so its directory cannot go yet: it moves out of the
+        // way to the trash, emptied at the next start once nothing holds it.
+        do {
+          try FileManager.default.createDirectory(at: paths.trash, withIntermediateDirectories: true)
+          try FileManager.default.moveItem(
+            at: directory, to: paths.trash.appendingPathComponent("\(name)-\(UUID().uuidString)"))
+          report.deferred.append(name)
+        } catch {
+          report.failures.append("\(name): cannot remove its directory nor move it to the trash: \(error)")
+        }
       } catch {
         report.failures.append("\(name): cannot remove its directory: \(error)")
       }
@@ -117,5 +138,16 @@ extension LocalDriver {
       }
     }
     return report
+  }
+}
+
+extension LocalDriver {
+  /// Whether a removal failed because a directory is a mount point in another namespace (EBUSY).
+  static func stillMountedElsewhere(_ error: any Error) -> Bool {
+    let error = error as NSError
+    if error.domain == NSPOSIXErrorDomain { return error.code == Int(EBUSY) }
+    guard let underlying = error.userInfo[NSUnderlyingErrorKey] as? any Error else { return false }
+    let posix = underlying as NSError
+    return posix.domain == NSPOSIXErrorDomain && posix.code == Int(EBUSY)
   }
 }
