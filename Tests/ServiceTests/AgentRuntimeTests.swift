@@ -288,6 +288,8 @@ struct AgentRuntimeTests {
       #expect(artifact.kind == .toolOutput)
       let stored = try String(contentsOf: data.appendingPathComponent(artifact.storagePath), encoding: .utf8)
       #expect(stored.contains("\n19999\n20000"))
+      // The artifact is the whole output, middle included (only the model's copy is cut).
+      #expect(stored.contains("\n10000\n10001\n"))
       #expect(UInt64(stored.utf8.count) == artifact.sizeBytes)
     }
   }

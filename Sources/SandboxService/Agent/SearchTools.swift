@@ -89,7 +89,7 @@ extension BuiltinTools {
           }
         }
       }
-      let content = hits.isEmpty ? "no match for \(arguments.pattern)" : truncated(hits.joined(separator: "\n"))
+      let content = hits.isEmpty ? "no match for \(arguments.pattern)" : hits.joined(separator: "\n")
       return ToolOutput(
         content: content + (hits.count >= limit ? "\n(stopped at \(limit) results)" : ""),
         summary: "\(hits.count) matches for \(arguments.pattern) (\(engine))")
@@ -120,7 +120,7 @@ extension BuiltinTools {
   ) { _, context in
     let diff = try await context.sandbox.diff()
     return ToolOutput(
-      content: diff.isEmpty ? "no changes" : truncated(diff),
+      content: diff.isEmpty ? "no changes" : diff,
       summary: diff.isEmpty ? "no changes" : "\(diff.split(separator: "\n").count) lines of diff")
   }
 }

@@ -94,15 +94,9 @@ enum BuiltinTools {
     }
   }
 
-  /// Output longer than this reaches the model as its head and tail with a note.
+  /// Output longer than this reaches the model as its head and tail, the whole of it stored as
+  /// an artifact (``OutputLimitHook``, the one place outputs are cut).
   static let outputLimit = 16 * 1024
-
-  static func truncated(_ text: String) -> String {
-    guard text.utf8.count > outputLimit else { return text }
-    let head = String(decoding: text.utf8.prefix(outputLimit / 2), as: UTF8.self)
-    let tail = String(decoding: text.utf8.suffix(outputLimit / 2), as: UTF8.self)
-    return head + "\n… [\(text.utf8.count - outputLimit) bytes omitted] …\n" + tail
-  }
 
   // MARK: - Files
 
@@ -132,7 +126,7 @@ enum BuiltinTools {
     let file = try context.sandbox.readFile(arguments.path, offset: 0, limit: 0)
     let text = String(decoding: file.content, as: UTF8.self)
     guard arguments.startLine != nil || arguments.endLine != nil else {
-      return ToolOutput(content: truncated(text), summary: "read \(arguments.path) (\(file.size) bytes)")
+      return ToolOutput(content: text, summary: "read \(arguments.path) (\(file.size) bytes)")
     }
     var lines = text.components(separatedBy: "\n")
     if lines.last == "" { lines.removeLast() }
@@ -145,7 +139,7 @@ enum BuiltinTools {
     }
     let slice = lines.isEmpty ? [] : Array(lines[(first - 1)..<last])
     return ToolOutput(
-      content: "lines \(first)–\(last) of \(lines.count):\n" + truncated(slice.joined(separator: "\n")),
+      content: "lines \(first)–\(last) of \(lines.count):\n" + slice.joined(separator: "\n"),
       summary: "read \(arguments.path) lines \(first)–\(last)")
   }
 
@@ -237,7 +231,7 @@ enum BuiltinTools {
     await forwarder.flush()
     let output = String(decoding: result.stdout, as: UTF8.self) + String(decoding: result.stderr, as: UTF8.self)
     let status = result.timedOut ? "timed out after \(timeout)" : "exit code \(result.exitCode)"
-    let content = "\(status)\n\(truncated(output))"
+    let content = "\(status)\n\(output)"
     guard result.succeeded else { throw ToolFailure(content) }
     return ToolOutput(content: content, summary: "\(arguments.command): \(status)")
   }
