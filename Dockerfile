@@ -41,6 +41,7 @@ RUN swift build -c release --static-swift-stdlib \
 #   git                     SandboxService (mirrors, sync, push)
 #   bubblewrap              SandboxService (sandbox isolation)
 #   python3                 the demo repository's tests run inside sandboxes
+#   ripgrep, chromium       the agent's search and screenshot tools (sandboxes see this /usr)
 #   curl / libcurl4         compose health checks; FoundationNetworking (URLSession in the CLI)
 #   ca-certificates, tzdata TLS to model providers and GitHub; time zones
 #   tini                    PID 1: forwards signals, reaps sandbox processes
@@ -51,6 +52,7 @@ RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get update \
     && apt-get install -y --no-install-recommends \
          libsqlite3-0 git bubblewrap ca-certificates python3 curl libcurl4 libxml2 tzdata tini \
+         ripgrep chromium \
     && rm -rf /var/lib/apt/lists/*
 
 COPY --from=build /staging/ /usr/local/bin/

@@ -395,7 +395,7 @@ struct AgentLoop: Sendable {
     return TurnToolCalls(
       registry: registry, hooks: before + hooks + [OutputLimitHook(artifacts: artifacts, emit: emit)], turn: turn,
       sandbox: sandbox, open: open, decisions: decisions, emit: emit, sessions: sessions,
-      redactor: CredentialRedactor(turn.credentials), logger: logger, mcp: mcp)
+      redactor: CredentialRedactor(turn.credentials), logger: logger, mcp: mcp, artifacts: artifacts)
   }
 }
 

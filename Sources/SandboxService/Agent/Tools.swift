@@ -11,12 +11,16 @@ struct ToolContext: Sendable {
   let emit: @Sendable (Inspect_Session_V1_SessionEvent) async throws -> Void
   /// SessionService, for child sessions (nil where there is none).
   var sessions: SessionServiceClient?
+  /// Where a tool stores what it makes (screenshots); nil where nothing is kept.
+  var artifacts: ArtifactStore?
 }
 
 /// A tool's result: what the model sees, and a one-line summary for people.
 struct ToolOutput: Sendable {
   var content: String
   var summary: String
+  /// The artifact the tool made (a screenshot), announced by the tool's own `artifact_added`.
+  var artifactID = ""
 }
 
 /// A tool the agent can call: its contract (name, description, JSON Schema of the arguments,
@@ -82,8 +86,8 @@ struct ToolFailure: Error, CustomStringConvertible {
 /// The built-in tools of a turn.
 enum BuiltinTools {
   static let all: [Tool] = [
-    readFile, listFiles, glob, search, editFile, writeFile, runCommand, gitDiff, gitCommitAndPush, spawnChildSession,
-    childSessionStatus,
+    readFile, listFiles, glob, search, editFile, writeFile, runCommand, gitDiff, gitCommitAndPush, screenshot,
+    spawnChildSession, childSessionStatus,
   ]
 
   static func decode<T: Decodable>(_ type: T.Type, _ data: Data, tool: String) throws -> T {

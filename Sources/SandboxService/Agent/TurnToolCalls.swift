@@ -28,6 +28,8 @@ struct TurnToolCalls: Sendable {
   var logger = Logger(label: "inspect.agent.tools")
   /// The turn's MCP servers (closed when the turn ends).
   var mcp = MCPConnections.none
+  /// Where tools store what they make (screenshots).
+  var artifacts: ArtifactStore?
 
   /// Runs one call to its end and returns what the model reads. Throws only to end the turn
   /// (a failed sync, a stop, a broken event stream).
@@ -118,7 +120,8 @@ struct TurnToolCalls: Sendable {
       do {
         let output = try await Self.run(tool, arguments: call.argumentsJson, context: context(id))
         draft = ToolResultDraft(
-          content: redactor.scrub(output.content), summary: redactor.scrub(output.summary), failed: false)
+          content: redactor.scrub(output.content), summary: redactor.scrub(output.summary), failed: false,
+          artifactID: output.artifactID)
       } catch let failure as ToolFailure {
         if failure.retryable, attempt <= tool.retries {
           try Task.checkCancellation()
@@ -145,7 +148,8 @@ struct TurnToolCalls: Sendable {
   }
 
   private func context(_ id: String) -> ToolContext {
-    ToolContext(sandbox: sandbox.entry.instance, turn: turn, toolCallID: id, emit: emit, sessions: sessions)
+    ToolContext(
+      sandbox: sandbox.entry.instance, turn: turn, toolCallID: id, emit: emit, sessions: sessions, artifacts: artifacts)
   }
 
   /// Runs `tool`, failing when it takes longer than its timeout (at that moment: a tool that

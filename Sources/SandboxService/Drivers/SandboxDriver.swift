@@ -183,10 +183,11 @@ struct SnapshotRecord: Codable, Sendable, Equatable {
 
 extension SandboxInstance {
   /// Runs `argv` to its end, killing its process group after `timeout` or when the calling task
-  /// is cancelled; `onOutput` sees each chunk as it arrives.
+  /// is cancelled; `onOutput` sees each chunk as it arrives. Of each output stream the first and
+  /// last `outputLimit / 2` bytes are kept.
   func run(
     _ argv: [String], environment: [String: String] = [:], directory: String = "", timeout: Duration,
-    onOutput: (@Sendable (_ isError: Bool, Data) -> Void)? = nil
+    outputLimit: Int = 1 << 20, onOutput: (@Sendable (_ isError: Bool, Data) -> Void)? = nil
   ) async throws -> CommandResult {
     let clock = ContinuousClock()
     let started = clock.now
@@ -194,7 +195,7 @@ extension SandboxInstance {
     let timer = CommandTimer(command, after: timeout)
     defer { timer.cancel() }
     var result = CommandResult(exitCode: -1, stdout: Data(), stderr: Data(), timedOut: false, duration: .zero)
-    var (stdout, stderr) = (OutputBuffer(), OutputBuffer())
+    var (stdout, stderr) = (OutputBuffer(limit: outputLimit), OutputBuffer(limit: outputLimit))
     try await withTaskCancellationHandler {
       for await event in command.events {
         switch event {
@@ -217,6 +218,7 @@ extension SandboxInstance {
     command.release()
     try Task.checkCancellation()
     result.stdout = stdout.data
+    result.stdoutDropped = stdout.dropped
     result.stderr = stderr.data
     result.timedOut = timer.fired
     result.duration = clock.now - started

@@ -224,6 +224,8 @@ struct CommandResult: Sendable {
   var stderr: Data
   var timedOut: Bool
   var duration: Duration
+  /// Bytes of standard output dropped from its middle (more than the run's output limit).
+  var stdoutDropped = 0
   var succeeded: Bool { exitCode == 0 && !timedOut }
   var combinedText: String { String(decoding: stdout + stderr, as: UTF8.self) }
 }
