@@ -13,13 +13,13 @@ import Testing
 
 /// A scripted turn: one JSON object per model step (`text`, `tool_calls`, `expect` — what the
 /// previous tool result must contain, checked by the scripted provider).
-private func transcript(_ steps: [[String: Any]]) -> String {
+func transcript(_ steps: [[String: Any]]) -> String {
   steps.map { step in
     String(decoding: try! JSONSerialization.data(withJSONObject: step, options: [.sortedKeys]), as: UTF8.self)
   }.joined(separator: "\n")
 }
 
-private func call(_ name: String, _ arguments: [String: Any]) -> [String: Any] {
+func call(_ name: String, _ arguments: [String: Any]) -> [String: Any] {
   ["name": name, "arguments": arguments]
 }
 

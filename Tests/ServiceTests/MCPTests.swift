@@ -80,3 +80,58 @@ extension SandboxTests {
     }
   }
 }
+
+extension SandboxTests {
+  @Test("a whole turn on the local driver: an MCP tool and a screenshot called by the model, results back to it")
+  func mcpAndScreenshotInATurn() async throws {
+    let fixture = try SandboxFixture(extraFiles: [
+      "tools/mcp_server.py": server,
+      ".inspect/mcp.json": #"{"servers": {"demo": {"command": ["python3", "tools/mcp_server.py"]}}}"#,
+      "web/index.html": "<!doctype html><body style='background:#0a0'>ok</body>",
+    ])
+    let artifacts = try TemporaryDirectory("inspect-artifacts")
+    defer { artifacts.remove() }
+    let steps: [[String: Any]] = [
+      ["tool_calls": [call("mcp_demo_shout", ["text": "hello"])]],
+      [
+        "expect": "HELLO from ",
+        "tool_calls": [call("screenshot", ["url": "web/index.html", "width": 400, "height": 300])],
+      ],
+      ["expect": "400×300 pixels", "tool_calls": [call("mcp_demo_shout", ["text": "fail"])]],
+      ["expect": "FAIL from ", "text": "Done."],
+    ]
+    let manager = SandboxManager(driver: fixture.driver, logger: Logger(label: "test"))
+    try await withModelRouter(transcripts: ["steps": transcript(steps)]) { client, _ in
+      var loop = AgentLoop(
+        model: client, modelAddress: HostAndPort(host: "127.0.0.1", port: 0), manager: manager,
+        logger: Logger(label: "test"))
+      loop.artifacts = ArtifactStore(dataDirectory: artifacts.url)
+      let turn = Inspect_Sandbox_V1_StartTurn.with {
+        $0.sessionID = "ses-mcp-turn"
+        $0.turnID = "trn-1"
+        $0.repository = .with { $0.fullName = "local/demo" }
+        $0.baseBranch = "main"
+        $0.sessionBranch = "inspect/ses-mcp-turn"
+        $0.model = "scripted:steps"
+        $0.prompts = [.with { $0.text = "Shout and take a picture" }]
+      }
+      let log = EventLog()
+      let finished = await loop.run(turn) { log.append($0) }
+      #expect(finished.outcome == .succeeded, "\(finished.reason)")
+      let shout = log.toolCalls.filter { $0.name == "mcp_demo_shout" && $0.state == .succeeded }
+      #expect(shout.count == 1)
+      #expect(shout.first?.result.hasPrefix("HELLO from ") == true)
+      // The server's isError answer is a failed call whose text the model read.
+      #expect(
+        log.toolCalls.contains { $0.name == "mcp_demo_shout" && $0.state == .failed && $0.error.contains("FAIL") })
+      let picture = try #require(log.toolCalls.first { $0.name == "screenshot" && $0.state == .succeeded })
+      let added = log.all.compactMap { if case .artifactAdded(let added) = $0.kind { added.artifact } else { nil } }
+      #expect(added.map(\.id) == [picture.artifactID])
+      #expect(added.first?.kind == .screenshot)
+      #expect(added.first?.sessionID == "ses-mcp-turn")
+    }
+    await manager.shutdown()
+    await fixture.driver.reserve.close()
+    fixture.directory.remove()
+  }
+}
