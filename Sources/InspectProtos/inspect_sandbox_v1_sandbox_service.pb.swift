@@ -880,6 +880,12 @@ public nonisolated struct Inspect_Sandbox_V1_StartTurn: @unchecked Sendable {
     set {_uniqueStorage()._depth = newValue}
   }
 
+  /// The session's permission rules, newest first (see inspect.session.v1.PermissionRule).
+  public var sessionRules: [Inspect_Session_V1_PermissionRule] {
+    get {_storage._sessionRules}
+    set {_uniqueStorage()._sessionRules = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -929,6 +935,10 @@ public nonisolated struct Inspect_Sandbox_V1_ToolDecision: Sendable {
   public var hasDecidedBy: Bool {self._decidedBy != nil}
   /// Clears the value of `decidedBy`. Subsequent reads from it will return its default value.
   public mutating func clearDecidedBy() {self._decidedBy = nil}
+
+  /// The decision holds for later calls of the same tool (a session rule, already stored by
+  /// SessionService; the running turn applies it from now on).
+  public var remember: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2364,7 +2374,7 @@ nonisolated extension Inspect_Sandbox_V1_RunAgentRequest: SwiftProtobuf.Message,
 
 nonisolated extension Inspect_Sandbox_V1_StartTurn: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StartTurn"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}turn_id\0\u{1}repository\0\u{3}base_branch\0\u{3}session_branch\0\u{1}prompts\0\u{1}history\0\u{1}model\0\u{1}budgets\0\u{3}snapshot_id\0\u{1}committer\0\u{1}credentials\0\u{1}client\0\u{3}parent_session_id\0\u{1}depth\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}turn_id\0\u{1}repository\0\u{3}base_branch\0\u{3}session_branch\0\u{1}prompts\0\u{1}history\0\u{1}model\0\u{1}budgets\0\u{3}snapshot_id\0\u{1}committer\0\u{1}credentials\0\u{1}client\0\u{3}parent_session_id\0\u{1}depth\0\u{3}session_rules\0")
 
   fileprivate class _StorageClass {
     var _sessionID: String = String()
@@ -2382,6 +2392,7 @@ nonisolated extension Inspect_Sandbox_V1_StartTurn: SwiftProtobuf.Message, Swift
     var _client: String = String()
     var _parentSessionID: String = String()
     var _depth: UInt32 = 0
+    var _sessionRules: [Inspect_Session_V1_PermissionRule] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2407,6 +2418,7 @@ nonisolated extension Inspect_Sandbox_V1_StartTurn: SwiftProtobuf.Message, Swift
       _client = source._client
       _parentSessionID = source._parentSessionID
       _depth = source._depth
+      _sessionRules = source._sessionRules
     }
   }
 
@@ -2440,6 +2452,7 @@ nonisolated extension Inspect_Sandbox_V1_StartTurn: SwiftProtobuf.Message, Swift
         case 13: try { try decoder.decodeSingularStringField(value: &_storage._client) }()
         case 14: try { try decoder.decodeSingularStringField(value: &_storage._parentSessionID) }()
         case 15: try { try decoder.decodeSingularUInt32Field(value: &_storage._depth) }()
+        case 16: try { try decoder.decodeRepeatedMessageField(value: &_storage._sessionRules) }()
         default: break
         }
       }
@@ -2497,6 +2510,9 @@ nonisolated extension Inspect_Sandbox_V1_StartTurn: SwiftProtobuf.Message, Swift
       if _storage._depth != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._depth, fieldNumber: 15)
       }
+      if !_storage._sessionRules.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._sessionRules, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2521,6 +2537,7 @@ nonisolated extension Inspect_Sandbox_V1_StartTurn: SwiftProtobuf.Message, Swift
         if _storage._client != rhs_storage._client {return false}
         if _storage._parentSessionID != rhs_storage._parentSessionID {return false}
         if _storage._depth != rhs_storage._depth {return false}
+        if _storage._sessionRules != rhs_storage._sessionRules {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2571,7 +2588,7 @@ nonisolated extension Inspect_Sandbox_V1_StopTurn: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Inspect_Sandbox_V1_ToolDecision: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ToolDecision"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tool_call_id\0\u{1}approved\0\u{1}reason\0\u{3}decided_by\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tool_call_id\0\u{1}approved\0\u{1}reason\0\u{3}decided_by\0\u{1}remember\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2583,6 +2600,7 @@ nonisolated extension Inspect_Sandbox_V1_ToolDecision: SwiftProtobuf.Message, Sw
       case 2: try { try decoder.decodeSingularBoolField(value: &self.approved) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._decidedBy) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.remember) }()
       default: break
       }
     }
@@ -2605,6 +2623,9 @@ nonisolated extension Inspect_Sandbox_V1_ToolDecision: SwiftProtobuf.Message, Sw
     try { if let v = self._decidedBy {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
+    if self.remember != false {
+      try visitor.visitSingularBoolField(value: self.remember, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2613,6 +2634,7 @@ nonisolated extension Inspect_Sandbox_V1_ToolDecision: SwiftProtobuf.Message, Sw
     if lhs.approved != rhs.approved {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs._decidedBy != rhs._decidedBy {return false}
+    if lhs.remember != rhs.remember {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -139,6 +139,50 @@ public nonisolated enum Inspect_Session_V1_PullRequestState: SwiftProtobuf.Enum,
 
 }
 
+public nonisolated enum Inspect_Session_V1_PermissionDecision: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case allow // = 1
+
+  /// A person in the session approves or denies each call (DecideToolCall).
+  case ask // = 2
+  case deny // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .allow
+    case 2: self = .ask
+    case 3: self = .deny
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .allow: return 1
+    case .ask: return 2
+    case .deny: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Inspect_Session_V1_PermissionDecision] = [
+    .unspecified,
+    .allow,
+    .ask,
+    .deny,
+  ]
+
+}
+
 /// What a participant may do in a session.
 public nonisolated enum Inspect_Session_V1_Role: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
@@ -517,6 +561,45 @@ public nonisolated struct Inspect_Session_V1_Session: @unchecked Sendable {
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A rule of a session's permission policy, deciding tool calls of the session's turns that
+/// change anything (tools that only read are never asked). The repository's
+/// (`.inspect/permissions.json`) and the service's policies hold beside it: a deny there wins;
+/// otherwise the session's rules come first, newest first.
+public nonisolated struct Inspect_Session_V1_PermissionRule: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A glob over tool names (`run_command`, `mcp_*`, `*`).
+  public var tool: String = String()
+
+  /// Optional: a glob over the call's `path` argument.
+  public var path: String = String()
+
+  /// Optional: a glob over the call's `command` argument (`*` matches across `/`).
+  public var command: String = String()
+
+  public var decision: Inspect_Session_V1_PermissionDecision = .unspecified
+
+  public var reason: String = String()
+
+  /// Who set it (empty for rules given when the session was created by a service).
+  public var setBy: Inspect_Common_V1_UserRef {
+    get {_setBy ?? Inspect_Common_V1_UserRef()}
+    set {_setBy = newValue}
+  }
+  /// Returns true if `setBy` has been explicitly set.
+  public var hasSetBy: Bool {self._setBy != nil}
+  /// Clears the value of `setBy`. Subsequent reads from it will return its default value.
+  public mutating func clearSetBy() {self._setBy = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _setBy: Inspect_Common_V1_UserRef? = nil
 }
 
 /// A person who belongs to a session.
@@ -992,6 +1075,10 @@ nonisolated extension Inspect_Session_V1_PullRequestState: SwiftProtobuf._ProtoN
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PULL_REQUEST_STATE_UNSPECIFIED\0\u{1}PULL_REQUEST_STATE_OPEN\0\u{1}PULL_REQUEST_STATE_DRAFT\0\u{1}PULL_REQUEST_STATE_MERGED\0\u{1}PULL_REQUEST_STATE_CLOSED\0\u{1}PULL_REQUEST_STATE_FAILED\0")
 }
 
+nonisolated extension Inspect_Session_V1_PermissionDecision: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PERMISSION_DECISION_UNSPECIFIED\0\u{1}PERMISSION_DECISION_ALLOW\0\u{1}PERMISSION_DECISION_ASK\0\u{1}PERMISSION_DECISION_DENY\0")
+}
+
 nonisolated extension Inspect_Session_V1_Role: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLE_UNSPECIFIED\0\u{1}ROLE_OWNER\0\u{1}ROLE_COLLABORATOR\0\u{1}ROLE_VIEWER\0")
 }
@@ -1251,6 +1338,65 @@ nonisolated extension Inspect_Session_V1_Session: SwiftProtobuf.Message, SwiftPr
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Session_V1_PermissionRule: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PermissionRule"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tool\0\u{1}path\0\u{1}command\0\u{1}decision\0\u{1}reason\0\u{3}set_by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.tool) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.command) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.decision) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._setBy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.tool.isEmpty {
+      try visitor.visitSingularStringField(value: self.tool, fieldNumber: 1)
+    }
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 2)
+    }
+    if !self.command.isEmpty {
+      try visitor.visitSingularStringField(value: self.command, fieldNumber: 3)
+    }
+    if self.decision != .unspecified {
+      try visitor.visitSingularEnumField(value: self.decision, fieldNumber: 4)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 5)
+    }
+    try { if let v = self._setBy {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Session_V1_PermissionRule, rhs: Inspect_Session_V1_PermissionRule) -> Bool {
+    if lhs.tool != rhs.tool {return false}
+    if lhs.path != rhs.path {return false}
+    if lhs.command != rhs.command {return false}
+    if lhs.decision != rhs.decision {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs._setBy != rhs._setBy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -59,6 +59,10 @@ public nonisolated struct Inspect_Session_V1_CreateSessionRequest: Sendable {
   /// Other people to add at once (the caller becomes the owner).
   public var participants: [Inspect_Session_V1_ParticipantSpec] = []
 
+  /// The session's own permission rules (a child session also gets its parent's).
+  /// INVALID_ARGUMENT when a rule has no tool or decision, or a glob is malformed.
+  public var permissionRules: [Inspect_Session_V1_PermissionRule] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -478,6 +482,10 @@ public nonisolated struct Inspect_Session_V1_DecideToolCallRequest: Sendable {
   public var approved: Bool = false
 
   public var reason: String = String()
+
+  /// Also decide every later call of the same tool in this session this way: the decision
+  /// becomes a rule of the session's policy (a deny of the repository or service still holds).
+  public var remember: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -954,7 +962,7 @@ fileprivate nonisolated let _protobuf_package = "inspect.session.v1"
 
 nonisolated extension Inspect_Session_V1_CreateSessionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateSessionRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}repository\0\u{3}base_branch\0\u{1}title\0\u{1}model\0\u{1}client\0\u{3}external_key\0\u{3}parent_session_id\0\u{1}prompt\0\u{1}attachments\0\u{1}participants\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}repository\0\u{3}base_branch\0\u{1}title\0\u{1}model\0\u{1}client\0\u{3}external_key\0\u{3}parent_session_id\0\u{1}prompt\0\u{1}attachments\0\u{1}participants\0\u{3}permission_rules\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -972,6 +980,7 @@ nonisolated extension Inspect_Session_V1_CreateSessionRequest: SwiftProtobuf.Mes
       case 8: try { try decoder.decodeSingularStringField(value: &self.prompt) }()
       case 9: try { try decoder.decodeRepeatedMessageField(value: &self.attachments) }()
       case 10: try { try decoder.decodeRepeatedMessageField(value: &self.participants) }()
+      case 11: try { try decoder.decodeRepeatedMessageField(value: &self.permissionRules) }()
       default: break
       }
     }
@@ -1008,6 +1017,9 @@ nonisolated extension Inspect_Session_V1_CreateSessionRequest: SwiftProtobuf.Mes
     if !self.participants.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.participants, fieldNumber: 10)
     }
+    if !self.permissionRules.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.permissionRules, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1022,6 +1034,7 @@ nonisolated extension Inspect_Session_V1_CreateSessionRequest: SwiftProtobuf.Mes
     if lhs.prompt != rhs.prompt {return false}
     if lhs.attachments != rhs.attachments {return false}
     if lhs.participants != rhs.participants {return false}
+    if lhs.permissionRules != rhs.permissionRules {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1866,7 +1879,7 @@ nonisolated extension Inspect_Session_V1_PrewarmResponse: SwiftProtobuf.Message,
 
 nonisolated extension Inspect_Session_V1_DecideToolCallRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DecideToolCallRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}tool_call_id\0\u{1}approved\0\u{1}reason\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}tool_call_id\0\u{1}approved\0\u{1}reason\0\u{1}remember\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1878,6 +1891,7 @@ nonisolated extension Inspect_Session_V1_DecideToolCallRequest: SwiftProtobuf.Me
       case 2: try { try decoder.decodeSingularStringField(value: &self.toolCallID) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.approved) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.remember) }()
       default: break
       }
     }
@@ -1896,6 +1910,9 @@ nonisolated extension Inspect_Session_V1_DecideToolCallRequest: SwiftProtobuf.Me
     if !self.reason.isEmpty {
       try visitor.visitSingularStringField(value: self.reason, fieldNumber: 4)
     }
+    if self.remember != false {
+      try visitor.visitSingularBoolField(value: self.remember, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1904,6 +1921,7 @@ nonisolated extension Inspect_Session_V1_DecideToolCallRequest: SwiftProtobuf.Me
     if lhs.toolCallID != rhs.toolCallID {return false}
     if lhs.approved != rhs.approved {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.remember != rhs.remember {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -22,6 +22,7 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
         code: .invalidArgument, message: "repository '\(request.repository)' is not 'owner/name' (e.g. local/demo)")
     }
     try checkPromptText(request.prompt, required: false)
+    try Self.checkPermissionRules(request.permissionRules)
     if !request.externalKey.isEmpty, let existing = try await index.session(externalKey: request.externalKey) {
       // Someone else in the same thread or pull request joins the session as a collaborator.
       let response: Inspect_Session_V1_CreateSessionResponse? = try await registry.withSession(id: existing.id) {
@@ -41,9 +42,13 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     }
     var parent: SessionRecord?
     var inherited: [ParticipantRecord] = []
+    var rules: [Inspect_Session_V1_PermissionRule] = []
     if !request.parentSessionID.isEmpty {
-      (parent, inherited) = try await withAccess(request.parentSessionID, caller: caller, needs: .collaborator) {
-        session in (await session.record, await session.participantList)
+      (parent, inherited, rules) = try await withAccess(
+        request.parentSessionID, caller: caller, needs: .collaborator
+      ) { session in
+        // The parent's rules, oldest first, so that they keep their order (newest wins).
+        (await session.record, await session.participantList, Array(try await session.permissionRules().reversed()))
       }
       if let parent, parent.depth + 1 > settings.maxChildDepth {
         throw RPCError(
@@ -79,8 +84,14 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     record.parentId = parent?.id
     record.depth = (parent?.depth ?? -1) + 1
     _ = try await registry.create(record, creator: caller, participants: participants)
+    rules += request.permissionRules.map { rule in
+      var rule = rule
+      if !rule.hasSetBy { rule.setBy = caller.ref }
+      return rule
+    }
     let response: Inspect_Session_V1_CreateSessionResponse? = try await registry.withSession(id: id) { session in
-      try await respond(
+      try await session.addPermissionRules(rules)
+      return try await respond(
         session: session, created: true, prompt: request.prompt, caller: caller, client: request.client)
     }
     guard let response else { throw RPCError(code: .internalError, message: "session \(id) vanished after creation") }
@@ -207,7 +218,8 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     }
     return try await withAccess(request.sessionID, caller: caller, needs: .collaborator) { session in
       try await session.decide(
-        by: caller, toolCallID: request.toolCallID, approved: request.approved, reason: request.reason)
+        by: caller, toolCallID: request.toolCallID, approved: request.approved, reason: request.reason,
+        remember: request.remember)
       return .init()
     }
   }
@@ -466,6 +478,27 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     }
     proto.childSessionIds = try await index.children(of: record.id).map(\.id)
     return proto
+  }
+
+  /// Rules must name a tool glob and a decision, and their globs must compile.
+  static func checkPermissionRules(_ rules: [Inspect_Session_V1_PermissionRule]) throws {
+    for (index, rule) in rules.enumerated() {
+      guard !rule.tool.isEmpty else {
+        throw RPCError(
+          code: .invalidArgument, message: "permission_rules[\(index)] has no tool (a glob over tool names)")
+      }
+      guard [.allow, .ask, .deny].contains(rule.decision) else {
+        throw RPCError(
+          code: .invalidArgument, message: "permission_rules[\(index)] has no decision (allow, ask or deny)")
+      }
+      for pattern in [rule.tool, rule.path, rule.command] where !pattern.isEmpty {
+        do {
+          _ = try GlobPattern(pattern)
+        } catch {
+          throw RPCError(code: .invalidArgument, message: "permission_rules[\(index)]: \(error)")
+        }
+      }
+    }
   }
 
   static func isRepositoryName(_ text: String) -> Bool {

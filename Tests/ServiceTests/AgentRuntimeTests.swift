@@ -231,6 +231,101 @@ struct AgentRuntimeTests {
     #expect(log.lifecycle(of: "run_command", occurrence: 1) == ["queued#1", "queued#1", "failed#1"])
   }
 
+  @Test(
+    "session rules: they allow what the service asks about but not what it denies; a remembered decision stops the asking"
+  )
+  func sessionRules() async throws {
+    let service = PermissionPolicy(rules: [
+      .init(tool: "run_command", command: "rm *", decision: .deny, reason: "no deleting"),
+      .init(tool: "write_file", decision: .ask),
+    ])
+    let steps: [[String: Any]] = [
+      ["tool_calls": [call("run_command", ["command": "rm -rf build"])]],
+      ["expect": "no deleting", "tool_calls": [call("write_file", ["path": "notes/a.txt", "content": "a"])]],
+      ["expect": "wrote notes/a.txt", "tool_calls": [call("write_file", ["path": "b.txt", "content": "b"])]],
+      ["expect": "wrote b.txt", "tool_calls": [call("write_file", ["path": "c.txt", "content": "c"])]],
+      ["expect": "wrote c.txt", "text": "Done."],
+    ]
+    let (finished, log) = try await runTurn(steps) { loop in
+      loop.permissions = service
+    } during: { log, decisions, _ in
+      var waiting: Inspect_Session_V1_ToolCall?
+      while waiting == nil {
+        waiting = log.toolCalls.last { $0.awaitingApproval }
+        if waiting == nil { try await Task.sleep(for: .milliseconds(10)) }
+      }
+      decisions.deliver(
+        .with {
+          $0.toolCallID = waiting!.toolCallID
+          $0.approved = true
+          $0.remember = true
+          $0.decidedBy = .with { $0.displayName = "Grace" }
+        })
+    } turnSetup: { turn in
+      turn.sessionRules = [
+        .with {
+          $0.tool = "run_command"; $0.decision = .allow
+        },
+        .with {
+          $0.tool = "write_file"; $0.path = "notes/*"; $0.decision = .allow
+        },
+      ]
+    }
+    #expect(finished.outcome == .succeeded, "\(finished.reason)")
+    // The service's deny holds although the session allows run_command.
+    #expect(log.lifecycle(of: "run_command") == ["queued#1", "failed#1"])
+    // The session's rule allows what the service would ask about.
+    #expect(log.lifecycle(of: "write_file", occurrence: 0) == ["queued#1", "running#1", "succeeded#1"])
+    // Asked, approved for the rest of the session…
+    #expect(
+      log.lifecycle(of: "write_file", occurrence: 1) == [
+        "queued#1", "queued#1", "queued#1", "running#1", "succeeded#1",
+      ])
+    #expect(log.toolCalls.contains { $0.resultSummary == "approved by Grace for the rest of the session" })
+    // …so the next write runs without asking.
+    #expect(log.lifecycle(of: "write_file", occurrence: 2) == ["queued#1", "running#1", "succeeded#1"])
+  }
+
+  @Test(
+    "permission layers: any deny of the service or repository holds; then session, repository, service; then defaults")
+  func permissionLayers() throws {
+    func invocation(_ tool: Tool, _ arguments: [String: JSONValue]) -> ToolInvocation {
+      ToolInvocation(
+        tool: tool, id: "tc", arguments: .object(arguments), argumentsJSON: "{}", attempt: 1, turn: .init())
+    }
+    let command = invocation(BuiltinTools.runCommand, ["command": .string("make deploy")])
+    let write = invocation(BuiltinTools.writeFile, ["path": .string("src/a.py"), "content": .string("")])
+    let service = PermissionPolicy(rules: [.init(tool: "write_file", decision: .ask)], default: .allow)
+    let repository = PermissionPolicy(
+      rules: [.init(tool: "run_command", command: "make deploy*", decision: .deny, reason: "deploys go through CI")],
+      default: .ask)
+    let session = SessionPermissions([
+      .with {
+        $0.tool = "*"; $0.decision = .allow
+      }
+    ])
+    let hook = try PermissionHook(service: service, repository: repository, session: session)
+    // The repository's deny holds over the session's allow-everything.
+    #expect(hook.decision(for: command) == (.deny, "deploys go through CI"))
+    // The session's rule comes before the service's ask.
+    #expect(hook.decision(for: write).0 == .allow)
+    // Without session rules: the service's rule, then the repository's default (ask).
+    let plain = try PermissionHook(service: service, repository: repository, session: SessionPermissions())
+    #expect(plain.decision(for: write).0 == .ask)
+    let other = invocation(
+      BuiltinTools.editFile, ["path": .string("a"), "old_text": .string("x"), "new_text": .string("y")])
+    #expect(plain.decision(for: other).0 == .ask)
+    // No repository policy: the service's default.
+    let serviceOnly = try PermissionHook(service: service, repository: nil, session: SessionPermissions())
+    #expect(serviceOnly.decision(for: other).0 == .allow)
+    // A remembered denial is the newest rule: it comes before the older allow.
+    session.remember(
+      .with {
+        $0.approved = false; $0.decidedBy = .with { $0.displayName = "Grace" }
+      }, tool: "write_file")
+    #expect(hook.decision(for: write) == (.deny, "denied for this session by Grace"))
+  }
+
   @Test("the service's policy comes from INSPECT_AGENT_PERMISSIONS; a file that is not a policy is refused, naming it")
   func policyFile() throws {
     let temporary = try TemporaryDirectory("inspect-policy")

@@ -252,6 +252,81 @@ struct StopAndQueueTests {
   }
 
   @Test(
+    "session permission rules: given at creation (bad ones refused), a remembered decision joins them, later turns and child sessions get them"
+  )
+  func sessionPermissionRules() async throws {
+    let runner = ScriptedAgentRunner(ScriptedAgentRunner.asksForApproval, ScriptedAgentRunner.succeeds)
+    let harness = try await SessionHarness(runner: runner)
+    try await harness.run { sessions, metadata in
+      for (rule, message) in [
+        (Inspect_Session_V1_PermissionRule.with { $0.decision = .allow }, "has no tool"),
+        (.with { $0.tool = "run_command" }, "has no decision"),
+        (
+          .with {
+            $0.tool = "run_command"; $0.path = "[z-a]"; $0.decision = .deny
+          }, "not a valid glob"
+        ),
+      ] {
+        do {
+          _ = try await sessions.createSession(
+            .with {
+              $0.repository = "local/demo"; $0.permissionRules = [rule]
+            }, metadata: metadata)
+          Issue.record("a session was created with a bad rule: \(rule)")
+        } catch let error as RPCError {
+          #expect(error.code == .invalidArgument)
+          #expect(error.message.contains(message), "\(error.message)")
+        }
+      }
+      let given = Inspect_Session_V1_PermissionRule.with {
+        $0.tool = "write_file"; $0.path = "docs/**"; $0.decision = .allow
+      }
+      let id = try await sessions.createSession(
+        .with {
+          $0.repository = "local/demo"; $0.prompt = "deploy"; $0.permissionRules = [given]
+        }, metadata: metadata
+      ).session.id
+      _ = try await collectEvents(sessions, metadata: metadata, session: id) {
+        toolCalls($0).contains { $0.awaitingApproval }
+      }
+      _ = try await sessions.decideToolCall(
+        .with {
+          $0.sessionID = id; $0.toolCallID = "tc-ask"; $0.approved = true; $0.remember = true
+        }, metadata: metadata)
+      _ = try await collectEvents(sessions, metadata: metadata, session: id) { !turnsFinished($0).isEmpty }
+      _ = try await sessions.sendPrompt(
+        .with {
+          $0.sessionID = id; $0.text = "again"
+        }, metadata: metadata)
+      _ = try await collectEvents(sessions, metadata: metadata, session: id) { turnsFinished($0).count == 2 }
+      let started = runner.started.withLock { $0 }
+      #expect(started.count == 2)
+      // The first turn had the given rule; the decision reached it with `remember`, and the
+      // second turn has the remembered rule first (newest first).
+      #expect(started[0].sessionRules.map(\.tool) == ["write_file"])
+      #expect(started[0].sessionRules.first?.setBy.userID.isEmpty == false)
+      #expect(started[1].sessionRules.map(\.tool) == ["run_command", "write_file"])
+      #expect(started[1].sessionRules.first?.decision == .allow)
+      #expect(started[1].sessionRules.first?.reason == "allowed for this session by Ada")
+      // A child session starts with its parent's rules, in the same order, then its own.
+      let child = try await sessions.createSession(
+        .with {
+          $0.repository = "local/demo"; $0.parentSessionID = id; $0.prompt = "child"
+          $0.permissionRules = [
+            .with {
+              $0.tool = "git_commit_and_push"; $0.decision = .deny
+            }
+          ]
+        }, metadata: metadata
+      ).session.id
+      _ = try await collectEvents(sessions, metadata: metadata, session: child) { !turnsFinished($0).isEmpty }
+      let third = try #require(runner.started.withLock { $0 }.last)
+      #expect(third.sessionID == child)
+      #expect(third.sessionRules.map(\.tool) == ["git_commit_and_push", "run_command", "write_file"])
+    }
+  }
+
+  @Test(
     "a stop ends a turn whose agent ignores it within 2 s: its running tool call and the turn end CANCELLED; the queued prompt then runs"
   )
   func stopBreaksAnUnresponsiveTurn() async throws {
@@ -810,7 +885,10 @@ struct SessionLifecycleTests {
       let migrations = try await file.writer.read { db in
         try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations ORDER BY rowid")
       }
-      #expect(migrations == ["v1: events and prompts", "v2: turns, tool calls, artifacts and summaries"])
+      #expect(
+        migrations == [
+          "v1: events and prompts", "v2: turns, tool calls, artifacts and summaries", "v3: permission rules",
+        ])
     }
   }
 }

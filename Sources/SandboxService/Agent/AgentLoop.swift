@@ -381,21 +381,28 @@ struct AgentLoop: Sendable {
       await mcp.close()
       throw TurnEnd(finished: .failed(.internal, "the tools could not be registered: \(error)"))
     }
-    var policy = permissions
+    var repositoryPolicy: PermissionPolicy?
     if let file = try? sandbox.entry.instance.readFile(PermissionPolicy.repositoryFile, offset: 0, limit: 1 << 20) {
       do {
-        policy = try PermissionPolicy.parse(file.content, source: PermissionPolicy.repositoryFile).then(permissions)
+        repositoryPolicy = try PermissionPolicy.parse(file.content, source: PermissionPolicy.repositoryFile)
       } catch {
         throw TurnEnd(finished: .failed(.tool, "\(error)"))
       }
     }
-    let before: [any ToolHook] = [
-      SyncGateHook(sandbox: sandbox), WorkspaceConfinementHook(), PermissionHook(policy: policy),
-    ]
+    let sessionPermissions = SessionPermissions(turn.sessionRules)
+    let permissionHook: PermissionHook
+    do {
+      permissionHook = try PermissionHook(
+        service: permissions, repository: repositoryPolicy, session: sessionPermissions)
+    } catch {
+      throw TurnEnd(finished: .failed(.internal, "the service's permission policy cannot be used: \(error)"))
+    }
+    let before: [any ToolHook] = [SyncGateHook(sandbox: sandbox), WorkspaceConfinementHook(), permissionHook]
     return TurnToolCalls(
       registry: registry, hooks: before + hooks + [OutputLimitHook(artifacts: artifacts, emit: emit)], turn: turn,
       sandbox: sandbox, open: open, decisions: decisions, emit: emit, sessions: sessions,
-      redactor: CredentialRedactor(turn.credentials), logger: logger, mcp: mcp, artifacts: artifacts)
+      redactor: CredentialRedactor(turn.credentials), logger: logger, mcp: mcp, artifacts: artifacts,
+      sessionPermissions: sessionPermissions)
   }
 }
 

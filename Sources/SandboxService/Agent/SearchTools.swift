@@ -24,7 +24,12 @@ extension BuiltinTools {
       let path: String?
     }
     let arguments = try decode(Arguments.self, data, tool: "glob")
-    let matcher = try GlobPattern(arguments.pattern)
+    let matcher: GlobPattern
+    do {
+      matcher = try GlobPattern(arguments.pattern)
+    } catch {
+      throw ToolFailure("glob: \(error)")
+    }
     let listing = try context.sandbox.listFiles(arguments.path ?? "", recursive: true, maxEntries: walkLimit)
     let matches = listing.entries.filter { $0.kind == .file && matcher.matches($0.path) }.map(\.path)
     let shown = matches.prefix(1000)
@@ -63,7 +68,12 @@ extension BuiltinTools {
       } catch {
         throw ToolFailure("search: '\(arguments.pattern)' is not a valid regular expression")
       }
-      let filter = try arguments.glob.map(GlobPattern.init)
+      let filter: GlobPattern?
+      do {
+        filter = try arguments.glob.map(GlobPattern.init)
+      } catch {
+        throw ToolFailure("search: \(error)")
+      }
       let engine: String
       var hits: [String]
       if useRipgrep, let found = try await ripgrep(arguments, limit: limit, context: context) {
@@ -142,47 +152,4 @@ private struct SearchArguments: Decodable {
 /// `text` quoted for the POSIX shell.
 func shellQuoted(_ text: String) -> String {
   "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
-}
-
-/// A glob pattern over slash-separated paths: `*` and `?` stay within a path segment, `**/`
-/// matches any number of directories, `[...]` a character class.
-struct GlobPattern: Sendable {
-  private let expression: NSRegularExpression
-
-  init(_ pattern: String) throws {
-    var regex = "^"
-    var characters = Array(pattern)[...]
-    while let character = characters.popFirst() {
-      switch character {
-      case "*":
-        if characters.first == "*" {
-          characters.removeFirst()
-          if characters.first == "/" {
-            characters.removeFirst()
-            regex += "(?:.*/)?"
-          } else {
-            regex += ".*"
-          }
-        } else {
-          regex += "[^/]*"
-        }
-      case "?": regex += "[^/]"
-      case "[":
-        var set = ""
-        while let next = characters.popFirst(), next != "]" { set.append(next) }
-        regex += "[" + (set.hasPrefix("!") ? "^" + set.dropFirst() : set) + "]"
-      default: regex += NSRegularExpression.escapedPattern(for: String(character))
-      }
-    }
-    regex += "$"
-    do {
-      expression = try NSRegularExpression(pattern: regex)
-    } catch {
-      throw ToolFailure("'\(pattern)' is not a valid glob pattern")
-    }
-  }
-
-  func matches(_ path: String) -> Bool {
-    expression.firstMatch(in: path, range: NSRange(path.startIndex..., in: path)) != nil
-  }
 }

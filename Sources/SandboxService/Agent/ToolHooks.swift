@@ -1,6 +1,7 @@
 import Foundation
 import InspectKit
 import InspectProtos
+import Synchronization
 
 /// One tool call as hooks see it: the tool, the call's id and attempt, its checked arguments,
 /// and the turn.
@@ -115,7 +116,7 @@ struct PermissionPolicy: Sendable, Decodable, Equatable {
   }
 
   struct Rule: Sendable, Decodable, Equatable {
-    /// A glob over tool names (`run_command`, `sentry.*`, `*`).
+    /// A glob over tool names (`run_command`, `mcp_*`, `*`).
     var tool: String
     /// A glob over the call's `path` argument.
     var path: String?
@@ -152,44 +153,129 @@ struct PermissionPolicy: Sendable, Decodable, Equatable {
     } catch {
       throw ToolFailure("\(source) is not a valid permission policy: \(error)")
     }
-    for rule in policy.rules {
-      for pattern in [rule.tool, rule.path, rule.command].compactMap({ $0 }) { _ = try GlobPattern(pattern) }
+    do {
+      _ = try CompiledPermissions(policy.rules)
+    } catch {
+      throw ToolFailure("\(source) is not a valid permission policy: \(error)")
     }
     return policy
   }
+}
 
-  /// The policy's decision for `call`, with the rule's reason.
-  func decision(for call: ToolInvocation) -> (Decision, String?) {
-    for rule in rules {
-      guard (try? GlobPattern(rule.tool))?.matches(call.tool.name) == true else { continue }
-      if let path = rule.path {
-        guard let value = call.string("path"), (try? GlobPattern(path))?.matches(value) == true else { continue }
-      }
-      if let command = rule.command {
-        let pattern = command.replacingOccurrences(of: "*", with: "**")
-        guard let value = call.string("command"), (try? GlobPattern(pattern))?.matches(value) == true else {
-          continue
-        }
-      }
-      return (rule.decision, rule.reason)
+/// Rules with their globs compiled once, matched against calls.
+struct CompiledPermissions: Sendable {
+  struct Rule: Sendable {
+    let rule: PermissionPolicy.Rule
+    let tool: GlobPattern
+    let path: GlobPattern?
+    let command: GlobPattern?
+
+    init(_ rule: PermissionPolicy.Rule) throws {
+      self.rule = rule
+      tool = try GlobPattern(rule.tool)
+      path = try rule.path.map(GlobPattern.init)
+      command = try rule.command.map { try GlobPattern($0.replacingOccurrences(of: "*", with: "**")) }
     }
-    return (self.default, nil)
+
+    func matches(_ call: ToolInvocation) -> Bool {
+      guard tool.matches(call.tool.name) else { return false }
+      if let path {
+        guard let value = call.string("path"), path.matches(value) else { return false }
+      }
+      if let command {
+        guard let value = call.string("command"), command.matches(value) else { return false }
+      }
+      return true
+    }
   }
 
-  /// This policy's rules first, then `other`'s (its default counts only when this one has no
-  /// rule and a default of allow).
-  func then(_ other: PermissionPolicy) -> PermissionPolicy {
-    PermissionPolicy(rules: rules + other.rules, default: self.default == .allow ? other.default : self.default)
+  let rules: [Rule]
+
+  init(_ rules: [PermissionPolicy.Rule]) throws { self.rules = try rules.map(Rule.init) }
+
+  /// The first rule that matches `call`.
+  func match(_ call: ToolInvocation) -> PermissionPolicy.Rule? { rules.first { $0.matches(call) }?.rule }
+}
+
+/// A session's own rules, newest first: those SessionService gave the turn, and decisions people
+/// asked to remember while it runs (``remember(_:)``).
+final class SessionPermissions: Sendable {
+  private let rules: Mutex<[CompiledPermissions.Rule]>
+
+  /// The turn's session rules (malformed ones are skipped: SessionService checks them on entry).
+  init(_ rules: [Inspect_Session_V1_PermissionRule] = []) {
+    self.rules = Mutex(
+      rules.compactMap { proto in PermissionPolicy.Rule(proto).flatMap { try? CompiledPermissions.Rule($0) } })
+  }
+
+  func match(_ call: ToolInvocation) -> PermissionPolicy.Rule? {
+    rules.withLock { rules in rules.first { $0.matches(call) }?.rule }
+  }
+
+  /// A person's decision on one call, remembered for the rest of the session's calls of that tool.
+  func remember(_ decision: Inspect_Sandbox_V1_ToolDecision, tool: String) {
+    let who = decision.decidedBy.displayName.isEmpty ? "a person" : decision.decidedBy.displayName
+    let reason =
+      "\(decision.approved ? "allowed" : "denied") for this session by \(who)"
+      + (decision.reason.isEmpty ? "" : ": \(decision.reason)")
+    let rule = PermissionPolicy.Rule(
+      tool: tool, decision: decision.approved ? .allow : .deny,
+      reason: reason)
+    guard let compiled = try? CompiledPermissions.Rule(rule) else { return }
+    rules.withLock { $0.insert(compiled, at: 0) }
   }
 }
 
-/// Applies a ``PermissionPolicy`` to tools that write.
+extension PermissionPolicy.Rule {
+  /// A session rule from its proto form; nil when it has no decision.
+  init?(_ rule: Inspect_Session_V1_PermissionRule) {
+    let decision: PermissionPolicy.Decision
+    switch rule.decision {
+    case .allow: decision = .allow
+    case .ask: decision = .ask
+    case .deny: decision = .deny
+    default: return nil
+    }
+    self.init(
+      tool: rule.tool, path: rule.path.isEmpty ? nil : rule.path, command: rule.command.isEmpty ? nil : rule.command,
+      decision: decision, reason: rule.reason.isEmpty ? nil : rule.reason)
+  }
+}
+
+/// Applies the permission policies to tools that write, in layers: a deny rule of the service
+/// (`INSPECT_AGENT_PERMISSIONS`) or of the repository (`.inspect/permissions.json`) always holds;
+/// otherwise the session's rules decide first (people in the session can allow what the
+/// repository asks about), then the repository's, then the service's; without a matching rule,
+/// the repository's default unless it is allow, else the service's.
 struct PermissionHook: ToolHook {
-  let policy: PermissionPolicy
+  let service: CompiledPermissions
+  let serviceDefault: PermissionPolicy.Decision
+  let repository: CompiledPermissions?
+  let repositoryDefault: PermissionPolicy.Decision
+  let session: SessionPermissions
+
+  init(service: PermissionPolicy, repository: PermissionPolicy?, session: SessionPermissions) throws {
+    self.service = try CompiledPermissions(service.rules)
+    serviceDefault = service.default
+    self.repository = try repository.map { try CompiledPermissions($0.rules) }
+    repositoryDefault = repository?.default ?? .allow
+    self.session = session
+  }
+
+  /// The decision for `call`, with the deciding rule's reason.
+  func decision(for call: ToolInvocation) -> (PermissionPolicy.Decision, String?) {
+    let fromService = service.match(call)
+    let fromRepository = repository?.match(call)
+    for rule in [fromService, fromRepository].compactMap({ $0 }) where rule.decision == .deny {
+      return (.deny, rule.reason)
+    }
+    if let rule = session.match(call) ?? fromRepository ?? fromService { return (rule.decision, rule.reason) }
+    return (repositoryDefault == .allow ? serviceDefault : repositoryDefault, nil)
+  }
 
   func beforeExecute(_ call: ToolInvocation) async throws -> HookVerdict {
     guard call.tool.writes else { return .proceed }
-    switch policy.decision(for: call) {
+    switch decision(for: call) {
     case (.allow, _):
       return .proceed
     case (.deny, let reason):

@@ -30,6 +30,8 @@ struct TurnToolCalls: Sendable {
   var mcp = MCPConnections.none
   /// Where tools store what they make (screenshots).
   var artifacts: ArtifactStore?
+  /// The session's permission rules, which remembered decisions join.
+  var sessionPermissions = SessionPermissions()
 
   /// Runs one call to its end and returns what the model reads. Throws only to end the turn
   /// (a failed sync, a stop, a broken event stream).
@@ -105,13 +107,16 @@ struct TurnToolCalls: Sendable {
               $0.resultSummary = reason
             })
           let decision = try await decisions.wait(for: id)
+          if decision.remember { sessionPermissions.remember(decision, tool: tool.name) }
           let who = decision.decidedBy.displayName.isEmpty ? "a person" : decision.decidedBy.displayName
+          let scope = decision.remember ? " for the rest of the session" : ""
           guard decision.approved else {
             let why = decision.reason.isEmpty ? "" : ": \(decision.reason)"
             return try await finish(
-              .init(content: "\(tool.name) was denied by \(who)\(why)", summary: "", failed: true), duration: .zero)
+              .init(content: "\(tool.name) was denied by \(who)\(scope)\(why)", summary: "", failed: true),
+              duration: .zero)
           }
-          try await emit(event(.queued) { $0.resultSummary = "approved by \(who)" })
+          try await emit(event(.queued) { $0.resultSummary = "approved by \(who)\(scope)" })
         }
       }
       try await emit(event(.running))

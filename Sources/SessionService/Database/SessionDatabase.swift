@@ -104,7 +104,38 @@ struct SessionDatabase: Sendable {
         table.column("seq", .integer).notNull().references("event")
       }
     }
+    migrator.registerMigration("v3: permission rules") { db in
+      // The session's own permission rules (protobuf `PermissionRule`), newest = highest id.
+      try db.create(table: "permissionRule") { table in
+        table.autoIncrementedPrimaryKey("id")
+        table.column("payload", .blob).notNull()
+        table.column("createdAt", .datetime).notNull()
+      }
+    }
     return migrator
+  }
+
+  // MARK: - Permission rules
+
+  /// Adds rules to the session's policy (the last of `rules` becomes the newest).
+  func addPermissionRules(_ rules: [Inspect_Session_V1_PermissionRule]) async throws {
+    guard !rules.isEmpty else { return }
+    let payloads = try rules.map { try $0.serializedBytes() as Data }
+    try await writer.write { db in
+      let now = Date()
+      for payload in payloads {
+        try db.execute(sql: "INSERT INTO permissionRule (payload, createdAt) VALUES (?, ?)", arguments: [payload, now])
+      }
+    }
+  }
+
+  /// The session's rules, newest first.
+  func permissionRules() async throws -> [Inspect_Session_V1_PermissionRule] {
+    try await writer.read { db in
+      try Data.fetchAll(db, sql: "SELECT payload FROM permissionRule ORDER BY id DESC").map {
+        try Inspect_Session_V1_PermissionRule(serializedBytes: $0)
+      }
+    }
   }
 
   // MARK: - Events

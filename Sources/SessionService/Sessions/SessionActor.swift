@@ -33,7 +33,8 @@ actor SessionActor {
 
   nonisolated let id: String
   /// Tool calls of the running turn that wait for a person's decision (`awaiting_approval`).
-  private var awaitingApproval: Set<String> = []
+  /// Tool calls waiting for a person's decision, by id, with their tool's name.
+  private var awaitingApproval: [String: String] = [:]
   private(set) var record: SessionRecord
   private(set) var participants: [String: ParticipantRecord]
   let database: SessionDatabase
@@ -128,9 +129,9 @@ actor SessionActor {
       recordActivity(event)
       if case .toolCall(let call) = event.kind {
         if call.awaitingApproval {
-          awaitingApproval.insert(call.toolCallID)
+          awaitingApproval[call.toolCallID] = call.name
         } else {
-          awaitingApproval.remove(call.toolCallID)
+          awaitingApproval[call.toolCallID] = nil
         }
       }
     }
@@ -500,7 +501,8 @@ actor SessionActor {
     record.currentTurnId = turnID
     record.queuedPrompts = max(0, record.queuedPrompts - prompts.count)
     let started = ContinuousClock.now
-    let start = startTurn(turnID: turnID, prompts: prompts, history: history, snapshotID: snapshotID)
+    var start = startTurn(turnID: turnID, prompts: prompts, history: history, snapshotID: snapshotID)
+    start.sessionRules = try await database.permissionRules()
     let (controls, controlsContinuation) = AsyncStream.makeStream(of: Inspect_Sandbox_V1_RunAgentRequest.self)
     // What the agent streams is stored in batches: one transaction for everything that arrived
     // while the previous one was being written (group commit).
@@ -613,15 +615,31 @@ actor SessionActor {
       ])
   }
 
-  /// Hands a person's decision on a tool call that waits for one to the running turn.
-  func decide(by caller: UserRecord, toolCallID: String, approved: Bool, reason: String) throws {
-    guard let turn = running, awaitingApproval.contains(toolCallID) else {
+  /// Hands a person's decision on a tool call that waits for one to the running turn. With
+  /// `remember`, the decision first becomes a rule of the session's policy for that tool, so
+  /// that later turns (and the running one, told by the decision) apply it without asking.
+  func decide(
+    by caller: UserRecord, toolCallID: String, approved: Bool, reason: String, remember: Bool = false
+  ) async throws {
+    guard let turn = running, let tool = awaitingApproval[toolCallID] else {
       throw RPCError(
         code: .failedPrecondition,
         message: "tool call '\(toolCallID)' is not waiting for a decision in session \(id) (it may have been decided "
           + "already, or its turn has ended)")
     }
-    awaitingApproval.remove(toolCallID)
+    awaitingApproval[toolCallID] = nil
+    if remember {
+      try await database.addPermissionRules([
+        .with {
+          $0.tool = tool
+          $0.decision = approved ? .allow : .deny
+          $0.reason =
+            "\(approved ? "allowed" : "denied") for this session by \(caller.displayName)"
+            + (reason.isEmpty ? "" : ": \(reason)")
+          $0.setBy = caller.ref
+        }
+      ])
+    }
     turn.controls.yield(
       .with {
         $0.decision = .with {
@@ -629,11 +647,25 @@ actor SessionActor {
           $0.approved = approved
           $0.reason = reason
           $0.decidedBy = caller.ref
+          $0.remember = remember
         }
       })
     logger.info(
       "tool call decided",
-      metadata: ["tool_call.id": "\(toolCallID)", "approved": "\(approved)", "user.id": "\(caller.id)"])
+      metadata: [
+        "tool_call.id": "\(toolCallID)", "approved": "\(approved)", "remember": "\(remember)",
+        "user.id": "\(caller.id)",
+      ])
+  }
+
+  /// The session's own permission rules, newest first.
+  func permissionRules() async throws -> [Inspect_Session_V1_PermissionRule] {
+    try await database.permissionRules()
+  }
+
+  /// Adds rules to the session's policy (given when it was created, or inherited).
+  func addPermissionRules(_ rules: [Inspect_Session_V1_PermissionRule]) async throws {
+    try await database.addPermissionRules(rules)
   }
 
   /// Stops the running turn (the agent is asked to stop; after the grace period its stream is
