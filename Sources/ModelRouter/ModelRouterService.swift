@@ -42,7 +42,7 @@ struct ModelRouterService: Inspect_Model_V1_ModelRouterService.SimpleServiceProt
       throw ModelError.invalidRequest("the request has no messages; send at least one USER message")
     }
     for tool in request.tools where !tool.jsonSchema.isEmpty {
-      guard case .object? = try? JSONValue.parse(tool.jsonSchema) else {
+      guard ToolSchemas.object(tool.jsonSchema) != nil else {
         throw ModelError.invalidRequest("the json_schema of tool '\(tool.name)' is not a JSON object")
       }
     }

@@ -188,6 +188,30 @@ struct ModelRouterTests {
     }
   }
 
+  @Test("a transcript edited between calls plays its new text (parsed transcripts are kept only while the bytes match)")
+  func editedTranscript() async throws {
+    try await withModelRouter(transcripts: ["edit": #"{"text": "First version."}"#]) { client, directory in
+      let before = try await client.answer(F.request(model: "scripted:edit", [F.user("hi")]))
+      #expect(before.text == "First version.")
+      let again = try await client.answer(F.request(model: "scripted:edit", [F.user("hi")]))
+      #expect(again.text == "First version.")
+      try #"{"text": "Second version."}"#.write(
+        to: directory.appendingPathComponent("edit.transcript.jsonl"), atomically: true, encoding: .utf8)
+      let after = try await client.answer(F.request(model: "scripted:edit", [F.user("hi")]))
+      #expect(after.text == "Second version.")
+      // A schema seen valid once does not make an invalid one pass.
+      var good = F.readFile
+      good.jsonSchema = #"{"type":"object"}"#
+      _ = try await client.answer(F.request(model: "scripted:edit", [F.user("hi")], tools: [good]))
+      var bad = good
+      bad.jsonSchema = #"{"type":"object""#
+      let refused = await #expect(throws: RPCError.self) {
+        _ = try await client.answer(F.request(model: "scripted:edit", [F.user("hi")], tools: [bad]))
+      }
+      #expect(refused?.code == .invalidArgument)
+    }
+  }
+
   @Test("ListModels lists each transcript as scripted:<name> and the OpenAI default model, marked as the default")
   func listModels() async throws {
     let openAI = try OpenAISettings(baseURL: "http://127.0.0.1:9/v1", apiKey: nil, defaultModel: "local-model")

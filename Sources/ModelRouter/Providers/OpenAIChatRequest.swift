@@ -168,7 +168,7 @@ struct OpenAIChatRequest: Encodable {
     if tool.jsonSchema.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
       parameters = .object(["type": .string("object"), "properties": .object([:])])
     } else {
-      guard let schema = try? JSONValue.parse(tool.jsonSchema), case .object = schema else {
+      guard let schema = ToolSchemas.object(tool.jsonSchema) else {
         throw ModelError.invalidRequest("the json_schema of tool '\(tool.name)' is not a JSON object")
       }
       parameters = schema

@@ -35,6 +35,8 @@ struct ScriptedProvider: ModelProvider {
   let name = "scripted"
   /// Where `<name>.transcript.jsonl` files live; read on every call, so edits apply at once.
   let directory: URL
+  /// Parsed transcripts, parsed again only when a file's bytes change.
+  let cache = TranscriptCache()
 
   /// Arguments JSON is streamed in fragments of at most this many characters.
   static let fragmentLength = 8
@@ -55,7 +57,7 @@ struct ScriptedProvider: ModelProvider {
 
   func generate(_ request: Inspect_Model_V1_GenerateRequest, model: String, into sink: GenerateSink) async throws {
     let modelID = id(of: model)
-    let transcript = try Transcript.load(from: try transcriptURL(for: model), model: modelID)
+    let transcript = try Transcript.load(from: try transcriptURL(for: model), model: modelID, cache: cache)
     let turnIndex = request.messages.count { $0.role == .assistant }
     guard turnIndex < transcript.turns.count else {
       throw ModelError.invalidRequest(

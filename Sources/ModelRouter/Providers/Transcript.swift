@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A scripted conversation read from a `<name>.transcript.jsonl` file: one ``Turn`` per
 /// non-blank line. The format is described at the top of `ScriptedProvider.swift`.
@@ -26,7 +27,7 @@ struct Transcript: Sendable {
 
   /// Reads and parses the transcript at `url`; a missing file is NOT_FOUND (`no_provider`), a
   /// malformed one FAILED_PRECONDITION naming the line.
-  static func load(from url: URL, model: String) throws -> Transcript {
+  static func load(from url: URL, model: String, cache: TranscriptCache? = nil) throws -> Transcript {
     let data: Data
     do {
       data = try Data(contentsOf: url)
@@ -35,7 +36,10 @@ struct Transcript: Sendable {
         "model \(model) has no transcript: \(url.path) does not exist or cannot be read; put a "
           + "\(fileSuffix) file there (the directory is INSPECT_TRANSCRIPTS_DIR, default <data-dir>/transcripts)")
     }
-    return try parse(String(decoding: data, as: UTF8.self), path: url.path)
+    if let cached = cache?.transcript(at: url.path, content: data) { return cached }
+    let transcript = try parse(String(decoding: data, as: UTF8.self), path: url.path)
+    cache?.store(transcript, content: data)
+    return transcript
   }
 
   /// Parses JSON Lines text; `path` only names the file in error messages.
@@ -88,5 +92,22 @@ struct Transcript: Sendable {
       throw malformed("a turn needs 'text', 'tool_calls' or both")
     }
     return turn
+  }
+}
+
+/// Parsed transcripts by path, with the bytes they were parsed from: the file is still read on
+/// every call (so edits apply at once), but parsed again only when its bytes changed.
+final class TranscriptCache: Sendable {
+  private let entries = Mutex<[String: (content: Data, transcript: Transcript)]>([:])
+
+  func transcript(at path: String, content: Data) -> Transcript? {
+    entries.withLock { entries in
+      guard let entry = entries[path], entry.content == content else { return nil }
+      return entry.transcript
+    }
+  }
+
+  func store(_ transcript: Transcript, content: Data) {
+    entries.withLock { $0[transcript.path] = (content, transcript) }
   }
 }
