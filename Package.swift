@@ -34,6 +34,8 @@ let package = Package(
     .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     .package(url: "https://github.com/vapor/multipart-kit.git", from: "4.7.1"),
     .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", from: "0.12.1"),
+    .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+    .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
   ],
   targets: [
     // MARK: - Libraries
@@ -63,11 +65,25 @@ let package = Package(
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ]
     ),
+    /// GitHub as an App: the JWT, installation tokens (shared by SessionService and SandboxService).
+    .target(
+      name: "InspectGitHub",
+      dependencies: [
+        "InspectKit",
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "JWTKit", package: "jwt-kit"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOFoundationCompat", package: "swift-nio"),
+      ]
+    ),
     .target(
       name: "InspectTestSupport",
       dependencies: [
         "InspectKit",
         "InspectProtos",
+        .product(name: "JWTKit", package: "jwt-kit"),
+        .product(name: "HTTPTypes", package: "swift-http-types"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -193,7 +209,7 @@ let package = Package(
     .testTarget(
       name: "ServiceTests",
       dependencies: [
-        "InspectKit", "InspectProtos", "InspectTestSupport",
+        "InspectKit", "InspectProtos", "InspectTestSupport", "InspectGitHub",
         "Gateway", "SessionService", "SandboxService", "ModelRouter", "RepoClassifier",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "NIOHTTP1", package: "swift-nio"),

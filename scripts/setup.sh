@@ -3,7 +3,7 @@
 # Safe to run again. Needs root (or sudo) for apt.
 set -euo pipefail
 
-apt_packages=(libsqlite3-dev docker-compose curl git bubblewrap python3 tar zstd ripgrep chromium)
+apt_packages=(libsqlite3-dev docker-compose curl git bubblewrap python3 tar zstd ripgrep chromium openssl)
 python_modules=(grpc grpc_tools grpc_health pytest yaml)
 pip_packages=(grpcio grpcio-tools grpcio-health-checking pytest PyYAML)
 
