@@ -131,7 +131,7 @@ let package = Package(
     .executableTarget(
       name: "SandboxService",
       dependencies: [
-        "InspectKit", "InspectProtos", "CSandbox",
+        "InspectKit", "InspectProtos", "CSandbox", "InspectGitHub",
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "MCP", package: "swift-sdk"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),

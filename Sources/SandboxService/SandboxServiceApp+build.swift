@@ -17,7 +17,12 @@ extension SandboxServiceApp {
     // Child sessions are created through SessionService, which starts after this service: the
     // client connects when a tool first calls it.
     let sessionClient = try GRPCClient.peer(configuration.peers[.session])
-    let driver = LocalDriver(paths: SandboxPaths(configuration.dataDirectory), logger: host.logger)
+    let github = try await GitHubRemotes.fromEnvironment(ProcessInfo.processInfo.environment)
+    let driver = {
+      var driver = LocalDriver(paths: SandboxPaths(configuration.dataDirectory), logger: host.logger)
+      driver.github = github
+      return driver
+    }()
     host.logger.info(
       "sandbox isolation", metadata: ["cgroups": "\(driver.cgroups)", "limits": "\(driver.cgroups.enforced)"])
     let recovered = await driver.recover()

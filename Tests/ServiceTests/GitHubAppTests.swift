@@ -6,7 +6,7 @@ import Synchronization
 import Testing
 
 /// An RSA key pair made with the openssl command (PKCS#1, as GitHub hands app keys out).
-private struct AppKey {
+struct AppKey {
   let privatePEM: String
   let publicPEM: String
   let directory: TemporaryDirectory
@@ -26,7 +26,7 @@ private struct AppKey {
 }
 
 /// A clock the test moves.
-private final class TestClock: Sendable {
+final class GitHubTestClock: Sendable {
   private let current = Mutex(Date())
   var now: Date { current.withLock { $0 } }
   func advance(_ seconds: TimeInterval) { current.withLock { $0 = $0.addingTimeInterval(seconds) } }
@@ -44,7 +44,7 @@ struct GitHubAppTests {
   func jwt() async throws {
     let key = try await AppKey()
     defer { key.directory.remove() }
-    let clock = TestClock()
+    let clock = GitHubTestClock()
     let app = try await GitHubApp(
       settings: .init(appID: "12345", privateKeyPEM: key.privatePEM), now: { clock.now })
     let token = try await app.jwt()
@@ -82,7 +82,7 @@ struct GitHubAppTests {
   func tokensAreCached() async throws {
     let key = try await AppKey()
     defer { key.directory.remove() }
-    let clock = TestClock()
+    let clock = GitHubTestClock()
     let github = try await GitHubStandIn(
       appID: "12345", publicKeyPEM: key.publicPEM, installations: ["acme/web": 77], now: { clock.now })
     try await github.run { url in

@@ -1,6 +1,7 @@
 import CSandbox
 import Dispatch
 import Foundation
+import InspectGitHub
 import InspectKit
 import Logging
 import Synchronization
@@ -54,6 +55,8 @@ struct LocalDriver: SandboxDriver {
   let mirrorLocks = KeyedLock()
   /// Launchers already in their sandbox's cgroups (default limits), for the next creates.
   let reserve: LaunchReserve
+  /// GitHub repositories, when a GitHub App is configured (else only `local/<name>` ones).
+  var github: GitHubRemotes?
 
   /// `reserve` launchers are kept ready (in their cgroups) for the next sandboxes.
   init(
@@ -135,20 +138,36 @@ struct LocalDriver: SandboxDriver {
   /// Clones the repository's remote as a bare mirror, or fetches into it (one at a time per
   /// repository).
   func refreshMirror(_ repository: RepositoryName) async throws -> URL {
-    let remote = try paths.remote(repository)
+    let remote = try await self.remote(repository)
     let mirror = paths.mirror(repository)
     try await mirrorLocks.withLock(repository.description) {
       if FileManager.default.fileExists(atPath: mirror.appendingPathComponent("HEAD").path) {
-        try await Git.run([
-          "--git-dir", mirror.path, "fetch", "--prune", "--quiet", remote.path, "+refs/heads/*:refs/heads/*",
-        ])
+        try await Git.run(
+          ["--git-dir", mirror.path, "fetch", "--prune", "--quiet", remote.location, "+refs/heads/*:refs/heads/*"],
+          environment: remote.environment)
       } else {
         try FileManager.default.createDirectory(
           at: mirror.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try await Git.run(["clone", "--mirror", "--quiet", remote.path, mirror.path])
+        try await Git.run(
+          ["clone", "--mirror", "--quiet", remote.location, mirror.path], environment: remote.environment)
+        // A mirror clone records its remote; a local mirror must not point at GitHub (fetches
+        // name the remote on each call, with that call's credential).
+        try await Git.run(["--git-dir", mirror.path, "remote", "remove", "origin"])
       }
     }
     return mirror
+  }
+
+  /// The repository's remote: `local/<name>` in `remotes/`, other owners on GitHub through the
+  /// app (when one is configured).
+  func remote(_ repository: RepositoryName) async throws -> GitRemote {
+    if repository.owner == "local" { return .local(try paths.remote(repository)) }
+    guard let github else {
+      throw SandboxError.unsupported(
+        "repository \(repository) is on GitHub, and no GitHub App is configured: set INSPECT_GITHUB_APP_ID and "
+          + "INSPECT_GITHUB_APP_PRIVATE_KEY_FILE (only local/<name> repositories work without one)")
+    }
+    return try await github.remote(repository)
   }
 
   // MARK: - Sandboxes
@@ -445,10 +464,12 @@ final class LocalSandbox: SandboxInstance {
         "GIT_COMMITTER_NAME": committer.name, "GIT_COMMITTER_EMAIL": committer.email,
       ])
     let commit = try await Git.run(base + ["rev-parse", "HEAD"])
-    let remote = try driver.paths.remote(repository)
-    try await Git.run(["--git-dir", gitDirectory.path, "push", "--quiet", remote.path, "HEAD:refs/heads/\(branch)"])
+    let remote = try await driver.remote(repository)
+    try await Git.run(
+      ["--git-dir", gitDirectory.path, "push", "--quiet", remote.location, "HEAD:refs/heads/\(branch)"],
+      environment: remote.environment)
     update { $0.head = commit }
-    return (commit, remote.path)
+    return (commit, remote.location)
   }
 
   /// `git diff` of everything in the workspace against HEAD, through a throwaway index (the
