@@ -154,6 +154,11 @@ public actor GitHubApp {
   /// Forgets a token GitHub no longer accepts (a 401 with it), so the next call fetches a new one.
   public func invalidate(_ installationID: Int64) { tokens[installationID] = nil }
 
+  /// Forgets the token used for `repository` (`owner/name`).
+  public func invalidate(repository: String) {
+    if let installation = installations[repository] { tokens[installation] = nil }
+  }
+
   /// The installation of the app on `repository` (`owner/name`), looked up once.
   public func installationID(for repository: String) async throws -> Int64 {
     if let known = installations[repository] { return known }

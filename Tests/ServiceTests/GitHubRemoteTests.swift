@@ -33,8 +33,9 @@ extension SandboxTests {
 
     let github = try await GitHubStandIn(appID: "42", publicKeyPEM: key.publicPEM, installations: ["acme/web": 7])
     let revoked = Mutex(false)
+    let refused = Mutex<Set<String>>([])
     let git = GitHTTPServer(root: server.url) { token in
-      !revoked.withLock { $0 } && github.issuedTokens[token] == 7
+      !revoked.withLock { $0 } && !refused.withLock { $0.contains(token) } && github.issuedTokens[token] == 7
     }
     try await github.run { apiURL in
       try await git.run { gitURL in
@@ -87,15 +88,96 @@ extension SandboxTests {
         #expect(!mirrorConfig.contains("extraheader"))
         #expect(!mirrorConfig.contains(gitURL))
 
+        // A token refused before its expiry (revoked) is renewed once and the push goes through.
+        refused.withLock { $0 = Set(github.issuedTokens.keys) }
+        let requested = await app.tokensRequested
+        let again = try await driver.createSandbox(from: image, repository: repository, limits: nil)
+        try again.writeFile("NOTE2.md", content: Data("again\n".utf8), mode: nil, createParents: false)
+        let second = try await again.commitAndPush(
+          branch: "inspect/ses-github-2", message: "Another note", author: ("Ada", "ada@example.com"),
+          committer: ("Inspect", "bot@inspect.local"))
+        await again.terminate()
+        #expect(second != nil)
+        #expect(await app.tokensRequested == requested + 1)
+        #expect(git.requests.contains { $0.status == 401 })
+
         // A repository the app is not installed on is NOT_FOUND, saying so.
         await #expect(throws: SandboxError.self) {
           _ = try await driver.image(for: try RepositoryName("acme/api"), branch: "main", fallback: "main")
         }
         // A token the server no longer accepts fails the fetch, naming the repository.
         revoked.withLock { $0 = true }
-        let refused = await #expect(throws: SandboxError.self) { _ = try await driver.refreshMirror(repository) }
-        #expect("\(String(describing: refused))".contains("acme/web"))
+        let failed = await #expect(throws: SandboxError.self) { _ = try await driver.refreshMirror(repository) }
+        #expect("\(String(describing: failed))".contains("acme/web"))
         await driver.reserve.close()
+      }
+    }
+  }
+}
+
+extension SandboxTests {
+  @Test(
+    "a push rejected because someone else pushed first is rebased onto theirs and pushed once more; a conflict is an error that says so"
+  )
+  func pushRace() async throws {
+    let fixture = try SandboxFixture()
+    let other = try TemporaryDirectory("inspect-other-clone")
+    defer { other.remove() }
+    let remote = try fixture.driver.paths.remote(fixture.repository).path
+    let environment = [
+      "PATH": "/usr/bin:/bin", "HOME": other.url.path, "GIT_AUTHOR_NAME": "Grace",
+      "GIT_AUTHOR_EMAIL": "grace@example.com",
+      "GIT_COMMITTER_NAME": "Grace", "GIT_COMMITTER_EMAIL": "grace@example.com",
+    ]
+    let clone = other.url.appendingPathComponent("work").path
+    /// Someone else commits `file` with `text` onto `branch` and pushes it; returns the commit.
+    func theirCommit(_ file: String, _ text: String, on branch: String) async throws -> String {
+      let script = """
+        set -e
+        [ -d \(clone) ] || git clone --quiet \(remote) \(clone)
+        cd \(clone) && git fetch --quiet origin && git checkout --quiet -B \(branch) origin/\(branch)
+        printf '%s\\n' '\(text)' > \(file) && git add \(file) && git commit --quiet -m 'Their change'
+        git push --quiet origin \(branch) && git rev-parse HEAD
+        """
+      let result = try await runCommand("/bin/sh", ["-c", script], environment: environment)
+      #expect(result.status == 0, "\(result.output)")
+      return String(result.output.split(separator: "\n").last ?? "")
+    }
+    func remoteHead(_ branch: String) async throws -> String {
+      try await runCommand(
+        "/usr/bin/git", ["--git-dir", remote, "rev-parse", "refs/heads/\(branch)"], environment: environment
+      ).output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    try await fixture.withSandbox { sandbox in
+      let me = (name: "Ada", email: "ada@example.com")
+      let bot = (name: "Inspect", email: "bot@inspect.local")
+      try sandbox.writeFile("ours.txt", content: Data("one\n".utf8), mode: nil, createParents: false)
+      _ = try await sandbox.commitAndPush(branch: "inspect/ses-race", message: "Ours", author: me, committer: bot)
+      let theirs = try await theirCommit("theirs.txt", "theirs", on: "inspect/ses-race")
+
+      try sandbox.writeFile("ours.txt", content: Data("two\n".utf8), mode: nil, createParents: false)
+      let pushed = try #require(
+        try await sandbox.commitAndPush(branch: "inspect/ses-race", message: "Ours again", author: me, committer: bot))
+      #expect(try await remoteHead("inspect/ses-race") == pushed.commit)
+      let ancestor = try await runCommand(
+        "/usr/bin/git", ["--git-dir", remote, "merge-base", "--is-ancestor", theirs, pushed.commit],
+        environment: environment)
+      #expect(ancestor.status == 0, "their commit is not in what was pushed")
+      // The workspace follows the rebase: their file is there.
+      #expect(try sandbox.readFile("theirs.txt", offset: 0, limit: 0).content == Data("theirs\n".utf8))
+
+      // Both change ours.txt: no clean rebase, nothing pushed, the reason given.
+      let conflicting = try await theirCommit("ours.txt", "their version", on: "inspect/ses-race")
+      try sandbox.writeFile("ours.txt", content: Data("my version\n".utf8), mode: nil, createParents: false)
+      let error = await #expect(throws: SandboxError.self) {
+        _ = try await sandbox.commitAndPush(branch: "inspect/ses-race", message: "Mine", author: me, committer: bot)
+      }
+      #expect("\(String(describing: error))".contains("do not rebase cleanly"))
+      #expect(try await remoteHead("inspect/ses-race") == conflicting)
+      #expect(try sandbox.readFile("ours.txt", offset: 0, limit: 0).content == Data("my version\n".utf8))
+      // The commit that could not go out is not forgotten: asking again tries to push it again.
+      await #expect(throws: SandboxError.self) {
+        _ = try await sandbox.commitAndPush(branch: "inspect/ses-race", message: "Mine", author: me, committer: bot)
       }
     }
   }

@@ -456,20 +456,69 @@ final class LocalSandbox: SandboxInstance {
     let base = ["--git-dir", gitDirectory.path, "--work-tree", merged.path]
     try await Git.run(base + ["add", "--all"])
     let status = try await Git.run(base + ["status", "--porcelain"])
-    guard !status.isEmpty else { return nil }
+    if status.isEmpty {
+      // Nothing new; but commits a failed push left behind still go out.
+      guard try await Git.run(base + ["rev-parse", "HEAD"]) != head else { return nil }
+    } else {
+      try await Git.run(
+        base + ["commit", "--quiet", "--no-verify", "-m", message],
+        environment: [
+          "GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
+          "GIT_COMMITTER_NAME": committer.name, "GIT_COMMITTER_EMAIL": committer.email,
+        ])
+    }
+    let pushed = try await push(branch: branch, committer: committer)
+    update { $0.head = pushed.commit }
+    return pushed
+  }
+
+  /// Pushes HEAD as `branch`. A push the remote rejects because someone else pushed to the
+  /// branch meanwhile is tried once more after fetching the branch and rebasing onto it; a
+  /// credential the remote refuses is renewed once (an installation token revoked early).
+  private func push(
+    branch: String, committer: (name: String, email: String)
+  ) async throws -> (commit: String, remote: String) {
+    var remote = try await driver.remote(repository)
+    var (rebased, renewed) = (false, false)
+    while true {
+      do {
+        try await Git.run(
+          ["--git-dir", gitDirectory.path, "push", "--quiet", remote.location, "HEAD:refs/heads/\(branch)"],
+          environment: remote.environment)
+        return (try await Git.run(["--git-dir", gitDirectory.path, "rev-parse", "HEAD"]), remote.location)
+      } catch SandboxError.failed(let message) where !rebased && GitFailure.isNotFastForward(message) {
+        rebased = true
+        try await rebase(onto: branch, from: remote, committer: committer)
+      } catch SandboxError.failed(let message)
+        where !renewed && GitFailure.isAuthentication(message) && repository.owner != "local"
+      {
+        renewed = true
+        await driver.github?.app.invalidate(repository: repository.description)
+        remote = try await driver.remote(repository)
+      }
+    }
+  }
+
+  /// Fetches `branch` from `remote` and rebases this sandbox's commits onto it (the workspace
+  /// follows); a conflict aborts the rebase, leaving the workspace as it was.
+  private func rebase(
+    onto branch: String, from remote: GitRemote, committer: (name: String, email: String)
+  ) async throws {
+    let theirs = "refs/inspect/remote/\(branch)"
     try await Git.run(
-      base + ["commit", "--quiet", "--no-verify", "-m", message],
-      environment: [
-        "GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
-        "GIT_COMMITTER_NAME": committer.name, "GIT_COMMITTER_EMAIL": committer.email,
-      ])
-    let commit = try await Git.run(base + ["rev-parse", "HEAD"])
-    let remote = try await driver.remote(repository)
-    try await Git.run(
-      ["--git-dir", gitDirectory.path, "push", "--quiet", remote.location, "HEAD:refs/heads/\(branch)"],
+      ["--git-dir", gitDirectory.path, "fetch", "--quiet", remote.location, "+refs/heads/\(branch):\(theirs)"],
       environment: remote.environment)
-    update { $0.head = commit }
-    return (commit, remote.location)
+    let base = ["--git-dir", gitDirectory.path, "--work-tree", merged.path]
+    do {
+      try await Git.run(
+        base + ["rebase", "--quiet", theirs],
+        environment: ["GIT_COMMITTER_NAME": committer.name, "GIT_COMMITTER_EMAIL": committer.email])
+    } catch {
+      _ = try? await Git.run(base + ["rebase", "--abort"])
+      throw SandboxError.aborted(
+        "the push to \(branch) was rejected because someone else pushed to it meanwhile, and this turn's commits "
+          + "do not rebase cleanly onto theirs (\(error)); pull their changes and resolve the conflict")
+    }
   }
 
   /// `git diff` of everything in the workspace against HEAD, through a throwaway index (the
@@ -570,4 +619,19 @@ final class PipeWriter: Sendable {
   }
 
   deinit { closeOnce() }
+}
+
+/// What a failed git command's message says.
+enum GitFailure {
+  /// The remote refused a push that is not a fast-forward (someone else pushed first).
+  static func isNotFastForward(_ message: String) -> Bool {
+    message.contains("[rejected]") && (message.contains("fetch first") || message.contains("non-fast-forward"))
+  }
+
+  /// The remote refused the credential.
+  static func isAuthentication(_ message: String) -> Bool {
+    ["Authentication failed", "returned error: 401", "returned error: 403", "could not read Username"].contains {
+      message.contains($0)
+    }
+  }
 }
