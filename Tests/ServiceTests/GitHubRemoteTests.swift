@@ -1,6 +1,7 @@
 import Foundation
 import InspectGitHub
 import InspectKit
+import InspectProtos
 import InspectTestSupport
 import Logging
 import Synchronization
@@ -179,6 +180,57 @@ extension SandboxTests {
       await #expect(throws: SandboxError.self) {
         _ = try await sandbox.commitAndPush(branch: "inspect/ses-race", message: "Mine", author: me, committer: bot)
       }
+    }
+  }
+}
+
+extension SandboxTests {
+  @Test(
+    "git_commit_and_push: the prompt's author with their profile email, the bot as committer, Co-authored-by for the session's other prompters"
+  )
+  func commitAuthorship() async throws {
+    let fixture = try SandboxFixture()
+    let remote = try fixture.driver.paths.remote(fixture.repository).path
+    try await fixture.withSandbox { sandbox in
+      func prompt(_ id: String, _ name: String, _ email: String) -> Inspect_Sandbox_V1_TurnPrompt {
+        .with {
+          $0.author = .with {
+            $0.userID = id
+            $0.displayName = name
+            $0.email = email
+          }
+          $0.text = "a prompt"
+        }
+      }
+      let turn = Inspect_Sandbox_V1_StartTurn.with {
+        $0.sessionID = "ses-authors"
+        $0.sessionBranch = "inspect/ses-authors"
+        $0.committer = .with {
+          $0.name = "Inspect"
+          $0.email = "bot@inspect.example"
+        }
+        $0.history.items = [
+          .with { $0.prompt = prompt("usr-grace", "Grace", "grace@example.com") },
+          .with { $0.prompt = prompt("usr-ada", "Ada", "ada@example.com") },
+          .with { $0.prompt = prompt("usr-linus", "Linus", "") },
+        ]
+        $0.prompts = [prompt("usr-grace", "Grace", "grace@example.com"), prompt("usr-ada", "Ada", "ada@example.com")]
+      }
+      try sandbox.writeFile("authors.txt", content: Data("x\n".utf8), mode: nil, createParents: false)
+      let context = ToolContext(sandbox: sandbox, turn: turn, toolCallID: "tc-commit", emit: { _ in })
+      _ = try await BuiltinTools.gitCommitAndPush.run(Data(#"{"message":"Record the authors"}"#.utf8), context)
+      let log = try await runCommand(
+        "/usr/bin/git",
+        ["--git-dir", remote, "log", "-1", "--format=%an <%ae>%n%cn <%ce>%n%B", "refs/heads/inspect/ses-authors"],
+        environment: ["PATH": "/usr/bin:/bin"])
+      let lines = log.output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+      #expect(lines[0] == "Ada <ada@example.com>")
+      #expect(lines[1] == "Inspect <bot@inspect.example>")
+      #expect(lines[2] == "Record the authors")
+      #expect(
+        Array(lines[4...6]) == [
+          "Co-authored-by: Grace <grace@example.com>", "Co-authored-by: Linus <usr-linus@users.inspect.local>", "",
+        ], "\(log.output)")
     }
   }
 }

@@ -304,6 +304,8 @@ struct StopAndQueueTests {
       // The first turn had the given rule; the decision reached it with `remember`, and the
       // second turn has the remembered rule first (newest first).
       #expect(started[0].sessionRules.map(\.tool) == ["write_file"])
+      // Commits will be authored with the prompter's profile email.
+      #expect(started[0].prompts.first?.author.email == "ada@example.com")
       #expect(started[0].sessionRules.first?.setBy.userID.isEmpty == false)
       #expect(started[1].sessionRules.map(\.tool) == ["run_command", "write_file"])
       #expect(started[1].sessionRules.first?.decision == .allow)

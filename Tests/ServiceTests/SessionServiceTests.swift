@@ -72,7 +72,7 @@ struct SessionHarness {
       index: index, paths: SessionPaths(directory.url), runner: runner, settings: settings,
       logger: Logger(label: "test"))
     service = SessionRPCService(registry: registry)
-    user = try await index.createUser(displayName: "Ada", email: "", githubLogin: "", isAdmin: false)
+    user = try await index.createUser(displayName: "Ada", email: "ada@example.com", githubLogin: "", isAdmin: false)
   }
 
   /// Another user, and the metadata that makes calls act for them.

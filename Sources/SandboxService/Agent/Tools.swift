@@ -254,20 +254,12 @@ enum BuiltinTools {
       throw ToolFailure("git_commit_and_push: the commit message is empty")
     }
     let turn = context.turn
-    let author =
-      turn.prompts.last.map { prompt in
-        prompt.hasCommitAuthor
-          ? (prompt.commitAuthor.name, prompt.commitAuthor.email)
-          : (
-            prompt.author.displayName.isEmpty
-              ? (prompt.author.userID.isEmpty ? "Inspect user" : prompt.author.userID) : prompt.author.displayName,
-            prompt.author.email.isEmpty ? "\(prompt.author.userID)@users.inspect.local" : prompt.author.email
-          )
-      } ?? ("Inspect", "bot@inspect.local")
+    let author = turn.prompts.last.map(commitIdentity) ?? ("Inspect", "bot@inspect.local")
+    let message = arguments.message + coAuthorTrailers(for: turn, author: author)
     let committer = turn.hasCommitter ? (turn.committer.name, turn.committer.email) : ("Inspect", "bot@inspect.local")
     guard
       let pushed = try await context.sandbox.commitAndPush(
-        branch: turn.sessionBranch, message: arguments.message,
+        branch: turn.sessionBranch, message: message,
         author: author, committer: committer)
     else { throw ToolFailure("git_commit_and_push: there is nothing to commit") }
     try await context.emit(
@@ -283,6 +275,34 @@ enum BuiltinTools {
       content: "committed \(pushed.commit) and pushed it to \(turn.sessionBranch)",
       summary: "pushed \(String(pushed.commit.prefix(12))) to \(turn.sessionBranch)")
   }
+}
+
+/// Who a prompt's commits are by: the prompt's commit identity when SessionService gave one,
+/// else its author (their profile's email, else an address made from their user id).
+func commitIdentity(_ prompt: Inspect_Sandbox_V1_TurnPrompt) -> (name: String, email: String) {
+  if prompt.hasCommitAuthor { return (prompt.commitAuthor.name, prompt.commitAuthor.email) }
+  let author = prompt.author
+  return (
+    author.displayName.isEmpty ? (author.userID.isEmpty ? "Inspect user" : author.userID) : author.displayName,
+    author.email.isEmpty ? "\(author.userID)@users.inspect.local" : author.email
+  )
+}
+
+/// `Co-authored-by` trailers for the other people who prompted the session (this turn and the
+/// history it was given), in the order they first prompted; empty when there are none.
+func coAuthorTrailers(for turn: Inspect_Sandbox_V1_StartTurn, author: (name: String, email: String)) -> String {
+  let prompts =
+    turn.history.items.compactMap { item -> Inspect_Sandbox_V1_TurnPrompt? in
+      if case .prompt(let prompt) = item.kind { prompt } else { nil }
+    } + turn.prompts
+  var seen: Set<String> = [author.email.lowercased()]
+  var trailers: [String] = []
+  for prompt in prompts where !prompt.author.userID.isEmpty || prompt.hasCommitAuthor {
+    let identity = commitIdentity(prompt)
+    guard seen.insert(identity.email.lowercased()).inserted else { continue }
+    trailers.append("Co-authored-by: \(identity.name) <\(identity.email)>")
+  }
+  return trailers.isEmpty ? "" : "\n\n" + trailers.joined(separator: "\n")
 }
 
 /// Sends a command's output as `command_output` events, in order, from the pipe callbacks.

@@ -503,6 +503,13 @@ actor SessionActor {
     let started = ContinuousClock.now
     var start = startTurn(turnID: turnID, prompts: prompts, history: history, snapshotID: snapshotID)
     start.sessionRules = try await database.permissionRules()
+    // Commits are authored by the person who prompted, with their profile's email.
+    for position in start.prompts.indices where start.prompts[position].author.email.isEmpty {
+      let userID = start.prompts[position].author.userID
+      if let user = try await index.user(id: userID), !user.email.isEmpty {
+        start.prompts[position].author.email = user.email
+      }
+    }
     let (controls, controlsContinuation) = AsyncStream.makeStream(of: Inspect_Sandbox_V1_RunAgentRequest.self)
     // What the agent streams is stored in batches: one transaction for everything that arrived
     // while the previous one was being written (group commit).
