@@ -154,9 +154,10 @@ public actor GitHubApp {
   /// Forgets a token GitHub no longer accepts (a 401 with it), so the next call fetches a new one.
   public func invalidate(_ installationID: Int64) { tokens[installationID] = nil }
 
-  /// Forgets the token used for `repository` (`owner/name`).
+  /// Forgets the token used for `repository` (`owner/name`) and its installation (the app may
+  /// have been reinstalled), so the next call looks both up again.
   public func invalidate(repository: String) {
-    if let installation = installations[repository] { tokens[installation] = nil }
+    if let installation = installations.removeValue(forKey: repository) { tokens[installation] = nil }
   }
 
   /// The installation of the app on `repository` (`owner/name`), looked up once.

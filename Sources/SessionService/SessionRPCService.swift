@@ -84,9 +84,11 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     record.parentId = parent?.id
     record.depth = (parent?.depth ?? -1) + 1
     _ = try await registry.create(record, creator: caller, participants: participants)
-    rules += request.permissionRules.map { rule in
+    // Stored newest last and matched newest first: the request's rules are stored in reverse, so
+    // that its first rule is matched first, as in a policy file.
+    rules += request.permissionRules.reversed().map { rule in
       var rule = rule
-      if !rule.hasSetBy { rule.setBy = caller.ref }
+      rule.setBy = caller.ref
       return rule
     }
     let response: Inspect_Session_V1_CreateSessionResponse? = try await registry.withSession(id: id) { session in

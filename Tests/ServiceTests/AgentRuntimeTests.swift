@@ -324,6 +324,27 @@ struct AgentRuntimeTests {
         $0.approved = false; $0.decidedBy = .with { $0.displayName = "Grace" }
       }, tool: "write_file")
     #expect(hook.decision(for: write) == (.deny, "denied for this session by Grace"))
+
+    // A default of deny holds like a deny rule: a session's allow-everything does not lift it.
+    let locked = try PermissionHook(
+      service: PermissionPolicy(rules: [.init(tool: "read_file", decision: .allow)], default: .deny), repository: nil,
+      session: SessionPermissions([
+        .with {
+          $0.tool = "*"; $0.decision = .allow
+        }
+      ]))
+    #expect(locked.decision(for: other).0 == .deny)
+    // Paths are matched normalised; commands across line breaks.
+    let guarded = try PermissionHook(
+      service: PermissionPolicy(rules: [
+        .init(tool: "write_file", path: ".github/**", decision: .deny),
+        .init(tool: "run_command", command: "*curl*", decision: .deny),
+      ]), repository: nil, session: SessionPermissions())
+    let sneaky = invocation(
+      BuiltinTools.writeFile, ["path": .string("./src/../.github/workflows/x.yml"), "content": .string("")])
+    #expect(guarded.decision(for: sneaky).0 == .deny)
+    let twoLines = invocation(BuiltinTools.runCommand, ["command": .string("true\ncurl http://example.com")])
+    #expect(guarded.decision(for: twoLines).0 == .deny)
   }
 
   @Test("the service's policy comes from INSPECT_AGENT_PERMISSIONS; a file that is not a policy is refused, naming it")

@@ -114,7 +114,8 @@ extension SandboxTests {
       for (url, reason) in [
         ("https://example.com/", "has no network"), ("file:///etc/passwd", "only http://127.0.0.1"),
         ("javascript:alert(1)", "only http://127.0.0.1"), ("../../etc/passwd", "cannot be read"),
-        ("web/missing.html", "cannot be read"),
+        ("web/missing.html", "cannot be read"), (#"http://evil.example\\@127.0.0.1/"#, "not a valid URL"),
+        ("http://user@127.0.0.1:8765/", "not a valid URL"),
       ] {
         let error = await #expect(throws: ToolFailure.self) {
           _ = try await tool.run(Data(#"{"url":"\#(url)"}"#.utf8), context)

@@ -278,12 +278,19 @@ struct StopAndQueueTests {
           #expect(error.message.contains(message), "\(error.message)")
         }
       }
-      let given = Inspect_Session_V1_PermissionRule.with {
-        $0.tool = "write_file"; $0.path = "docs/**"; $0.decision = .allow
-      }
+      let given: [Inspect_Session_V1_PermissionRule] = [
+        .with {
+          $0.tool = "write_file"; $0.path = "docs/**"; $0.decision = .allow
+          // Whoever the request names, the rule is set by its caller.
+          $0.setBy = .with { $0.userID = "usr-someone-else" }
+        },
+        .with {
+          $0.tool = "edit_file"; $0.decision = .ask
+        },
+      ]
       let id = try await sessions.createSession(
         .with {
-          $0.repository = "local/demo"; $0.prompt = "deploy"; $0.permissionRules = [given]
+          $0.repository = "local/demo"; $0.prompt = "deploy"; $0.permissionRules = given
         }, metadata: metadata
       ).session.id
       _ = try await collectEvents(sessions, metadata: metadata, session: id) {
@@ -303,11 +310,13 @@ struct StopAndQueueTests {
       #expect(started.count == 2)
       // The first turn had the given rule; the decision reached it with `remember`, and the
       // second turn has the remembered rule first (newest first).
-      #expect(started[0].sessionRules.map(\.tool) == ["write_file"])
+      // Matched in the order given.
+      #expect(started[0].sessionRules.map(\.tool) == ["write_file", "edit_file"])
+      #expect(started[0].sessionRules.first?.setBy.userID != "usr-someone-else")
       // Commits will be authored with the prompter's profile email.
       #expect(started[0].prompts.first?.author.email == "ada@example.com")
       #expect(started[0].sessionRules.first?.setBy.userID.isEmpty == false)
-      #expect(started[1].sessionRules.map(\.tool) == ["run_command", "write_file"])
+      #expect(started[1].sessionRules.map(\.tool) == ["run_command", "write_file", "edit_file"])
       #expect(started[1].sessionRules.first?.decision == .allow)
       #expect(started[1].sessionRules.first?.reason == "allowed for this session by Ada")
       // A child session starts with its parent's rules, in the same order, then its own.
@@ -324,7 +333,7 @@ struct StopAndQueueTests {
       _ = try await collectEvents(sessions, metadata: metadata, session: child) { !turnsFinished($0).isEmpty }
       let third = try #require(runner.started.withLock { $0 }.last)
       #expect(third.sessionID == child)
-      #expect(third.sessionRules.map(\.tool) == ["git_commit_and_push", "run_command", "write_file"])
+      #expect(third.sessionRules.map(\.tool) == ["git_commit_and_push", "run_command", "write_file", "edit_file"])
     }
   }
 

@@ -10,7 +10,8 @@ public struct GlobPattern: Sendable {
 
   private let expression: NSRegularExpression
 
-  public init(_ pattern: String) throws {
+  /// - Parameter acrossLines: whether `**` also matches line breaks (for commands).
+  public init(_ pattern: String, acrossLines: Bool = false) throws {
     var regex = "^"
     var characters = Array(pattern)[...]
     while let character = characters.popFirst() {
@@ -37,7 +38,7 @@ public struct GlobPattern: Sendable {
     }
     regex += "$"
     do {
-      expression = try NSRegularExpression(pattern: regex)
+      expression = try NSRegularExpression(pattern: regex, options: acrossLines ? [.dotMatchesLineSeparators] : [])
     } catch {
       throw Invalid(description: "'\(pattern)' is not a valid glob pattern")
     }

@@ -55,7 +55,7 @@ extension BuiltinTools {
       }
       throw ToolFailure("screenshot: \(arguments.url) could not be captured: \(messages)")
     }
-    guard result.stdoutDropped == 0 else {
+    guard result.stdoutDropped == 0, result.stdout.count <= Screenshot.sizeLimit else {
       throw ToolFailure("screenshot: the picture is larger than \(Screenshot.sizeLimit) bytes; use a smaller viewport")
     }
     guard let size = Screenshot.pngSize(result.stdout) else {
@@ -112,15 +112,24 @@ enum Screenshot {
   static func target(_ argument: String, in sandbox: any SandboxInstance) throws -> (url: String, isPath: Bool) {
     let lowered = argument.lowercased()
     if lowered.hasPrefix("http://") || lowered.hasPrefix("https://") {
-      guard let components = URLComponents(string: argument), let host = components.host?.lowercased() else {
-        throw ToolFailure("screenshot: '\(argument)' is not a valid URL")
+      // What the browser opens is rebuilt from the parsed parts, so that text the parser and
+      // the browser read differently (`\\`, user info, spaces) cannot point it elsewhere.
+      guard
+        !argument.contains("\\"),
+        !argument.unicodeScalars.contains(where: {
+          CharacterSet.whitespacesAndNewlines.contains($0) || CharacterSet.controlCharacters.contains($0)
+        }),
+        let components = URLComponents(string: argument), components.user == nil, components.password == nil,
+        let host = components.host?.lowercased(), let url = components.string
+      else {
+        throw ToolFailure("screenshot: '\(argument)' is not a valid URL (no user info, spaces or backslashes)")
       }
       guard ["127.0.0.1", "localhost", "::1", "[::1]", "0.0.0.0"].contains(host) else {
         throw ToolFailure(
           "screenshot: the sandbox has no network, so '\(host)' cannot be reached; serve the page inside the "
             + "sandbox and use http://127.0.0.1:PORT/")
       }
-      return (argument, false)
+      return (url, false)
     }
     if lowered.contains("://") || lowered.hasPrefix("file:") || lowered.hasPrefix("javascript:")
       || lowered.hasPrefix("data:")

@@ -70,7 +70,7 @@ extension BuiltinTools {
       }
       let filter: GlobPattern?
       do {
-        filter = try arguments.glob.map(GlobPattern.init)
+        filter = try arguments.glob.map { try GlobPattern($0) }
       } catch {
         throw ToolFailure("search: \(error)")
       }

@@ -173,14 +173,30 @@ struct CompiledPermissions: Sendable {
     init(_ rule: PermissionPolicy.Rule) throws {
       self.rule = rule
       tool = try GlobPattern(rule.tool)
-      path = try rule.path.map(GlobPattern.init)
-      command = try rule.command.map { try GlobPattern($0.replacingOccurrences(of: "*", with: "**")) }
+      path = try rule.path.map { try GlobPattern($0) }
+      command = try rule.command.map {
+        try GlobPattern($0.replacingOccurrences(of: "*", with: "**"), acrossLines: true)
+      }
+    }
+
+    /// `path` without `.` segments, empty segments and the `..` that undo earlier ones, so that
+    /// `./a/../.github/x` is matched as `.github/x`.
+    static func normalized(_ path: String) -> String {
+      var segments: [Substring] = []
+      for segment in path.split(separator: "/", omittingEmptySubsequences: true) where segment != "." {
+        if segment == "..", let last = segments.last, last != ".." {
+          segments.removeLast()
+        } else {
+          segments.append(segment)
+        }
+      }
+      return segments.joined(separator: "/")
     }
 
     func matches(_ call: ToolInvocation) -> Bool {
       guard tool.matches(call.tool.name) else { return false }
       if let path {
-        guard let value = call.string("path"), path.matches(value) else { return false }
+        guard let value = call.string("path"), path.matches(Self.normalized(value)) else { return false }
       }
       if let command {
         guard let value = call.string("command"), command.matches(value) else { return false }
@@ -242,11 +258,12 @@ extension PermissionPolicy.Rule {
   }
 }
 
-/// Applies the permission policies to tools that write, in layers: a deny rule of the service
-/// (`INSPECT_AGENT_PERMISSIONS`) or of the repository (`.inspect/permissions.json`) always holds;
-/// otherwise the session's rules decide first (people in the session can allow what the
-/// repository asks about), then the repository's, then the service's; without a matching rule,
-/// the repository's default unless it is allow, else the service's.
+/// Applies the permission policies to tools that write, in layers: a deny of the service
+/// (`INSPECT_AGENT_PERMISSIONS`) or of the repository (`.inspect/permissions.json`) always holds —
+/// a deny rule that matches, or a default of deny where no rule of theirs matches; otherwise the
+/// session's rules decide first (people in the session can allow what the repository asks
+/// about), then the repository's, then the service's; without a matching rule, the stricter of
+/// the two defaults.
 struct PermissionHook: ToolHook {
   let service: CompiledPermissions
   let serviceDefault: PermissionPolicy.Decision
@@ -269,8 +286,11 @@ struct PermissionHook: ToolHook {
     for rule in [fromService, fromRepository].compactMap({ $0 }) where rule.decision == .deny {
       return (.deny, rule.reason)
     }
-    if let rule = session.match(call) ?? fromRepository ?? fromService { return (rule.decision, rule.reason) }
-    return (repositoryDefault == .allow ? serviceDefault : repositoryDefault, nil)
+    // Without a rule of either, the stricter default: a session cannot lift a default deny.
+    let base = fromRepository.map { ($0.decision, $0.reason) } ?? fromService.map { ($0.decision, $0.reason) }
+    if base == nil, serviceDefault == .deny || repositoryDefault == .deny { return (.deny, nil) }
+    if let rule = session.match(call) { return (rule.decision, rule.reason) }
+    return base ?? ((serviceDefault == .ask || repositoryDefault == .ask) ? .ask : .allow, nil)
   }
 
   func beforeExecute(_ call: ToolInvocation) async throws -> HookVerdict {

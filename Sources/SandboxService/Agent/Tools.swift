@@ -295,12 +295,20 @@ func coAuthorTrailers(for turn: Inspect_Sandbox_V1_StartTurn, author: (name: Str
     turn.history.items.compactMap { item -> Inspect_Sandbox_V1_TurnPrompt? in
       if case .prompt(let prompt) = item.kind { prompt } else { nil }
     } + turn.prompts
+  /// Names and addresses as one trailer line can hold them.
+  func clean(_ text: String) -> String {
+    String(text.unicodeScalars.filter { !CharacterSet.newlines.contains($0) && $0 != "<" && $0 != ">" })
+      .trimmingCharacters(in: .whitespaces)
+  }
+  let authorUser = turn.prompts.last?.author.userID ?? ""
   var seen: Set<String> = [author.email.lowercased()]
+  var seenUsers: Set<String> = authorUser.isEmpty ? [] : [authorUser]
   var trailers: [String] = []
   for prompt in prompts where !prompt.author.userID.isEmpty || prompt.hasCommitAuthor {
     let identity = commitIdentity(prompt)
+    if !prompt.author.userID.isEmpty, !seenUsers.insert(prompt.author.userID).inserted { continue }
     guard seen.insert(identity.email.lowercased()).inserted else { continue }
-    trailers.append("Co-authored-by: \(identity.name) <\(identity.email)>")
+    trailers.append("Co-authored-by: \(clean(identity.name)) <\(clean(identity.email))>")
   }
   return trailers.isEmpty ? "" : "\n\n" + trailers.joined(separator: "\n")
 }

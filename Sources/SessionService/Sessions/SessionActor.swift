@@ -474,6 +474,8 @@ actor SessionActor {
         if case .turnFinished(let finished) = event.kind, !finished.snapshotID.isEmpty { return finished.snapshotID }
         return nil
       }.first ?? ""
+    // Read before the turn is recorded as started, so that nothing can fail in between.
+    let rules = try await database.permissionRules()
     let turnID = Identifier.make(.turn)
     let model = record.model
     let (_, prompts) = try await transact(turnID: turnID) { db -> ([Event], [PromptRecord]) in
@@ -502,11 +504,11 @@ actor SessionActor {
     record.queuedPrompts = max(0, record.queuedPrompts - prompts.count)
     let started = ContinuousClock.now
     var start = startTurn(turnID: turnID, prompts: prompts, history: history, snapshotID: snapshotID)
-    start.sessionRules = try await database.permissionRules()
+    start.sessionRules = rules
     // Commits are authored by the person who prompted, with their profile's email.
     for position in start.prompts.indices where start.prompts[position].author.email.isEmpty {
       let userID = start.prompts[position].author.userID
-      if let user = try await index.user(id: userID), !user.email.isEmpty {
+      if let user = try? await index.user(id: userID), !user.email.isEmpty {
         start.prompts[position].author.email = user.email
       }
     }
@@ -634,8 +636,8 @@ actor SessionActor {
         message: "tool call '\(toolCallID)' is not waiting for a decision in session \(id) (it may have been decided "
           + "already, or its turn has ended)")
     }
-    awaitingApproval[toolCallID] = nil
     if remember {
+      // Stored first: if it cannot be, the call still waits and can be decided again.
       try await database.addPermissionRules([
         .with {
           $0.tool = tool
@@ -646,6 +648,11 @@ actor SessionActor {
           $0.setBy = caller.ref
         }
       ])
+    }
+    guard awaitingApproval.removeValue(forKey: toolCallID) != nil, running?.id == turn.id else {
+      throw RPCError(
+        code: .failedPrecondition,
+        message: "tool call '\(toolCallID)' was decided by someone else or its turn ended meanwhile")
     }
     turn.controls.yield(
       .with {
