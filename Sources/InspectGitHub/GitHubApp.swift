@@ -151,11 +151,8 @@ public actor GitHubApp {
     return token
   }
 
-  /// Forgets a token GitHub no longer accepts (a 401 with it), so the next call fetches a new one.
-  public func invalidate(_ installationID: Int64) { tokens[installationID] = nil }
-
-  /// Forgets the token used for `repository` (`owner/name`) and its installation (the app may
-  /// have been reinstalled), so the next call looks both up again.
+  /// Forgets the token used for `repository` (`owner/name`), which GitHub no longer accepts, and
+  /// its installation (the app may have been reinstalled), so the next call looks both up again.
   public func invalidate(repository: String) {
     if let installation = installations.removeValue(forKey: repository) { tokens[installation] = nil }
   }
