@@ -1,3 +1,5 @@
+import Crypto
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Hummingbird
@@ -16,6 +18,13 @@ extension GatewayApp {
 
   /// Connects to SessionService and builds the HTTP API and the public gRPC proxy.
   static func build(_ configuration: ServiceConfiguration) async throws -> BuiltService {
+    try await build(
+      configuration,
+      webhookSecret: try GitHubWebhookController.secret(environment: ProcessInfo.processInfo.environment))
+  }
+
+  /// As ``build(_:)``, with the GitHub webhook secret given (nil: webhooks are not configured).
+  static func build(_ configuration: ServiceConfiguration, webhookSecret: SymmetricKey?) async throws -> BuiltService {
     let host = ServiceHost(
       configuration: configuration,
       servedServices: [Inspect_Session_V1_SessionService.descriptor, Inspect_Session_V1_UserService.descriptor])
@@ -33,6 +42,11 @@ extension GatewayApp {
           sessions: Inspect_Session_V1_SessionService.Client(wrapping: sessionClient), users: users,
           downstream: downstream
         ).endpoints)
+
+    GitHubWebhookController(
+      secret: webhookSecret,
+      webhooks: Inspect_Session_V1_GitHubWebhookService.Client(wrapping: sessionClient), downstream: downstream
+    ).register(on: router)
 
     let proxy = ProxyService(
       methods: publicMethods, client: sessionClient, authenticator: authenticator, downstream: downstream)

@@ -12,7 +12,8 @@ struct InspectCommand: AsyncParsableCommand {
     version: InspectVersion.current,
     subcommands: [
       UpCommand.self, DownCommand.self, StatusCommand.self, RunCommand.self, FollowCommand.self, DemoCommand.self,
-      SessionsCommand.self, PromptCommand.self, StopCommand.self, JoinCommand.self,
+      SessionsCommand.self, PromptCommand.self, StopCommand.self, JoinCommand.self, ReposCommand.self,
+      SecretsCommand.self,
     ]
   )
 }

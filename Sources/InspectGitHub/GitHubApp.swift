@@ -62,6 +62,8 @@ public struct InstallationToken: Sendable, Equatable {
 public enum GitHubError: Error, Equatable, CustomStringConvertible {
   /// GitHub refused the app's JWT (wrong app id, wrong key, clock skew).
   case appRejected(String)
+  /// GitHub refused a person's token (revoked or expired).
+  case tokenRejected(String)
   /// The app is not installed where it was asked to act.
   case notInstalled(String)
   /// The token lacks a permission (403 without a rate limit).
@@ -75,7 +77,8 @@ public enum GitHubError: Error, Equatable, CustomStringConvertible {
 
   public var description: String {
     switch self {
-    case .appRejected(let message), .notInstalled(let message), .forbidden(let message), .unavailable(let message):
+    case .appRejected(let message), .tokenRejected(let message), .notInstalled(let message), .forbidden(let message),
+      .unavailable(let message):
       message
     case .rateLimited(let seconds, let message):
       message + (seconds.map { " (retry after \($0) s)" } ?? "")

@@ -176,6 +176,19 @@ public enum Inspect_Sandbox_V1_SandboxService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "MirrorRepository" metadata.
+        public enum MirrorRepository: Sendable {
+            /// Request type for "MirrorRepository".
+            public typealias Input = Inspect_Sandbox_V1_MirrorRepositoryRequest
+            /// Response type for "MirrorRepository".
+            public typealias Output = Inspect_Sandbox_V1_MirrorRepositoryResponse
+            /// Descriptor for "MirrorRepository".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.sandbox.v1.SandboxService"),
+                method: "MirrorRepository",
+                type: .unary
+            )
+        }
         /// Namespace for "RunAgent" metadata.
         public enum RunAgent: Sendable {
             /// Request type for "RunAgent".
@@ -203,6 +216,7 @@ public enum Inspect_Sandbox_V1_SandboxService: Sendable {
             Terminate.descriptor,
             WarmPoolStatus.descriptor,
             Prewarm.descriptor,
+            MirrorRepository.descriptor,
             RunAgent.descriptor
         ]
     }
@@ -486,6 +500,28 @@ extension Inspect_Sandbox_V1_SandboxService {
             request: GRPCCore.StreamingServerRequest<Inspect_Sandbox_V1_PrewarmRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Sandbox_V1_PrewarmResponse>
+
+        /// Handle the "MirrorRepository" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Clones the repository's bare mirror, or fetches into it (with the GitHub App's token for
+        /// > `owner/name`, from the local remote for `local/<name>`), and reports its default branch.
+        /// > Errors: INVALID_ARGUMENT if the repository is malformed; NOT_FOUND if it cannot be fetched
+        /// > (no such repository or the app is not installed on it); UNAVAILABLE if GitHub cannot be
+        /// > reached.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inspect_Sandbox_V1_MirrorRepositoryRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inspect_Sandbox_V1_MirrorRepositoryResponse` messages.
+        func mirrorRepository(
+            request: GRPCCore.StreamingServerRequest<Inspect_Sandbox_V1_MirrorRepositoryRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse>
 
         /// Handle the "RunAgent" method.
         ///
@@ -778,6 +814,28 @@ extension Inspect_Sandbox_V1_SandboxService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Inspect_Sandbox_V1_PrewarmResponse>
 
+        /// Handle the "MirrorRepository" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Clones the repository's bare mirror, or fetches into it (with the GitHub App's token for
+        /// > `owner/name`, from the local remote for `local/<name>`), and reports its default branch.
+        /// > Errors: INVALID_ARGUMENT if the repository is malformed; NOT_FOUND if it cannot be fetched
+        /// > (no such repository or the app is not installed on it); UNAVAILABLE if GitHub cannot be
+        /// > reached.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Sandbox_V1_MirrorRepositoryRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inspect_Sandbox_V1_MirrorRepositoryResponse` message.
+        func mirrorRepository(
+            request: GRPCCore.ServerRequest<Inspect_Sandbox_V1_MirrorRepositoryRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse>
+
         /// Handle the "RunAgent" method.
         ///
         /// > Source IDL Documentation:
@@ -1069,6 +1127,28 @@ extension Inspect_Sandbox_V1_SandboxService {
             context: GRPCCore.ServerContext
         ) async throws -> Inspect_Sandbox_V1_PrewarmResponse
 
+        /// Handle the "MirrorRepository" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Clones the repository's bare mirror, or fetches into it (with the GitHub App's token for
+        /// > `owner/name`, from the local remote for `local/<name>`), and reports its default branch.
+        /// > Errors: INVALID_ARGUMENT if the repository is malformed; NOT_FOUND if it cannot be fetched
+        /// > (no such repository or the app is not installed on it); UNAVAILABLE if GitHub cannot be
+        /// > reached.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inspect_Sandbox_V1_MirrorRepositoryRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inspect_Sandbox_V1_MirrorRepositoryResponse` to respond with.
+        func mirrorRepository(
+            request: Inspect_Sandbox_V1_MirrorRepositoryRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inspect_Sandbox_V1_MirrorRepositoryResponse
+
         /// Handle the "RunAgent" method.
         ///
         /// > Source IDL Documentation:
@@ -1234,6 +1314,17 @@ extension Inspect_Sandbox_V1_SandboxService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Inspect_Sandbox_V1_SandboxService.Method.MirrorRepository.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Sandbox_V1_MirrorRepositoryRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Sandbox_V1_MirrorRepositoryResponse>(),
+            handler: { request, context in
+                try await self.mirrorRepository(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Inspect_Sandbox_V1_SandboxService.Method.RunAgent.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Sandbox_V1_RunAgentRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Sandbox_V1_RunAgentResponse>(),
@@ -1365,6 +1456,17 @@ extension Inspect_Sandbox_V1_SandboxService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Sandbox_V1_PrewarmResponse> {
         let response = try await self.prewarm(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func mirrorRepository(
+        request: GRPCCore.StreamingServerRequest<Inspect_Sandbox_V1_MirrorRepositoryRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse> {
+        let response = try await self.mirrorRepository(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1532,6 +1634,19 @@ extension Inspect_Sandbox_V1_SandboxService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Inspect_Sandbox_V1_PrewarmResponse> {
         return GRPCCore.ServerResponse<Inspect_Sandbox_V1_PrewarmResponse>(
             message: try await self.prewarm(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func mirrorRepository(
+        request: GRPCCore.ServerRequest<Inspect_Sandbox_V1_MirrorRepositoryRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse> {
+        return GRPCCore.ServerResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse>(
+            message: try await self.mirrorRepository(
                 request: request.message,
                 context: context
             ),
@@ -1881,6 +1996,33 @@ extension Inspect_Sandbox_V1_SandboxService {
             deserializer: some GRPCCore.MessageDeserializer<Inspect_Sandbox_V1_PrewarmResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Sandbox_V1_PrewarmResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "MirrorRepository" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Clones the repository's bare mirror, or fetches into it (with the GitHub App's token for
+        /// > `owner/name`, from the local remote for `local/<name>`), and reports its default branch.
+        /// > Errors: INVALID_ARGUMENT if the repository is malformed; NOT_FOUND if it cannot be fetched
+        /// > (no such repository or the app is not installed on it); UNAVAILABLE if GitHub cannot be
+        /// > reached.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Sandbox_V1_MirrorRepositoryRequest` message.
+        ///   - serializer: A serializer for `Inspect_Sandbox_V1_MirrorRepositoryRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Sandbox_V1_MirrorRepositoryResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func mirrorRepository<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Sandbox_V1_MirrorRepositoryRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Sandbox_V1_MirrorRepositoryRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Sandbox_V1_MirrorRepositoryResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "RunAgent" method.
@@ -2375,6 +2517,44 @@ extension Inspect_Sandbox_V1_SandboxService {
             )
         }
 
+        /// Call the "MirrorRepository" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Clones the repository's bare mirror, or fetches into it (with the GitHub App's token for
+        /// > `owner/name`, from the local remote for `local/<name>`), and reports its default branch.
+        /// > Errors: INVALID_ARGUMENT if the repository is malformed; NOT_FOUND if it cannot be fetched
+        /// > (no such repository or the app is not installed on it); UNAVAILABLE if GitHub cannot be
+        /// > reached.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Sandbox_V1_MirrorRepositoryRequest` message.
+        ///   - serializer: A serializer for `Inspect_Sandbox_V1_MirrorRepositoryRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Sandbox_V1_MirrorRepositoryResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func mirrorRepository<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Sandbox_V1_MirrorRepositoryRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Sandbox_V1_MirrorRepositoryRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Sandbox_V1_MirrorRepositoryResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inspect_Sandbox_V1_SandboxService.Method.MirrorRepository.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "RunAgent" method.
         ///
         /// > Source IDL Documentation:
@@ -2794,6 +2974,39 @@ extension Inspect_Sandbox_V1_SandboxService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Sandbox_V1_PrewarmRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Sandbox_V1_PrewarmResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "MirrorRepository" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Clones the repository's bare mirror, or fetches into it (with the GitHub App's token for
+    /// > `owner/name`, from the local remote for `local/<name>`), and reports its default branch.
+    /// > Errors: INVALID_ARGUMENT if the repository is malformed; NOT_FOUND if it cannot be fetched
+    /// > (no such repository or the app is not installed on it); UNAVAILABLE if GitHub cannot be
+    /// > reached.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inspect_Sandbox_V1_MirrorRepositoryRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func mirrorRepository<Result>(
+        request: GRPCCore.ClientRequest<Inspect_Sandbox_V1_MirrorRepositoryRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.mirrorRepository(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Sandbox_V1_MirrorRepositoryRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Sandbox_V1_MirrorRepositoryResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3260,6 +3473,43 @@ extension Inspect_Sandbox_V1_SandboxService.ClientProtocol {
             metadata: metadata
         )
         return try await self.prewarm(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "MirrorRepository" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Clones the repository's bare mirror, or fetches into it (with the GitHub App's token for
+    /// > `owner/name`, from the local remote for `local/<name>`), and reports its default branch.
+    /// > Errors: INVALID_ARGUMENT if the repository is malformed; NOT_FOUND if it cannot be fetched
+    /// > (no such repository or the app is not installed on it); UNAVAILABLE if GitHub cannot be
+    /// > reached.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func mirrorRepository<Result>(
+        _ message: Inspect_Sandbox_V1_MirrorRepositoryRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inspect_Sandbox_V1_MirrorRepositoryRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.mirrorRepository(
             request: request,
             options: options,
             onResponse: handleResponse

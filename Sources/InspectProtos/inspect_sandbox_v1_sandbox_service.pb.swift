@@ -971,6 +971,38 @@ public nonisolated struct Inspect_Sandbox_V1_RunAgentResponse: Sendable {
   fileprivate var _event: Inspect_Session_V1_SessionEvent? = nil
 }
 
+public nonisolated struct Inspect_Sandbox_V1_MirrorRepositoryRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// `owner/name`.
+  public var repository: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Inspect_Sandbox_V1_MirrorRepositoryResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The mirror's default branch (its HEAD), e.g. `main`.
+  public var defaultBranch: String = String()
+
+  /// The newest commit of the default branch.
+  public var headCommit: String = String()
+
+  /// How many branches the mirror holds.
+  public var branches: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "inspect.sandbox.v1"
@@ -2669,6 +2701,76 @@ nonisolated extension Inspect_Sandbox_V1_RunAgentResponse: SwiftProtobuf.Message
 
   public static func ==(lhs: Inspect_Sandbox_V1_RunAgentResponse, rhs: Inspect_Sandbox_V1_RunAgentResponse) -> Bool {
     if lhs._event != rhs._event {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Sandbox_V1_MirrorRepositoryRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MirrorRepositoryRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}repository\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.repository) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.repository.isEmpty {
+      try visitor.visitSingularStringField(value: self.repository, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Sandbox_V1_MirrorRepositoryRequest, rhs: Inspect_Sandbox_V1_MirrorRepositoryRequest) -> Bool {
+    if lhs.repository != rhs.repository {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Sandbox_V1_MirrorRepositoryResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MirrorRepositoryResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}default_branch\0\u{3}head_commit\0\u{1}branches\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.defaultBranch) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.headCommit) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.branches) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.defaultBranch.isEmpty {
+      try visitor.visitSingularStringField(value: self.defaultBranch, fieldNumber: 1)
+    }
+    if !self.headCommit.isEmpty {
+      try visitor.visitSingularStringField(value: self.headCommit, fieldNumber: 2)
+    }
+    if self.branches != 0 {
+      try visitor.visitSingularUInt32Field(value: self.branches, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Sandbox_V1_MirrorRepositoryResponse, rhs: Inspect_Sandbox_V1_MirrorRepositoryResponse) -> Bool {
+    if lhs.defaultBranch != rhs.defaultBranch {return false}
+    if lhs.headCommit != rhs.headCommit {return false}
+    if lhs.branches != rhs.branches {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1063,6 +1063,57 @@ public nonisolated struct Inspect_Session_V1_SecretInfo: Sendable {
   fileprivate var _updatedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
+/// A repository registered with Inspect (`inspect repos add`).
+public nonisolated struct Inspect_Session_V1_RegisteredRepository: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// `owner/name` (`local/<name>` for repositories registered by path).
+  public var name: String = String()
+
+  /// The mirror's default branch, e.g. `main`.
+  public var defaultBranch: String = String()
+
+  /// The newest commit of the default branch when the mirror was last fetched.
+  public var headCommit: String = String()
+
+  public var registeredBy: Inspect_Common_V1_UserRef {
+    get {_registeredBy ?? Inspect_Common_V1_UserRef()}
+    set {_registeredBy = newValue}
+  }
+  /// Returns true if `registeredBy` has been explicitly set.
+  public var hasRegisteredBy: Bool {self._registeredBy != nil}
+  /// Clears the value of `registeredBy`. Subsequent reads from it will return its default value.
+  public mutating func clearRegisteredBy() {self._registeredBy = nil}
+
+  public var registeredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_registeredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_registeredAt = newValue}
+  }
+  /// Returns true if `registeredAt` has been explicitly set.
+  public var hasRegisteredAt: Bool {self._registeredAt != nil}
+  /// Clears the value of `registeredAt`. Subsequent reads from it will return its default value.
+  public mutating func clearRegisteredAt() {self._registeredAt = nil}
+
+  public var mirroredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_mirroredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_mirroredAt = newValue}
+  }
+  /// Returns true if `mirroredAt` has been explicitly set.
+  public var hasMirroredAt: Bool {self._mirroredAt != nil}
+  /// Clears the value of `mirroredAt`. Subsequent reads from it will return its default value.
+  public mutating func clearMirroredAt() {self._mirroredAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _registeredBy: Inspect_Common_V1_UserRef? = nil
+  fileprivate var _registeredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _mirroredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "inspect.session.v1"
@@ -2099,6 +2150,65 @@ nonisolated extension Inspect_Session_V1_SecretInfo: SwiftProtobuf.Message, Swif
     if lhs.owner != rhs.owner {return false}
     if lhs.name != rhs.name {return false}
     if lhs._updatedAt != rhs._updatedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Session_V1_RegisteredRepository: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RegisteredRepository"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}default_branch\0\u{3}head_commit\0\u{3}registered_by\0\u{3}registered_at\0\u{3}mirrored_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.defaultBranch) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.headCommit) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._registeredBy) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._registeredAt) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._mirroredAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.defaultBranch.isEmpty {
+      try visitor.visitSingularStringField(value: self.defaultBranch, fieldNumber: 2)
+    }
+    if !self.headCommit.isEmpty {
+      try visitor.visitSingularStringField(value: self.headCommit, fieldNumber: 3)
+    }
+    try { if let v = self._registeredBy {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._registeredAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._mirroredAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Session_V1_RegisteredRepository, rhs: Inspect_Session_V1_RegisteredRepository) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.defaultBranch != rhs.defaultBranch {return false}
+    if lhs.headCommit != rhs.headCommit {return false}
+    if lhs._registeredBy != rhs._registeredBy {return false}
+    if lhs._registeredAt != rhs._registeredAt {return false}
+    if lhs._mirroredAt != rhs._mirroredAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

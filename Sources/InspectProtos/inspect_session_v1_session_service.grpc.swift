@@ -228,6 +228,32 @@ public enum Inspect_Session_V1_SessionService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "RegisterRepository" metadata.
+        public enum RegisterRepository: Sendable {
+            /// Request type for "RegisterRepository".
+            public typealias Input = Inspect_Session_V1_RegisterRepositoryRequest
+            /// Response type for "RegisterRepository".
+            public typealias Output = Inspect_Session_V1_RegisterRepositoryResponse
+            /// Descriptor for "RegisterRepository".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.session.v1.SessionService"),
+                method: "RegisterRepository",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListRepositories" metadata.
+        public enum ListRepositories: Sendable {
+            /// Request type for "ListRepositories".
+            public typealias Input = Inspect_Session_V1_ListRepositoriesRequest
+            /// Response type for "ListRepositories".
+            public typealias Output = Inspect_Session_V1_ListRepositoriesResponse
+            /// Descriptor for "ListRepositories".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.session.v1.SessionService"),
+                method: "ListRepositories",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "inspect.session.v1.SessionService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateSession.descriptor,
@@ -245,7 +271,9 @@ public enum Inspect_Session_V1_SessionService: Sendable {
             DecideToolCall.descriptor,
             ListArtifacts.descriptor,
             GetArtifact.descriptor,
-            GetStats.descriptor
+            GetStats.descriptor,
+            RegisterRepository.descriptor,
+            ListRepositories.descriptor
         ]
     }
 }
@@ -621,6 +649,49 @@ extension Inspect_Session_V1_SessionService {
             request: GRPCCore.StreamingServerRequest<Inspect_Session_V1_GetStatsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_GetStatsResponse>
+
+        /// Handle the "RegisterRepository" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers a repository by `owner/name` (or `local/<name>`): SandboxService fetches its
+        /// > mirror (so the GitHub App must be able to read it) and the repository is listed from then
+        /// > on. Registering a repository again fetches its mirror again and keeps the first
+        /// > registration's author and time.
+        /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the repository
+        /// > cannot be fetched (no such repository, or the app is not installed on it); UNAVAILABLE if
+        /// > SandboxService or GitHub cannot be reached; UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inspect_Session_V1_RegisterRepositoryRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inspect_Session_V1_RegisterRepositoryResponse` messages.
+        func registerRepository(
+            request: GRPCCore.StreamingServerRequest<Inspect_Session_V1_RegisterRepositoryRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_RegisterRepositoryResponse>
+
+        /// Handle the "ListRepositories" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists the registered repositories, sorted by name.
+        /// > Errors: UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inspect_Session_V1_ListRepositoriesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inspect_Session_V1_ListRepositoriesResponse` messages.
+        func listRepositories(
+            request: GRPCCore.StreamingServerRequest<Inspect_Session_V1_ListRepositoriesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_ListRepositoriesResponse>
     }
 
     /// Service protocol for the "inspect.session.v1.SessionService" service.
@@ -980,6 +1051,49 @@ extension Inspect_Session_V1_SessionService {
             request: GRPCCore.ServerRequest<Inspect_Session_V1_GetStatsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_GetStatsResponse>
+
+        /// Handle the "RegisterRepository" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers a repository by `owner/name` (or `local/<name>`): SandboxService fetches its
+        /// > mirror (so the GitHub App must be able to read it) and the repository is listed from then
+        /// > on. Registering a repository again fetches its mirror again and keeps the first
+        /// > registration's author and time.
+        /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the repository
+        /// > cannot be fetched (no such repository, or the app is not installed on it); UNAVAILABLE if
+        /// > SandboxService or GitHub cannot be reached; UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_RegisterRepositoryRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inspect_Session_V1_RegisterRepositoryResponse` message.
+        func registerRepository(
+            request: GRPCCore.ServerRequest<Inspect_Session_V1_RegisterRepositoryRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_RegisterRepositoryResponse>
+
+        /// Handle the "ListRepositories" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists the registered repositories, sorted by name.
+        /// > Errors: UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_ListRepositoriesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inspect_Session_V1_ListRepositoriesResponse` message.
+        func listRepositories(
+            request: GRPCCore.ServerRequest<Inspect_Session_V1_ListRepositoriesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_ListRepositoriesResponse>
     }
 
     /// Simple service protocol for the "inspect.session.v1.SessionService" service.
@@ -1338,6 +1452,49 @@ extension Inspect_Session_V1_SessionService {
             request: Inspect_Session_V1_GetStatsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Inspect_Session_V1_GetStatsResponse
+
+        /// Handle the "RegisterRepository" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers a repository by `owner/name` (or `local/<name>`): SandboxService fetches its
+        /// > mirror (so the GitHub App must be able to read it) and the repository is listed from then
+        /// > on. Registering a repository again fetches its mirror again and keeps the first
+        /// > registration's author and time.
+        /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the repository
+        /// > cannot be fetched (no such repository, or the app is not installed on it); UNAVAILABLE if
+        /// > SandboxService or GitHub cannot be reached; UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inspect_Session_V1_RegisterRepositoryRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inspect_Session_V1_RegisterRepositoryResponse` to respond with.
+        func registerRepository(
+            request: Inspect_Session_V1_RegisterRepositoryRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inspect_Session_V1_RegisterRepositoryResponse
+
+        /// Handle the "ListRepositories" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists the registered repositories, sorted by name.
+        /// > Errors: UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inspect_Session_V1_ListRepositoriesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inspect_Session_V1_ListRepositoriesResponse` to respond with.
+        func listRepositories(
+            request: Inspect_Session_V1_ListRepositoriesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inspect_Session_V1_ListRepositoriesResponse
     }
 }
 
@@ -1521,6 +1678,28 @@ extension Inspect_Session_V1_SessionService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Inspect_Session_V1_SessionService.Method.RegisterRepository.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_RegisterRepositoryRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_RegisterRepositoryResponse>(),
+            handler: { request, context in
+                try await self.registerRepository(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Inspect_Session_V1_SessionService.Method.ListRepositories.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_ListRepositoriesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_ListRepositoriesResponse>(),
+            handler: { request, context in
+                try await self.listRepositories(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1697,6 +1876,28 @@ extension Inspect_Session_V1_SessionService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_GetStatsResponse> {
         let response = try await self.getStats(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func registerRepository(
+        request: GRPCCore.StreamingServerRequest<Inspect_Session_V1_RegisterRepositoryRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_RegisterRepositoryResponse> {
+        let response = try await self.registerRepository(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listRepositories(
+        request: GRPCCore.StreamingServerRequest<Inspect_Session_V1_ListRepositoriesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_ListRepositoriesResponse> {
+        let response = try await self.listRepositories(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1912,6 +2113,32 @@ extension Inspect_Session_V1_SessionService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_GetStatsResponse> {
         return GRPCCore.ServerResponse<Inspect_Session_V1_GetStatsResponse>(
             message: try await self.getStats(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func registerRepository(
+        request: GRPCCore.ServerRequest<Inspect_Session_V1_RegisterRepositoryRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_RegisterRepositoryResponse> {
+        return GRPCCore.ServerResponse<Inspect_Session_V1_RegisterRepositoryResponse>(
+            message: try await self.registerRepository(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listRepositories(
+        request: GRPCCore.ServerRequest<Inspect_Session_V1_ListRepositoriesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_ListRepositoriesResponse> {
+        return GRPCCore.ServerResponse<Inspect_Session_V1_ListRepositoriesResponse>(
+            message: try await self.listRepositories(
                 request: request.message,
                 context: context
             ),
@@ -2357,6 +2584,59 @@ extension Inspect_Session_V1_SessionService {
             deserializer: some GRPCCore.MessageDeserializer<Inspect_Session_V1_GetStatsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_GetStatsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RegisterRepository" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers a repository by `owner/name` (or `local/<name>`): SandboxService fetches its
+        /// > mirror (so the GitHub App must be able to read it) and the repository is listed from then
+        /// > on. Registering a repository again fetches its mirror again and keeps the first
+        /// > registration's author and time.
+        /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the repository
+        /// > cannot be fetched (no such repository, or the app is not installed on it); UNAVAILABLE if
+        /// > SandboxService or GitHub cannot be reached; UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_RegisterRepositoryRequest` message.
+        ///   - serializer: A serializer for `Inspect_Session_V1_RegisterRepositoryRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Session_V1_RegisterRepositoryResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func registerRepository<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Session_V1_RegisterRepositoryRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Session_V1_RegisterRepositoryRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Session_V1_RegisterRepositoryResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_RegisterRepositoryResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListRepositories" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists the registered repositories, sorted by name.
+        /// > Errors: UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_ListRepositoriesRequest` message.
+        ///   - serializer: A serializer for `Inspect_Session_V1_ListRepositoriesRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Session_V1_ListRepositoriesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listRepositories<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Session_V1_ListRepositoriesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Session_V1_ListRepositoriesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Session_V1_ListRepositoriesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_ListRepositoriesResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -2979,6 +3259,81 @@ extension Inspect_Session_V1_SessionService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "RegisterRepository" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers a repository by `owner/name` (or `local/<name>`): SandboxService fetches its
+        /// > mirror (so the GitHub App must be able to read it) and the repository is listed from then
+        /// > on. Registering a repository again fetches its mirror again and keeps the first
+        /// > registration's author and time.
+        /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the repository
+        /// > cannot be fetched (no such repository, or the app is not installed on it); UNAVAILABLE if
+        /// > SandboxService or GitHub cannot be reached; UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_RegisterRepositoryRequest` message.
+        ///   - serializer: A serializer for `Inspect_Session_V1_RegisterRepositoryRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Session_V1_RegisterRepositoryResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func registerRepository<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Session_V1_RegisterRepositoryRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Session_V1_RegisterRepositoryRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Session_V1_RegisterRepositoryResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_RegisterRepositoryResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inspect_Session_V1_SessionService.Method.RegisterRepository.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListRepositories" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Lists the registered repositories, sorted by name.
+        /// > Errors: UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_ListRepositoriesRequest` message.
+        ///   - serializer: A serializer for `Inspect_Session_V1_ListRepositoriesRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Session_V1_ListRepositoriesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listRepositories<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Session_V1_ListRepositoriesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Session_V1_ListRepositoriesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Session_V1_ListRepositoriesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_ListRepositoriesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inspect_Session_V1_SessionService.Method.ListRepositories.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -3493,6 +3848,71 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_GetStatsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_GetStatsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RegisterRepository" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Registers a repository by `owner/name` (or `local/<name>`): SandboxService fetches its
+    /// > mirror (so the GitHub App must be able to read it) and the repository is listed from then
+    /// > on. Registering a repository again fetches its mirror again and keeps the first
+    /// > registration's author and time.
+    /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the repository
+    /// > cannot be fetched (no such repository, or the app is not installed on it); UNAVAILABLE if
+    /// > SandboxService or GitHub cannot be reached; UNAUTHENTICATED.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inspect_Session_V1_RegisterRepositoryRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func registerRepository<Result>(
+        request: GRPCCore.ClientRequest<Inspect_Session_V1_RegisterRepositoryRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_RegisterRepositoryResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.registerRepository(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_RegisterRepositoryRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_RegisterRepositoryResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListRepositories" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lists the registered repositories, sorted by name.
+    /// > Errors: UNAUTHENTICATED.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inspect_Session_V1_ListRepositoriesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listRepositories<Result>(
+        request: GRPCCore.ClientRequest<Inspect_Session_V1_ListRepositoriesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_ListRepositoriesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listRepositories(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_ListRepositoriesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_ListRepositoriesResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -4073,6 +4493,481 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getStats(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RegisterRepository" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Registers a repository by `owner/name` (or `local/<name>`): SandboxService fetches its
+    /// > mirror (so the GitHub App must be able to read it) and the repository is listed from then
+    /// > on. Registering a repository again fetches its mirror again and keeps the first
+    /// > registration's author and time.
+    /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the repository
+    /// > cannot be fetched (no such repository, or the app is not installed on it); UNAVAILABLE if
+    /// > SandboxService or GitHub cannot be reached; UNAUTHENTICATED.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func registerRepository<Result>(
+        _ message: Inspect_Session_V1_RegisterRepositoryRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_RegisterRepositoryResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inspect_Session_V1_RegisterRepositoryRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.registerRepository(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListRepositories" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Lists the registered repositories, sorted by name.
+    /// > Errors: UNAUTHENTICATED.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listRepositories<Result>(
+        _ message: Inspect_Session_V1_ListRepositoriesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_ListRepositoriesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inspect_Session_V1_ListRepositoriesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listRepositories(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// MARK: - inspect.session.v1.GitHubWebhookService
+
+/// Namespace containing generated types for the "inspect.session.v1.GitHubWebhookService" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Inspect_Session_V1_GitHubWebhookService: Sendable {
+    /// Service descriptor for the "inspect.session.v1.GitHubWebhookService" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.session.v1.GitHubWebhookService")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "DeliverWebhook" metadata.
+        public enum DeliverWebhook: Sendable {
+            /// Request type for "DeliverWebhook".
+            public typealias Input = Inspect_Session_V1_DeliverWebhookRequest
+            /// Response type for "DeliverWebhook".
+            public typealias Output = Inspect_Session_V1_DeliverWebhookResponse
+            /// Descriptor for "DeliverWebhook".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.session.v1.GitHubWebhookService"),
+                method: "DeliverWebhook",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "inspect.session.v1.GitHubWebhookService" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            DeliverWebhook.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "inspect.session.v1.GitHubWebhookService" service.
+    public static let inspect_session_v1_GitHubWebhookService = GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.session.v1.GitHubWebhookService")
+}
+
+// MARK: inspect.session.v1.GitHubWebhookService (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_GitHubWebhookService {
+    /// Streaming variant of the service protocol for the "inspect.session.v1.GitHubWebhookService" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GitHub webhook deliveries, handed over by the Gateway after it verified their signature.
+    /// > Internal: the Gateway's public gRPC port does not expose it.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "DeliverWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a delivery for processing (answering at once) unless its delivery id was seen
+        /// > before. Processing happens in the background, after the answer, and survives a restart:
+        /// > an `issue_comment` on a pull request that mentions the app becomes a prompt of the
+        /// > session that owns the pull request (or of a new session on its branch), authored by the
+        /// > user whose GitHub login wrote it; `pull_request` closed (merged or not) records the
+        /// > pull request's state in its session.
+        /// > Errors: INVALID_ARGUMENT if the delivery id or event is empty, or the payload is not a
+        /// > JSON object.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inspect_Session_V1_DeliverWebhookRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inspect_Session_V1_DeliverWebhookResponse` messages.
+        func deliverWebhook(
+            request: GRPCCore.StreamingServerRequest<Inspect_Session_V1_DeliverWebhookRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_DeliverWebhookResponse>
+    }
+
+    /// Service protocol for the "inspect.session.v1.GitHubWebhookService" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GitHub webhook deliveries, handed over by the Gateway after it verified their signature.
+    /// > Internal: the Gateway's public gRPC port does not expose it.
+    public protocol ServiceProtocol: Inspect_Session_V1_GitHubWebhookService.StreamingServiceProtocol {
+        /// Handle the "DeliverWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a delivery for processing (answering at once) unless its delivery id was seen
+        /// > before. Processing happens in the background, after the answer, and survives a restart:
+        /// > an `issue_comment` on a pull request that mentions the app becomes a prompt of the
+        /// > session that owns the pull request (or of a new session on its branch), authored by the
+        /// > user whose GitHub login wrote it; `pull_request` closed (merged or not) records the
+        /// > pull request's state in its session.
+        /// > Errors: INVALID_ARGUMENT if the delivery id or event is empty, or the payload is not a
+        /// > JSON object.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_DeliverWebhookRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inspect_Session_V1_DeliverWebhookResponse` message.
+        func deliverWebhook(
+            request: GRPCCore.ServerRequest<Inspect_Session_V1_DeliverWebhookRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_DeliverWebhookResponse>
+    }
+
+    /// Simple service protocol for the "inspect.session.v1.GitHubWebhookService" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GitHub webhook deliveries, handed over by the Gateway after it verified their signature.
+    /// > Internal: the Gateway's public gRPC port does not expose it.
+    public protocol SimpleServiceProtocol: Inspect_Session_V1_GitHubWebhookService.ServiceProtocol {
+        /// Handle the "DeliverWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a delivery for processing (answering at once) unless its delivery id was seen
+        /// > before. Processing happens in the background, after the answer, and survives a restart:
+        /// > an `issue_comment` on a pull request that mentions the app becomes a prompt of the
+        /// > session that owns the pull request (or of a new session on its branch), authored by the
+        /// > user whose GitHub login wrote it; `pull_request` closed (merged or not) records the
+        /// > pull request's state in its session.
+        /// > Errors: INVALID_ARGUMENT if the delivery id or event is empty, or the payload is not a
+        /// > JSON object.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inspect_Session_V1_DeliverWebhookRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inspect_Session_V1_DeliverWebhookResponse` to respond with.
+        func deliverWebhook(
+            request: Inspect_Session_V1_DeliverWebhookRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inspect_Session_V1_DeliverWebhookResponse
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_GitHubWebhookService.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Inspect_Session_V1_GitHubWebhookService.Method.DeliverWebhook.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_DeliverWebhookRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_DeliverWebhookResponse>(),
+            handler: { request, context in
+                try await self.deliverWebhook(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_GitHubWebhookService.ServiceProtocol {
+    public func deliverWebhook(
+        request: GRPCCore.StreamingServerRequest<Inspect_Session_V1_DeliverWebhookRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_DeliverWebhookResponse> {
+        let response = try await self.deliverWebhook(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_GitHubWebhookService.SimpleServiceProtocol {
+    public func deliverWebhook(
+        request: GRPCCore.ServerRequest<Inspect_Session_V1_DeliverWebhookRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_DeliverWebhookResponse> {
+        return GRPCCore.ServerResponse<Inspect_Session_V1_DeliverWebhookResponse>(
+            message: try await self.deliverWebhook(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: inspect.session.v1.GitHubWebhookService (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_GitHubWebhookService {
+    /// Generated client protocol for the "inspect.session.v1.GitHubWebhookService" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GitHub webhook deliveries, handed over by the Gateway after it verified their signature.
+    /// > Internal: the Gateway's public gRPC port does not expose it.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "DeliverWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a delivery for processing (answering at once) unless its delivery id was seen
+        /// > before. Processing happens in the background, after the answer, and survives a restart:
+        /// > an `issue_comment` on a pull request that mentions the app becomes a prompt of the
+        /// > session that owns the pull request (or of a new session on its branch), authored by the
+        /// > user whose GitHub login wrote it; `pull_request` closed (merged or not) records the
+        /// > pull request's state in its session.
+        /// > Errors: INVALID_ARGUMENT if the delivery id or event is empty, or the payload is not a
+        /// > JSON object.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_DeliverWebhookRequest` message.
+        ///   - serializer: A serializer for `Inspect_Session_V1_DeliverWebhookRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Session_V1_DeliverWebhookResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deliverWebhook<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Session_V1_DeliverWebhookRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Session_V1_DeliverWebhookRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Session_V1_DeliverWebhookResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_DeliverWebhookResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "inspect.session.v1.GitHubWebhookService" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GitHub webhook deliveries, handed over by the Gateway after it verified their signature.
+    /// > Internal: the Gateway's public gRPC port does not expose it.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "DeliverWebhook" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a delivery for processing (answering at once) unless its delivery id was seen
+        /// > before. Processing happens in the background, after the answer, and survives a restart:
+        /// > an `issue_comment` on a pull request that mentions the app becomes a prompt of the
+        /// > session that owns the pull request (or of a new session on its branch), authored by the
+        /// > user whose GitHub login wrote it; `pull_request` closed (merged or not) records the
+        /// > pull request's state in its session.
+        /// > Errors: INVALID_ARGUMENT if the delivery id or event is empty, or the payload is not a
+        /// > JSON object.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_DeliverWebhookRequest` message.
+        ///   - serializer: A serializer for `Inspect_Session_V1_DeliverWebhookRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Session_V1_DeliverWebhookResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deliverWebhook<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Session_V1_DeliverWebhookRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Session_V1_DeliverWebhookRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Session_V1_DeliverWebhookResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_DeliverWebhookResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inspect_Session_V1_GitHubWebhookService.Method.DeliverWebhook.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_GitHubWebhookService.ClientProtocol {
+    /// Call the "DeliverWebhook" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stores a delivery for processing (answering at once) unless its delivery id was seen
+    /// > before. Processing happens in the background, after the answer, and survives a restart:
+    /// > an `issue_comment` on a pull request that mentions the app becomes a prompt of the
+    /// > session that owns the pull request (or of a new session on its branch), authored by the
+    /// > user whose GitHub login wrote it; `pull_request` closed (merged or not) records the
+    /// > pull request's state in its session.
+    /// > Errors: INVALID_ARGUMENT if the delivery id or event is empty, or the payload is not a
+    /// > JSON object.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inspect_Session_V1_DeliverWebhookRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deliverWebhook<Result>(
+        request: GRPCCore.ClientRequest<Inspect_Session_V1_DeliverWebhookRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_DeliverWebhookResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deliverWebhook(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_DeliverWebhookRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_DeliverWebhookResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_GitHubWebhookService.ClientProtocol {
+    /// Call the "DeliverWebhook" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stores a delivery for processing (answering at once) unless its delivery id was seen
+    /// > before. Processing happens in the background, after the answer, and survives a restart:
+    /// > an `issue_comment` on a pull request that mentions the app becomes a prompt of the
+    /// > session that owns the pull request (or of a new session on its branch), authored by the
+    /// > user whose GitHub login wrote it; `pull_request` closed (merged or not) records the
+    /// > pull request's state in its session.
+    /// > Errors: INVALID_ARGUMENT if the delivery id or event is empty, or the payload is not a
+    /// > JSON object.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deliverWebhook<Result>(
+        _ message: Inspect_Session_V1_DeliverWebhookRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_DeliverWebhookResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inspect_Session_V1_DeliverWebhookRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deliverWebhook(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -146,6 +146,22 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
     return .init()
   }
 
+  func mirrorRepository(
+    request: Inspect_Sandbox_V1_MirrorRepositoryRequest, context: ServerContext
+  ) async throws -> Inspect_Sandbox_V1_MirrorRepositoryResponse {
+    let repository = try Self.repository(request.repository)
+    do {
+      let mirror = try await manager.driver.mirror(repository)
+      return .with {
+        $0.defaultBranch = mirror.defaultBranch
+        $0.headCommit = mirror.headCommit
+        $0.branches = UInt32(clamping: mirror.branches)
+      }
+    } catch let error as SandboxError {
+      throw error.rpcError
+    }
+  }
+
   // MARK: - Exec
 
   /// The first message must be `start`; later ones carry stdin, close it, or deliver a signal.

@@ -322,6 +322,42 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     }
   }
 
+  // MARK: - Repositories
+
+  func registerRepository(
+    request: Inspect_Session_V1_RegisterRepositoryRequest, context: ServerContext
+  ) async throws -> Inspect_Session_V1_RegisterRepositoryResponse {
+    let caller = try await requireCaller()
+    let name = request.repository.trimmingCharacters(in: .whitespaces)
+    guard Self.isRepositoryName(name) else {
+      throw RPCError(
+        code: .invalidArgument, message: "repository '\(request.repository)' is not 'owner/name' (e.g. acme/web)")
+    }
+    let mirror = try await registry.runner.mirror(repository: name)
+    let (record, created) = try await index.register(
+      repository: name, defaultBranch: mirror.defaultBranch, headCommit: mirror.headCommit, by: caller.id)
+    let registeredBy = created ? caller : try await index.user(id: record.registeredBy)
+    return .with {
+      $0.repository = record.proto(registeredBy: registeredBy)
+      $0.created = created
+    }
+  }
+
+  func listRepositories(
+    request: Inspect_Session_V1_ListRepositoriesRequest, context: ServerContext
+  ) async throws -> Inspect_Session_V1_ListRepositoriesResponse {
+    _ = try await requireCaller()
+    var users: [String: UserRecord] = [:]
+    var listed: [Inspect_Session_V1_RegisteredRepository] = []
+    for record in try await index.repositories() {
+      if users[record.registeredBy] == nil {
+        users[record.registeredBy] = try await index.user(id: record.registeredBy)
+      }
+      listed.append(record.proto(registeredBy: users[record.registeredBy]))
+    }
+    return .with { $0.repositories = listed }
+  }
+
   // MARK: - Stats
 
   func getStats(
@@ -479,6 +515,14 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
       $0.proto(user: users[$0.userId], addedBy: $0.addedBy.flatMap { users[$0] })
     }
     proto.childSessionIds = try await index.children(of: record.id).map(\.id)
+    if let pull = try await session.database.latestPullRequest() {
+      proto.pullRequest = .with {
+        $0.number = pull.number
+        $0.url = pull.url
+        $0.state = pull.state
+        $0.error = pull.error
+      }
+    }
     return proto
   }
 

@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import InspectGitHub
 import InspectKit
 import InspectProtos
 
@@ -10,7 +11,10 @@ extension SessionServiceApp {
   static func build(_ configuration: ServiceConfiguration) async throws -> BuiltService {
     let host = ServiceHost(
       configuration: configuration,
-      servedServices: [Inspect_Session_V1_SessionService.descriptor, Inspect_Session_V1_UserService.descriptor])
+      servedServices: [
+        Inspect_Session_V1_SessionService.descriptor, Inspect_Session_V1_UserService.descriptor,
+        Inspect_Session_V1_GitHubWebhookService.descriptor,
+      ])
     let index = try IndexDatabase.open(at: SessionPaths(configuration.dataDirectory).index)
     try await DevelopmentCredentials.ensure(in: index, dataDirectory: configuration.dataDirectory, logger: host.logger)
     let secrets = try SecretsStore(
@@ -22,19 +26,32 @@ extension SessionServiceApp {
     let runner = SandboxAgentRunner(
       client: Inspect_Sandbox_V1_SandboxService.Client(wrapping: sandboxClient), address: sandboxAddress,
       secrets: secrets)
-    let settings = try SessionSettings(environment: ProcessInfo.processInfo.environment)
+    let environment = ProcessInfo.processInfo.environment
+    let settings = try SessionSettings(environment: environment)
+    let github = try GitHubSettings(environment: environment)
+    let modelClient = try GRPCClient.peer(configuration.peers[.modelRouter])
+    let gitHubClient = GitHubUserClient(apiBaseURL: github.apiBaseURL)
+    let pullRequests = PullRequestOpener(
+      settings: github, client: gitHubClient, secrets: secrets, index: index,
+      drafter: ModelRouterDrafter(
+        client: Inspect_Model_V1_ModelRouterService.Client(wrapping: modelClient), model: github.titleModel))
     let registry = SessionRegistry(
       index: index, paths: SessionPaths(configuration.dataDirectory), runner: runner, settings: settings,
-      logger: host.logger)
+      pullRequests: pullRequests, logger: host.logger)
+    let webhooks = WebhookProcessor(
+      registry: registry, secrets: secrets, settings: github, client: gitHubClient, logger: host.logger)
     let grpcServices: [any RegistrableRPCService] = [
       SessionRPCService(registry: registry),
       UserService(database: index, secrets: secrets),
+      GitHubWebhookRPCService(processor: webhooks),
     ]
     return BuiltService(
       host: host,
       grpcServer: try host.makeGRPCServer(services: grpcServices),
       httpServer: host.makeHTTPServer(router: host.makeRouter()),
-      dependencies: [GRPCClientService(client: sandboxClient), registry])
+      dependencies: [
+        GRPCClientService(client: sandboxClient), GRPCClientService(client: modelClient), registry, webhooks,
+      ])
   }
 }
 

@@ -1,6 +1,8 @@
+import Crypto
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import InspectGitHub
 import InspectKit
 import InspectProtos
 import InspectTestSupport
@@ -64,20 +66,40 @@ struct SessionHarness {
   let registry: SessionRegistry
   let service: SessionRPCService
   let user: UserRecord
+  let secrets: SecretsStore
+  /// Set when the harness was given GitHub settings: webhooks are served and processed.
+  let webhooks: WebhookProcessor?
 
-  init(runner: any AgentRunner, settings: SessionSettings = SessionSettings()) async throws {
+  init(
+    runner: any AgentRunner, settings: SessionSettings = SessionSettings(), github: GitHubSettings? = nil,
+    drafter: (any PullRequestDrafter)? = nil
+  ) async throws {
     directory = try TemporaryDirectory()
-    index = try IndexDatabase.open(at: SessionPaths(directory.url).index)
-    registry = SessionRegistry(
+    let index = try IndexDatabase.open(at: SessionPaths(directory.url).index)
+    let secrets = try SecretsStore(writer: index.writer, key: SymmetricKey(size: .bits256))
+    let pullRequests = github.map {
+      PullRequestOpener(
+        settings: $0, client: GitHubUserClient(apiBaseURL: $0.apiBaseURL), secrets: secrets, index: index,
+        drafter: drafter)
+    }
+    let registry = SessionRegistry(
       index: index, paths: SessionPaths(directory.url), runner: runner, settings: settings,
-      logger: Logger(label: "test"))
+      pullRequests: pullRequests, logger: Logger(label: "test"))
+    self.index = index
+    self.secrets = secrets
+    self.registry = registry
     service = SessionRPCService(registry: registry)
-    user = try await index.createUser(displayName: "Ada", email: "ada@example.com", githubLogin: "", isAdmin: false)
+    webhooks = github.map {
+      WebhookProcessor(
+        registry: registry, secrets: secrets, settings: $0, client: GitHubUserClient(apiBaseURL: $0.apiBaseURL),
+        logger: Logger(label: "test"))
+    }
+    user = try await index.createUser(displayName: "Ada", email: "ada@example.com", githubLogin: "ada", isAdmin: false)
   }
 
   /// Another user, and the metadata that makes calls act for them.
-  func makeUser(_ name: String, admin: Bool = false) async throws -> (UserRecord, Metadata) {
-    let user = try await index.createUser(displayName: name, email: "", githubLogin: "", isAdmin: admin)
+  func makeUser(_ name: String, admin: Bool = false, githubLogin: String = "") async throws -> (UserRecord, Metadata) {
+    let user = try await index.createUser(displayName: name, email: "", githubLogin: githubLogin, isAdmin: admin)
     return (user, Self.metadata(for: user))
   }
 
@@ -92,10 +114,23 @@ struct SessionHarness {
   func run<T: Sendable>(
     _ body: @Sendable (SessionClient, Metadata) async throws -> T
   ) async throws -> T {
+    try await serve { _, client, metadata in try await body(client, metadata) }
+  }
+
+  /// As ``run(_:)``, also giving the server's address (to put a Gateway in front of it).
+  func serve<T: Sendable>(
+    _ body: @Sendable (HostAndPort, SessionClient, Metadata) async throws -> T
+  ) async throws -> T {
     let metadata = Self.metadata(for: user)
+    var services: [any RegistrableRPCService] = [service]
+    if let webhooks {
+      // With a Gateway in front: it authenticates through UserService and hands over webhooks.
+      services.append(GitHubWebhookRPCService(processor: webhooks))
+      services.append(UserService(database: index, secrets: secrets))
+    }
     let server = GRPCServer(
       transport: .http2NIOPosix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
-      services: [service], interceptors: [CallerInterceptor()])
+      services: services, interceptors: [CallerInterceptor()])
     return try await withThrowingTaskGroup(of: T?.self) { group in
       group.addTask {
         try await server.serve()
@@ -105,6 +140,12 @@ struct SessionHarness {
         try await registry.run()
         return nil
       }
+      if let webhooks {
+        group.addTask {
+          try await webhooks.run()
+          return nil
+        }
+      }
       defer {
         server.beginGracefulShutdown()
         group.cancelAll()
@@ -113,8 +154,9 @@ struct SessionHarness {
       guard let address = try await server.listeningAddress?.ipv4 else {
         throw RPCError(code: .internalError, message: "the test server did not bind")
       }
-      return try await withClient(HostAndPort(host: address.host, port: address.port)) { client in
-        try await body(Inspect_Session_V1_SessionService.Client(wrapping: client), metadata)
+      let hostAndPort = HostAndPort(host: address.host, port: address.port)
+      return try await withClient(hostAndPort) { client in
+        try await body(hostAndPort, Inspect_Session_V1_SessionService.Client(wrapping: client), metadata)
       }
     }
   }

@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import HTTPTypes
 import Hummingbird
 import InspectKit
 import InspectProtos
@@ -111,6 +112,45 @@ struct APIController {
       return try await forward(context) { metadata in
         try await sessions.getStats(query, metadata: metadata, options: Downstream.callOptions)
       }
+    }
+    routes.get("repositories") { _, context in
+      try await forward(context) { metadata in
+        try await sessions.listRepositories(.init(), metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.post("repositories") { request, context in
+      let body = try await Self.decode(
+        Inspect_Session_V1_RegisterRepositoryRequest.self, from: request, context: context)
+      return try await forward(context) { metadata in
+        // Fetching a new mirror can take longer than the Gateway's usual bound.
+        var options = Downstream.callOptions
+        options.timeout = .seconds(300)
+        return try await sessions.registerRepository(body, metadata: metadata, options: options)
+      }
+    }
+    routes.get("sessions/:id/artifacts/:artifact/content") { _, context in
+      let user = try context.requireUser()
+      let request = Inspect_Session_V1_GetArtifactRequest.with {
+        $0.sessionID = (try? context.parameters.require("id")) ?? ""
+        $0.artifactID = (try? context.parameters.require("artifact")) ?? ""
+      }
+      var metadata = Metadata()
+      metadata.addString(user.id, forKey: InspectCaller.metadataKey)
+      let got: Inspect_Session_V1_GetArtifactResponse
+      do {
+        got = try await sessions.getArtifact(request, metadata: metadata, options: Downstream.callOptions)
+      } catch {
+        throw APIError(downstream.map(error))
+      }
+      var headers: HTTPFields = [
+        .contentType: got.artifact.mediaType.isEmpty ? "application/octet-stream" : got.artifact.mediaType
+      ]
+      headers[.contentDisposition] = "inline; filename=\"\(got.artifact.name.filter { $0 != "\"" && !$0.isNewline })\""
+      headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
+      // An HTML artifact must not run scripts as the Gateway's origin.
+      headers[HTTPField.Name("Content-Security-Policy")!] =
+        "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+      return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: got.content)))
     }
     routes.get("sessions/:id/events") { request, context in
       try await SessionEventStream(sessions: sessions, downstream: downstream).response(

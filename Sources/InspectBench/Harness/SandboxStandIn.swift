@@ -153,6 +153,10 @@ struct SandboxStandIn: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtocol {
     request: Inspect_Sandbox_V1_PrewarmRequest, context: ServerContext
   ) async throws -> Inspect_Sandbox_V1_PrewarmResponse { throw Self.unimplemented("Prewarm") }
 
+  func mirrorRepository(
+    request: Inspect_Sandbox_V1_MirrorRepositoryRequest, context: ServerContext
+  ) async throws -> Inspect_Sandbox_V1_MirrorRepositoryResponse { throw Self.unimplemented("MirrorRepository") }
+
   private static func unimplemented(_ method: String) -> RPCError {
     RPCError(
       code: .unimplemented,

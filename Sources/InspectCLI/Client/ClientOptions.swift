@@ -60,4 +60,17 @@ struct ClientOptions: ParsableArguments {
       try await body(Inspect_Session_V1_SessionService.Client(wrapping: client), metadata)
     }
   }
+
+  /// Runs `body` with a UserService client through the Gateway.
+  func withUsers<T: Sendable>(
+    _ body: @Sendable (Inspect_Session_V1_UserService.Client<HTTP2ClientTransport.Posix>, Metadata) async throws -> T
+  ) async throws -> T {
+    let address = try gatewayAddress()
+    let metadata = try bearer()
+    return try await withGRPCClient(
+      transport: .http2NIOPosix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
+    ) { client in
+      try await body(Inspect_Session_V1_UserService.Client(wrapping: client), metadata)
+    }
+  }
 }

@@ -158,6 +158,30 @@ struct LocalDriver: SandboxDriver {
     return mirror
   }
 
+  /// Fetches the repository's mirror (cloning it the first time) and describes it. A fetch that
+  /// fails because the repository is not there is NOT_FOUND; one that cannot reach the server
+  /// is UNAVAILABLE.
+  func mirror(_ repository: RepositoryName) async throws -> MirrorInfo {
+    let mirror: URL
+    do {
+      mirror = try await refreshMirror(repository)
+    } catch SandboxError.failed(let message) {
+      throw GitFailure.isMissingRepository(message)
+        ? SandboxError.notFound("repository \(repository) could not be fetched: \(message)")
+        : GitFailure.isAuthentication(message)
+          ? SandboxError.permissionDenied("the GitHub App may not read \(repository): \(message)")
+          : SandboxError.unavailable("repository \(repository) could not be fetched: \(message)")
+    }
+    let head = try await Git.run(["--git-dir", mirror.path, "symbolic-ref", "--short", "HEAD"])
+      .trimmingCharacters(in: .whitespacesAndNewlines)
+    let commit = try? await Git.run(["--git-dir", mirror.path, "rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
+    let branches = try await Git.run(["--git-dir", mirror.path, "for-each-ref", "--format=%(refname)", "refs/heads/"])
+      .split(separator: "\n").count
+    return MirrorInfo(
+      defaultBranch: head, headCommit: commit?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "",
+      branches: branches)
+  }
+
   /// The repository's remote: `local/<name>` in `remotes/`, other owners on GitHub through the
   /// app (when one is configured).
   func remote(_ repository: RepositoryName) async throws -> GitRemote {
@@ -626,6 +650,13 @@ enum GitFailure {
   /// The remote refused a push that is not a fast-forward (someone else pushed first).
   static func isNotFastForward(_ message: String) -> Bool {
     message.contains("[rejected]") && (message.contains("fetch first") || message.contains("non-fast-forward"))
+  }
+
+  /// The remote has no such repository (or hides it from this credential, as GitHub does).
+  static func isMissingRepository(_ message: String) -> Bool {
+    ["Repository not found", "does not appear to be a git repository", "returned error: 404", "not found"].contains {
+      message.contains($0)
+    }
   }
 
   /// The remote refused the credential.

@@ -68,6 +68,25 @@ protocol SandboxDriver: Sendable {
   /// Starts a new sandbox from a snapshot: its image plus the archived layer. Throws
   /// ``SandboxError/notFound(_:)`` naming the image when it is gone.
   func restoreSandbox(from snapshot: SnapshotRecord, limits: SandboxLimits?) async throws -> any SandboxInstance
+
+  /// Clones or fetches the repository's bare mirror and describes it. Throws
+  /// ``SandboxError/notFound(_:)`` when the repository cannot be fetched.
+  func mirror(_ repository: RepositoryName) async throws -> MirrorInfo
+}
+
+/// A repository's mirror after a fetch.
+struct MirrorInfo: Sendable, Equatable {
+  /// The mirror's HEAD, e.g. `main`.
+  var defaultBranch: String
+  /// The newest commit of the default branch.
+  var headCommit: String
+  var branches: Int
+}
+
+extension SandboxDriver {
+  func mirror(_ repository: RepositoryName) async throws -> MirrorInfo {
+    throw SandboxError.unsupported("the \(name) driver keeps no repository mirrors")
+  }
 }
 
 /// A running sandbox, as its users see it: commands, files and git, all confined to it.

@@ -115,6 +115,27 @@ struct IndexDatabase: Sendable {
       }
       try db.create(index: "activity_on_at", on: "activity", columns: ["at"])
     }
+    migrator.registerMigration("v4: repositories, webhook deliveries") { db in
+      try db.create(table: "repository") { table in
+        table.primaryKey("name", .text)
+        table.column("defaultBranch", .text).notNull()
+        table.column("headCommit", .text).notNull()
+        table.column("registeredBy", .text).notNull()
+        table.column("registeredAt", .datetime).notNull()
+        table.column("mirroredAt", .datetime).notNull()
+      }
+      try db.create(table: "webhookDelivery") { table in
+        table.primaryKey("id", .text)
+        table.column("event", .text).notNull()
+        table.column("payload", .blob).notNull()
+        table.column("receivedAt", .datetime).notNull()
+        table.column("state", .text).notNull().check { ["pending", "done", "ignored", "failed"].contains($0) }
+        table.column("outcome", .text).notNull().defaults(to: "")
+        table.column("processedAt", .datetime)
+      }
+      try db.create(index: "webhookDelivery_on_state", on: "webhookDelivery", columns: ["state"])
+      try db.create(index: "pullRequest_on_repository_number", on: "pullRequest", columns: ["repository", "number"])
+    }
     return migrator
   }
 

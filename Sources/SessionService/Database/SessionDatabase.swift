@@ -253,6 +253,14 @@ struct SessionDatabase: Sendable {
     }
   }
 
+  /// The newest `pull_request` event's pull request; nil when none was recorded.
+  func latestPullRequest() async throws -> Inspect_Session_V1_PullRequest? {
+    try await writer.read { db in
+      try Data.fetchOne(db, sql: "SELECT payload FROM event WHERE kind = 'pull_request' ORDER BY seq DESC LIMIT 1")
+        .map { try Inspect_Session_V1_SessionEvent(serializedBytes: $0).pullRequest }
+    }
+  }
+
   func lastSeq() async throws -> UInt64 {
     try await writer.read { UInt64(try Int64.fetchOne($0, sql: "SELECT MAX(seq) FROM event") ?? 0) }
   }
@@ -270,6 +278,14 @@ struct SessionDatabase: Sendable {
           """,
         arguments: [afterSeq, turnID, turnID, limit]
       ).map { (Self.artifact(from: $0), $0["seq"] as Int64) }
+    }
+  }
+
+  /// The session's artifacts of one kind, oldest first.
+  func artifacts(kind: Inspect_Session_V1_ArtifactKind) async throws -> [Inspect_Session_V1_Artifact] {
+    try await writer.read { db in
+      try Row.fetchAll(db, sql: "SELECT * FROM artifact WHERE kind = ? ORDER BY seq", arguments: ["\(kind)"])
+        .map(Self.artifact(from:))
     }
   }
 

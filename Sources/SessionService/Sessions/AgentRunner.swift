@@ -19,6 +19,17 @@ protocol AgentRunner: Sendable {
   /// Asks for a sandbox of `repository` to be made ready ahead of a prompt (for `sessionID`,
   /// when given). Throws `RPCError` (UNAVAILABLE naming SandboxService when it is down).
   func prewarm(repository: String, sessionID: String) async throws
+
+  /// Fetches the repository's mirror in SandboxService (cloning it the first time). Throws
+  /// `RPCError` (NOT_FOUND when it cannot be fetched; UNAVAILABLE naming SandboxService when it
+  /// is down).
+  func mirror(repository: String) async throws -> Inspect_Sandbox_V1_MirrorRepositoryResponse
+}
+
+extension AgentRunner {
+  func mirror(repository: String) async throws -> Inspect_Sandbox_V1_MirrorRepositoryResponse {
+    throw RPCError(code: .unimplemented, message: "this agent runner keeps no repository mirrors")
+  }
 }
 
 /// Runs turns in SandboxService through the bidirectional `RunAgent` stream.
@@ -86,6 +97,24 @@ struct SandboxAgentRunner: AgentRunner {
         }, options: options)
     } catch let error as RPCError where [.unavailable, .deadlineExceeded].contains(error.code) {
       throw RPCError(code: .unavailable, message: "SandboxService is unavailable at \(address): \(error.message)")
+    } catch let error as RPCError {
+      // Without the downstream call's metadata (its response headers are not ours to send).
+      throw RPCError(code: error.code, message: error.message)
+    }
+  }
+
+  func mirror(repository: String) async throws -> Inspect_Sandbox_V1_MirrorRepositoryResponse {
+    var options = CallOptions.defaults
+    options.waitForReady = false
+    options.timeout = .seconds(300)
+    do {
+      return try await client.mirrorRepository(.with { $0.repository = repository }, options: options)
+    } catch let error as RPCError {
+      // Passed on without the downstream call's metadata (its response headers are not ours to
+      // send as trailers).
+      throw RPCError(
+        code: error.code,
+        message: error.code == .unavailable ? "SandboxService (\(address)): \(error.message)" : error.message)
     }
   }
 

@@ -41,6 +41,7 @@ actor SessionActor {
   let index: IndexDatabase
   let indexWriter: IndexWriter
   let settings: SessionSettings
+  let pullRequests: PullRequestOpener?
   let logger: Logger
 
   /// Every event up to this seq is stored and has been handed to delivery (`pending` or sent).
@@ -65,8 +66,10 @@ actor SessionActor {
 
   init(
     record: SessionRecord, participants: [ParticipantRecord], database: SessionDatabase, index: IndexDatabase,
-    indexWriter: IndexWriter, settings: SessionSettings, lastSeq: UInt64, logger: Logger
+    indexWriter: IndexWriter, settings: SessionSettings, pullRequests: PullRequestOpener? = nil, lastSeq: UInt64,
+    logger: Logger
   ) {
+    self.pullRequests = pullRequests
     self.id = record.id
     self.record = record
     self.participants = Dictionary(participants.map { ($0.userId, $0) }, uniquingKeysWith: { $1 })
@@ -418,6 +421,26 @@ actor SessionActor {
   }
 
   /// Cancels every queued prompt; returns how many.
+  /// The session's pull request was merged or closed: records it (for the session and the
+  /// stats), cancels the prompts still queued and closes the session for new prompts.
+  func pullRequestEnded(_ event: Inspect_Session_V1_PullRequest, by closer: UserRecord) async throws {
+    try await append([.with { $0.pullRequest = event }])
+    await indexWriter.flush()
+    record.state = .archived
+    let word = event.state == .merged ? "merged" : "closed"
+    if record.queuedPrompts > 0 {
+      _ = try await cancelAllQueued(by: closer, reason: "the pull request was \(word)")
+    }
+    await settle()
+  }
+
+  /// Records a pull request opened outside Inspect as this session's (a session started from a
+  /// comment on it works on its branch).
+  func linkPullRequest(_ event: Inspect_Session_V1_PullRequest) async throws {
+    try await append([.with { $0.pullRequest = event }])
+    await indexWriter.flush()
+  }
+
   private func cancelAllQueued(by caller: UserRecord, reason: String) async throws -> Int {
     let callerRef = caller.ref
     let cancelled = try await transact { db in
@@ -524,8 +547,17 @@ actor SessionActor {
     await settle()
 
     var storeFailure: (any Error)?
+    var pushed: Inspect_Session_V1_BranchPushed?
+    var summary = ""
     await withTaskCancellationHandler {
       while let batch = await sink.next() {
+        for event in batch {
+          switch event.kind {
+          case .branchPushed(let branch): pushed = branch
+          case .assistantMessage(let message) where !message.text.isEmpty: summary = message.text
+          default: break
+          }
+        }
         do {
           try await append(batch, turnID: turnID)
         } catch {
@@ -540,6 +572,14 @@ actor SessionActor {
     let result = await task.result
     controlsContinuation.finish()
     var finished = outcome(of: result, stop: running?.stop, storeFailure: storeFailure)
+    if let pushed, finished.outcome != .cancelled {
+      // Stored even when the loop is being cancelled, like turn_finished.
+      let before = finished
+      finished = try await Task {
+        try await self.openPullRequest(
+          turnID: turnID, pushed: pushed, summary: summary, history: events, prompts: prompts, finished: before)
+      }.value
+    }
     finished.duration = Google_Protobuf_Duration(rounding: ContinuousClock.now - started)
     // Stored even when the loop is being cancelled (the service is stopping).
     try await Task { try await self.finishTurn(turnID, finished) }.value
@@ -590,6 +630,45 @@ actor SessionActor {
         $0.reason = "the agent's stream broke: \(error)"
       }
     }
+  }
+
+  /// After a turn pushed the session's branch of a GitHub repository: opens its pull request
+  /// unless one is open already (a follow-up's push updates the open one). Records a
+  /// `pull_request` event; when opening failed, a turn that succeeded fails in the
+  /// PULL_REQUEST phase with the event's reason (the branch stays pushed).
+  private func openPullRequest(
+    turnID: String, pushed: Inspect_Session_V1_BranchPushed, summary: String, history: [Event],
+    prompts: [PromptRecord], finished: Inspect_Session_V1_TurnFinished
+  ) async throws -> Inspect_Session_V1_TurnFinished {
+    guard let opener = pullRequests, !record.repository.hasPrefix("local/") else { return finished }
+    let current = try await database.latestPullRequest()
+    if let current, [.open, .draft, .merged, .closed].contains(current.state) { return finished }
+    let asked: [(author: String, text: String)] = history.compactMap { event in
+      if case .promptQueued(let queued) = event.kind { (queued.author.displayName, queued.text) } else { nil }
+    }
+    let screenshots = try await database.artifacts(kind: .screenshot).map { ($0.name, $0.id) }
+    let input = PullRequestDraftInput(
+      sessionID: id, repository: record.repository, branch: pushed.branch.isEmpty ? record.branch : pushed.branch,
+      baseBranch: pushed.baseBranch.isEmpty ? record.baseBranch : pushed.baseBranch,
+      prompts: asked.isEmpty ? prompts.map { ($0.authorName, $0.text) } : asked, summary: summary,
+      suggestedTitle: pushed.pullRequestTitle, suggestedBody: pushed.pullRequestBody, screenshots: screenshots)
+    // The person whose token opens it: this turn's prompters, the latest first, then the creator.
+    var people: [String] = []
+    for userID in prompts.reversed().map(\.authorId) + [record.createdBy] where !people.contains(userID) {
+      people.append(userID)
+    }
+    let event = await opener.open(input, people: people)
+    try await append([.with { $0.pullRequest = event }], turnID: turnID)
+    // Webhooks find the session by its pull request in the index: written before they can come.
+    await indexWriter.flush()
+    logger.info(
+      "pull request", metadata: ["pr.state": "\(event.state)", "pr.url": "\(event.url)", "pr.error": "\(event.error)"])
+    guard event.state == .failed, finished.outcome == .succeeded else { return finished }
+    var failed = finished
+    failed.outcome = .failed
+    failed.failedPhase = .pullRequest
+    failed.reason = event.error
+    return failed
   }
 
   /// Ends a turn: tool calls it left open end CANCELLED (a stopped turn) or FAILED, then

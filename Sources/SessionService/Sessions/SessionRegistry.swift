@@ -25,14 +25,17 @@ final class SessionRegistry: Service, Sendable {
   let settings: SessionSettings
   let logger: Logger
   let indexWriter: IndexWriter
+  /// Opens pull requests after turns that pushed a GitHub repository's branch; nil: none are.
+  let pullRequests: PullRequestOpener?
   private let sessions = Mutex<[String: Entry]>([:])
   private let turnRequests: AsyncStream<SessionActor>
   private let turnRequestsContinuation: AsyncStream<SessionActor>.Continuation
 
   init(
     index: IndexDatabase, paths: SessionPaths, runner: any AgentRunner, settings: SessionSettings = SessionSettings(),
-    logger: Logger
+    pullRequests: PullRequestOpener? = nil, logger: Logger
   ) {
+    self.pullRequests = pullRequests
     self.index = index
     self.paths = paths
     self.runner = runner
@@ -97,7 +100,7 @@ final class SessionRegistry: Service, Sendable {
     current.queuedPrompts = try database.writer.read { try PromptRecord.all(in: [.queued]).fetchCount($0) }
     return SessionActor(
       record: current, participants: participants, database: database, index: index, indexWriter: indexWriter,
-      settings: settings, lastSeq: lastSeq, logger: logger)
+      settings: settings, pullRequests: pullRequests, lastSeq: lastSeq, logger: logger)
   }
 
   /// Creates a session (its file, its index row with its participants, and its
@@ -112,7 +115,7 @@ final class SessionRegistry: Service, Sendable {
     try await index.insert(record, participants: everyone, childLimit: settings.maxChildren)
     let session = SessionActor(
       record: record, participants: everyone, database: database, index: index, indexWriter: indexWriter,
-      settings: settings, lastSeq: 0, logger: logger)
+      settings: settings, pullRequests: pullRequests, lastSeq: 0, logger: logger)
     sessions.withLock { $0[record.id] = Entry(session: session, leases: 0) }
     try await session.append([.with { $0.sessionCreated = .with { $0.session = record.proto(creator: creator) } }])
     return session

@@ -1,0 +1,114 @@
+import Crypto
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import HTTPTypes
+import Hummingbird
+import InspectKit
+import InspectProtos
+import NIOCore
+
+/// `POST /github/webhooks`: GitHub's deliveries. The signature (`X-Hub-Signature-256`, an
+/// HMAC-SHA256 of the raw body with the webhook secret) is checked in constant time before
+/// anything is read from the body; SessionService then stores the delivery (a delivery id seen
+/// before is answered as a duplicate and not acted on again) and the Gateway answers at once.
+/// The work happens in SessionService after the answer, well within GitHub's 10 s.
+struct GitHubWebhookController: Sendable {
+  /// GitHub's deliveries are at most 25 MB.
+  static let maxBody = 25 << 20
+
+  let secret: SymmetricKey?
+  let webhooks: Inspect_Session_V1_GitHubWebhookService.Client<HTTP2ClientTransport.Posix>
+  let downstream: Downstream
+
+  /// The webhook secret from `INSPECT_GITHUB_WEBHOOK_SECRET`, else the file named by
+  /// `INSPECT_GITHUB_WEBHOOK_SECRET_FILE`; nil when neither is set (webhooks are then refused as
+  /// not configured).
+  static func secret(environment: [String: String]) throws -> SymmetricKey? {
+    if let value = environment["INSPECT_GITHUB_WEBHOOK_SECRET"], !value.isEmpty {
+      return SymmetricKey(data: Data(value.utf8))
+    }
+    if let path = environment["INSPECT_GITHUB_WEBHOOK_SECRET_FILE"], !path.isEmpty {
+      guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw ConfigurationError("INSPECT_GITHUB_WEBHOOK_SECRET_FILE=\(path) cannot be read")
+      }
+      let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
+      guard !value.isEmpty else { throw ConfigurationError("INSPECT_GITHUB_WEBHOOK_SECRET_FILE=\(path) is empty") }
+      return SymmetricKey(data: Data(value.utf8))
+    }
+    return nil
+  }
+
+  func register(on router: Router<GatewayRequestContext>) {
+    router.post("github/webhooks") { request, context in try await self.handle(request, context: context) }
+  }
+
+  func handle(_ request: Request, context: GatewayRequestContext) async throws -> Response {
+    guard let secret else {
+      throw APIError(
+        .notImplemented, code: "UNIMPLEMENTED",
+        "GitHub webhooks are not configured on this Gateway: set INSPECT_GITHUB_WEBHOOK_SECRET (or _FILE)")
+    }
+    guard let event = request.headers[HTTPField.Name("X-GitHub-Event")!], !event.isEmpty else {
+      throw APIError(.badRequest, "the X-GitHub-Event header is missing")
+    }
+    guard let delivery = request.headers[HTTPField.Name("X-GitHub-Delivery")!], !delivery.isEmpty else {
+      throw APIError(.badRequest, "the X-GitHub-Delivery header is missing")
+    }
+    let body: ByteBuffer
+    do {
+      body = try await request.body.collect(upTo: Self.maxBody)
+    } catch {
+      throw APIError(.contentTooLarge, "the delivery is larger than \(Self.maxBody) bytes")
+    }
+    let payload = Data(buffer: body)
+    guard let header = request.headers[HTTPField.Name("X-Hub-Signature-256")!] else {
+      throw APIError(.unauthorized, "the X-Hub-Signature-256 header is missing")
+    }
+    guard Self.verify(signature: header, payload: payload, secret: secret) else {
+      throw APIError(.unauthorized, "the X-Hub-Signature-256 signature does not match the body and the webhook secret")
+    }
+    let answer: Inspect_Session_V1_DeliverWebhookResponse
+    do {
+      answer = try await webhooks.deliverWebhook(
+        .with {
+          $0.deliveryID = delivery
+          $0.event = event
+          $0.payload = payload
+        }, options: Downstream.callOptions)
+    } catch {
+      throw APIError(downstream.map(error))
+    }
+    let status: HTTPResponse.Status = answer.duplicate ? .ok : .accepted
+    let json = #"{"duplicate":\#(answer.duplicate),"accepted":\#(answer.accepted)}"#
+    return Response(
+      status: status, headers: [.contentType: "application/json; charset=utf-8"],
+      body: .init(byteBuffer: ByteBuffer(string: json)))
+  }
+
+  /// True when `header` is `sha256=<hex>` of HMAC-SHA256(secret, payload), compared in constant
+  /// time.
+  static func verify(signature header: String, payload: Data, secret: SymmetricKey) -> Bool {
+    guard header.hasPrefix("sha256="), let mac = Data(hex: String(header.dropFirst("sha256=".count))),
+      mac.count == SHA256.byteCount
+    else { return false }
+    return HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: payload, using: secret)
+  }
+}
+
+extension Data {
+  /// Bytes from lowercase or uppercase hex; nil when the text is not hex of whole bytes.
+  init?(hex: String) {
+    guard hex.count % 2 == 0 else { return nil }
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(hex.count / 2)
+    var index = hex.startIndex
+    while index < hex.endIndex {
+      let next = hex.index(index, offsetBy: 2)
+      guard let byte = UInt8(hex[index..<next], radix: 16) else { return nil }
+      bytes.append(byte)
+      index = next
+    }
+    self.init(bytes)
+  }
+}

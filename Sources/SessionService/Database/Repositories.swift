@@ -1,0 +1,125 @@
+import Foundation
+import GRDB
+import InspectProtos
+
+/// A registered repository (`inspect repos add`).
+struct RepositoryRecord: Codable, Sendable, FetchableRecord, PersistableRecord, Equatable {
+  static let databaseTableName = "repository"
+  var name: String
+  var defaultBranch: String
+  var headCommit: String
+  var registeredBy: String
+  var registeredAt: Date
+  var mirroredAt: Date
+
+  func proto(registeredBy user: UserRecord?) -> Inspect_Session_V1_RegisteredRepository {
+    .with {
+      $0.name = name
+      $0.defaultBranch = defaultBranch
+      $0.headCommit = headCommit
+      if let user { $0.registeredBy = user.ref } else { $0.registeredBy.userID = registeredBy }
+      $0.registeredAt = .init(date: registeredAt)
+      $0.mirroredAt = .init(date: mirroredAt)
+    }
+  }
+}
+
+/// A GitHub webhook delivery, kept from its arrival until it was processed (and after, so that a
+/// delivery id seen again is recognised).
+struct WebhookDeliveryRecord: Codable, Sendable, FetchableRecord, PersistableRecord, Equatable {
+  static let databaseTableName = "webhookDelivery"
+  enum State: String, Codable, Sendable {
+    case pending, done, ignored, failed
+  }
+  var id: String
+  var event: String
+  var payload: Data
+  var receivedAt: Date
+  var state: State
+  var outcome: String
+  var processedAt: Date?
+}
+
+extension IndexDatabase {
+  /// Registers `name` (or records a new fetch of its mirror, keeping the first registration's
+  /// author and time); true when it was not registered before.
+  func register(
+    repository name: String, defaultBranch: String, headCommit: String, by userID: String
+  ) async throws -> (RepositoryRecord, created: Bool) {
+    try await writer.write { db in
+      let now = Date()
+      if var existing = try RepositoryRecord.fetchOne(db, key: name) {
+        existing.defaultBranch = defaultBranch
+        existing.headCommit = headCommit
+        existing.mirroredAt = now
+        try existing.update(db)
+        return (existing, false)
+      }
+      let record = RepositoryRecord(
+        name: name, defaultBranch: defaultBranch, headCommit: headCommit, registeredBy: userID, registeredAt: now,
+        mirroredAt: now)
+      try record.insert(db)
+      return (record, true)
+    }
+  }
+
+  func repositories() async throws -> [RepositoryRecord] {
+    try await writer.read { try RepositoryRecord.order(Column("name")).fetchAll($0) }
+  }
+
+  func repository(_ name: String) async throws -> RepositoryRecord? {
+    try await writer.read { try RepositoryRecord.fetchOne($0, key: name) }
+  }
+
+  /// Stores a delivery as pending; false when its id was stored before (nothing is changed).
+  func storeDelivery(id: String, event: String, payload: Data) async throws -> Bool {
+    try await writer.write { db in
+      guard try WebhookDeliveryRecord.fetchOne(db, key: id) == nil else { return false }
+      try WebhookDeliveryRecord(
+        id: id, event: event, payload: payload, receivedAt: Date(), state: .pending, outcome: "", processedAt: nil
+      ).insert(db)
+      return true
+    }
+  }
+
+  /// Deliveries not processed yet, oldest first.
+  func pendingDeliveries() async throws -> [WebhookDeliveryRecord] {
+    try await writer.read {
+      try WebhookDeliveryRecord.filter(Column("state") == "pending").order(Column("receivedAt")).fetchAll($0)
+    }
+  }
+
+  func delivery(id: String) async throws -> WebhookDeliveryRecord? {
+    try await writer.read { try WebhookDeliveryRecord.fetchOne($0, key: id) }
+  }
+
+  func finishDelivery(id: String, state: WebhookDeliveryRecord.State, outcome: String) async throws {
+    try await writer.write { db in
+      try db.execute(
+        sql: "UPDATE webhookDelivery SET state = ?, outcome = ?, processedAt = ? WHERE id = ?",
+        arguments: [state.rawValue, outcome, Date(), id])
+    }
+  }
+
+  /// The session whose pull request is `repository`#`number`.
+  func session(pullRequest number: Int, repository: String) async throws -> String? {
+    try await writer.read { db in
+      try String.fetchOne(
+        db, sql: "SELECT sessionId FROM pullRequest WHERE repository = ? AND number = ? ORDER BY updatedAt DESC",
+        arguments: [repository, number])
+    }
+  }
+
+  /// The user whose GitHub login is `login` (GitHub logins are case-insensitive).
+  func user(githubLogin login: String) async throws -> UserRecord? {
+    guard !login.isEmpty else { return nil }
+    return try await writer.read { db in
+      try UserRecord.filter(sql: "lower(githubLogin) = lower(?)", arguments: [login]).fetchOne(db)
+    }
+  }
+
+  /// The pull request recorded for a session.
+  func pullRequest(sessionID: String) async throws -> PullRequestRecord? {
+    try await writer.read { try PullRequestRecord.fetchOne($0, key: sessionID) }
+  }
+}
