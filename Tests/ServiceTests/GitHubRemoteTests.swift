@@ -110,6 +110,27 @@ extension SandboxTests {
         revoked.withLock { $0 = true }
         let failed = await #expect(throws: SandboxError.self) { _ = try await driver.refreshMirror(repository) }
         #expect("\(String(describing: failed))".contains("acme/web"))
+        // A push the server refuses even with a fresh token is PERMISSION_DENIED saying why, and
+        // ends the turn in PUSH (the agent cannot fix a credential).
+        let third = try await driver.createSandbox(from: image, repository: repository, limits: nil)
+        try third.writeFile("NOTE3.md", content: Data("third\n".utf8), mode: nil, createParents: false)
+        let refusedPush = await #expect(throws: SandboxError.self) {
+          _ = try await third.commitAndPush(
+            branch: "inspect/ses-github-3", message: "Third note", author: ("Ada", "ada@example.com"),
+            committer: ("Inspect", "bot@inspect.local"))
+        }
+        await third.terminate()
+        guard case .permissionDenied(let reason) = refusedPush else {
+          Issue.record("expected permissionDenied, got \(String(describing: refusedPush))")
+          return
+        }
+        #expect(reason.contains("a fresh one too"))
+        #expect(reason.contains("Contents: write"))
+        let ended = pushFailure(SandboxError.permissionDenied(reason), branch: "inspect/ses-github-3") as? TurnEnd
+        #expect(ended?.finished.failedPhase == .push)
+        #expect(ended?.finished.outcome == .failed)
+        #expect(ended?.finished.reason.contains("pushing inspect/ses-github-3 failed") == true)
+        #expect(pushFailure(SandboxError.aborted("conflict"), branch: "b") is ToolFailure)
         await driver.reserve.close()
       }
     }

@@ -257,11 +257,14 @@ enum BuiltinTools {
     let author = turn.prompts.last.map(commitIdentity) ?? ("Inspect", "bot@inspect.local")
     let message = arguments.message + coAuthorTrailers(for: turn, author: author)
     let committer = turn.hasCommitter ? (turn.committer.name, turn.committer.email) : ("Inspect", "bot@inspect.local")
-    guard
-      let pushed = try await context.sandbox.commitAndPush(
-        branch: turn.sessionBranch, message: message,
-        author: author, committer: committer)
-    else { throw ToolFailure("git_commit_and_push: there is nothing to commit") }
+    let result: (commit: String, remote: String)?
+    do {
+      result = try await context.sandbox.commitAndPush(
+        branch: turn.sessionBranch, message: message, author: author, committer: committer)
+    } catch {
+      throw pushFailure(error, branch: turn.sessionBranch)
+    }
+    guard let pushed = result else { throw ToolFailure("git_commit_and_push: there is nothing to commit") }
     try await context.emit(
       .with {
         $0.branchPushed = .with {
@@ -274,6 +277,22 @@ enum BuiltinTools {
     return ToolOutput(
       content: "committed \(pushed.commit) and pushed it to \(turn.sessionBranch)",
       summary: "pushed \(String(pushed.commit.prefix(12))) to \(turn.sessionBranch)")
+  }
+}
+
+/// What a failed commit-and-push becomes: a missing or refused credential, a repository the app
+/// cannot reach, or GitHub being down ends the turn FAILED in PUSH with the reason (the agent
+/// cannot fix those); a conflict with someone else's push, or any other git failure, is a failed
+/// tool call the agent sees and can act on.
+func pushFailure(_ error: any Error, branch: String) -> any Error {
+  switch error {
+  case SandboxError.permissionDenied(let reason), SandboxError.notFound(let reason),
+    SandboxError.unavailable(let reason), SandboxError.unsupported(let reason):
+    return TurnEnd(finished: .failed(.push, "pushing \(branch) failed: \(reason)"))
+  case let failure as ToolFailure:
+    return failure
+  default:
+    return ToolFailure("git_commit_and_push: \(error)")
   }
 }
 

@@ -519,6 +519,14 @@ final class LocalSandbox: SandboxInstance {
         renewed = true
         await driver.github?.app.invalidate(repository: repository.description)
         remote = try await driver.remote(repository)
+      } catch SandboxError.failed(let message) where GitFailure.isAuthentication(message) {
+        throw SandboxError.permissionDenied(
+          "the remote refused "
+            + (repository.owner == "local"
+              ? "the push to \(repository)"
+              : "the GitHub App's token for \(repository)\(renewed ? " (a fresh one too)" : ""): the app may lack the "
+                + "Contents: write permission, or be suspended or uninstalled")
+            + ": \(message)")
       }
     }
   }
