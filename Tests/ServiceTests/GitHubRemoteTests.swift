@@ -201,6 +201,36 @@ extension SandboxTests {
       await #expect(throws: SandboxError.self) {
         _ = try await sandbox.commitAndPush(branch: "inspect/ses-race", message: "Mine", author: me, committer: bot)
       }
+
+      // A sync while that commit conflicts with the branch says so and moves nothing (it used to
+      // drop the commit silently).
+      let moved = try await theirCommit("later.txt", "later", on: "inspect/ses-race")
+      let syncError = await #expect(throws: SandboxError.self) {
+        _ = try await sandbox.sync(branch: "inspect/ses-race", fallback: "main")
+      }
+      #expect("\(String(describing: syncError))".contains("conflicts"))
+      #expect(try sandbox.readFile("ours.txt", offset: 0, limit: 0).content == Data("my version\n".utf8))
+      // Once the branch agrees on that file, the sync goes through and keeps the work.
+      let agreed = try await theirCommit("ours.txt", "my version", on: "inspect/ses-race")
+      #expect(agreed != moved)
+      #expect(try await sandbox.sync(branch: "inspect/ses-race", fallback: "main") == agreed)
+      #expect(try sandbox.readFile("ours.txt", offset: 0, limit: 0).content == Data("my version\n".utf8))
+      #expect(try sandbox.readFile("later.txt", offset: 0, limit: 0).content == Data("later\n".utf8))
+
+      // Uncommitted changes to a file the branch changed elsewhere are merged, and stay
+      // uncommitted.
+      try sandbox.writeFile(
+        "lines.txt", content: Data("1\n2\n3\n4\n5\n6\n".utf8), mode: nil, createParents: false)
+      _ = try await sandbox.commitAndPush(branch: "inspect/ses-race", message: "Lines", author: me, committer: bot)
+      _ = try await theirCommit("lines.txt", "one\n2\n3\n4\n5\n6", on: "inspect/ses-race")
+      try sandbox.writeFile(
+        "lines.txt", content: Data("1\n2\n3\n4\n5\nsix\n".utf8), mode: nil, createParents: false)
+      _ = try await sandbox.sync(branch: "inspect/ses-race", fallback: "main")
+      #expect(
+        try sandbox.readFile("lines.txt", offset: 0, limit: 0).content == Data("one\n2\n3\n4\n5\nsix\n".utf8))
+      let pushedLines = try #require(
+        try await sandbox.commitAndPush(branch: "inspect/ses-race", message: "Six", author: me, committer: bot))
+      #expect(try await remoteHead("inspect/ses-race") == pushedLines.commit)
     }
   }
 }

@@ -438,9 +438,11 @@ final class LocalSandbox: SandboxInstance {
     try workspace.listFiles(path, recursive: recursive, maxEntries: maxEntries)
   }
 
-  /// Fetches the mirror and moves the workspace from its head to the branch's newest commit
-  /// with a two-tree `read-tree -m -u` (files the sandbox changed are kept or refused, never
-  /// silently overwritten).
+  /// Fetches the mirror and moves the workspace from its head to the branch's newest commit.
+  /// Without local work in the way this is a two-tree `read-tree -m -u` (uncommitted changes are
+  /// carried over). Commits a failed push left behind, and uncommitted changes to files the
+  /// branch changed too, are replayed onto the branch's commit instead (a rebase; uncommitted
+  /// changes stay uncommitted); when they conflict, nothing moves and the error says so.
   func sync(branch: String, fallback: String) async throws -> String {
     let mirror = try await driver.refreshMirror(repository)
     let commit = try await driver.newestCommit(in: mirror, branch: branch, fallback: fallback)
@@ -448,10 +450,42 @@ final class LocalSandbox: SandboxInstance {
     try await prepareGitDirectory()
     let base = ["--git-dir", gitDirectory.path, "--work-tree", merged.path]
     _ = try? await Git.run(base + ["update-index", "-q", "--refresh"])
-    try await Git.run(base + ["read-tree", "-m", "-u", "HEAD", commit])
-    try await Git.run(["--git-dir", gitDirectory.path, "update-ref", "refs/heads/work", commit])
+    let local = try await Git.run(base + ["rev-parse", "HEAD"]).trimmingCharacters(in: .whitespacesAndNewlines)
+    if local == head, (try? await Git.run(base + ["read-tree", "-m", "-u", "HEAD", commit])) != nil {
+      try await Git.run(["--git-dir", gitDirectory.path, "update-ref", "refs/heads/work", commit])
+    } else {
+      try await replay(onto: commit, branch: branch)
+    }
     update { $0.head = commit }
     return commit
+  }
+
+  /// Rebases what this sandbox has beyond its head (unpushed commits, then its uncommitted
+  /// changes as a temporary commit, undone afterwards) onto `commit`; a conflict restores the
+  /// workspace and throws ``SandboxError/aborted(_:)``.
+  private func replay(onto commit: String, branch: String) async throws {
+    let base = ["--git-dir", gitDirectory.path, "--work-tree", merged.path]
+    let identity = [
+      "GIT_AUTHOR_NAME": "Inspect", "GIT_AUTHOR_EMAIL": "bot@inspect.local", "GIT_COMMITTER_NAME": "Inspect",
+      "GIT_COMMITTER_EMAIL": "bot@inspect.local",
+    ]
+    let before = try await Git.run(base + ["rev-parse", "HEAD"]).trimmingCharacters(in: .whitespacesAndNewlines)
+    try await Git.run(base + ["add", "--all"])
+    let dirty = !(try await Git.run(base + ["status", "--porcelain"])).isEmpty
+    if dirty {
+      try await Git.run(
+        base + ["commit", "--quiet", "--no-verify", "-m", "inspect: uncommitted changes"], environment: identity)
+    }
+    do {
+      try await Git.run(base + ["rebase", "--quiet", "--onto", commit, head], environment: identity)
+    } catch {
+      _ = try? await Git.run(base + ["rebase", "--abort"])
+      _ = try? await Git.run(base + ["reset", "--quiet", "--mixed", before])
+      throw SandboxError.aborted(
+        "\(branch) moved on (to \(commit.prefix(12))) and this sandbox's unpushed or uncommitted work conflicts "
+          + "with it (\(error)); the workspace was left as it was: resolve the conflict with the branch's changes")
+    }
+    if dirty { try await Git.run(base + ["reset", "--quiet", "--mixed", "HEAD~1"]) }
   }
 
   /// The host-side git directory at the sandbox's head, sharing the mirror's objects (made on
