@@ -373,6 +373,34 @@ struct PullRequestTests {
     }
   }
 
+  @Test("the webhook signature check matches GitHub's documented example; without a secret webhooks are UNIMPLEMENTED")
+  func signatureAndUnconfigured() async throws {
+    // From GitHub's "Validating webhook deliveries" page.
+    let secret = SymmetricKey(data: Data("It's a Secret to Everybody".utf8))
+    let example = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    #expect(GitHubWebhookController.verify(signature: example, payload: Data("Hello, World!".utf8), secret: secret))
+    #expect(!GitHubWebhookController.verify(signature: example, payload: Data("Hello, World?".utf8), secret: secret))
+    #expect(!GitHubWebhookController.verify(signature: String(example.dropLast(2)), payload: Data("Hello, World!".utf8), secret: secret))
+    #expect(!GitHubWebhookController.verify(signature: "sha1=" + example.dropFirst(7), payload: Data("Hello, World!".utf8), secret: secret))
+    #expect(!GitHubWebhookController.verify(signature: "sha256=zz" + example.dropFirst(9), payload: Data("Hello, World!".utf8), secret: secret))
+
+    try await TemporaryDirectory.with { directory in
+      let gateway = try await GatewayApp.build(
+        testConfiguration(
+          .gateway, dataDirectory: directory,
+          peers: PeerAddresses(addresses: [.session: HostAndPort(host: "127.0.0.1", port: 9)])),
+        webhookSecret: nil)
+      try await withRunningService(gateway) { addresses in
+        let answer = try await HTTPTestClient(addresses.http).request(
+          "POST", "/github/webhooks", headers: ["X-GitHub-Event": "ping", "X-GitHub-Delivery": "d"],
+          body: Data("{}".utf8))
+        #expect(answer.status == 501)
+        #expect(try answer.errorBody().code == "UNIMPLEMENTED")
+        #expect(try answer.errorBody().message.contains("INSPECT_GITHUB_WEBHOOK_SECRET"))
+      }
+    }
+  }
+
   /// `sha256=<hex HMAC-SHA256(secret, body)>`, as GitHub signs deliveries.
   static func sign(_ body: String, secret: String) -> String {
     let mac = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: SymmetricKey(data: Data(secret.utf8)))

@@ -24,7 +24,7 @@ struct GitHubRemotes: Sendable {
   /// From `INSPECT_GITHUB_APP_*` and `INSPECT_GITHUB_GIT_URL`; nil when no app is configured.
   static func fromEnvironment(_ environment: [String: String]) async throws -> GitHubRemotes? {
     guard let settings = try GitHubAppSettings.fromEnvironment(environment) else { return nil }
-    var base = environment["INSPECT_GITHUB_GIT_URL"] ?? "https://github.com"
+    var base = environment["INSPECT_GITHUB_GIT_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://github.com"
     while base.hasSuffix("/") { base.removeLast() }
     guard base.hasPrefix("https://") || base.hasPrefix("http://") else {
       throw ConfigurationError("INSPECT_GITHUB_GIT_URL=\(base) is not an http(s) URL")
