@@ -43,6 +43,8 @@ extension GatewayApp {
           downstream: downstream
         ).endpoints)
 
+    APIController.registerSignedArtifacts(
+      on: router, sessions: Inspect_Session_V1_SessionService.Client(wrapping: sessionClient), downstream: downstream)
     GitHubWebhookController(
       secret: webhookSecret,
       webhooks: Inspect_Session_V1_GitHubWebhookService.Client(wrapping: sessionClient), downstream: downstream

@@ -62,36 +62,38 @@ public struct GitHubUserClient: Sendable {
       let draft: Bool
     }
     let payload = try JSONEncoder().encode(Create(title: title, head: head, base: base, body: body, draft: false))
-    let (status, data) = try await send(
+    let (status, headers, data) = try await send(
       .POST, "/repos/\(repository)/pulls", token: token, body: payload, subject: repository)
-    if status == 201 { return (try Self.decode(data, subject: repository), false) }
+    if status == 201 { return (try Self.decode(data, status: status, subject: repository), false) }
     if status == 422, String(decoding: data, as: UTF8.self).contains("already exists") {
       let owner = repository.split(separator: "/").first.map(String.init) ?? ""
       let query = "head=\(Self.escape("\(owner):\(head)"))&state=open"
-      let (listed, list) = try await send(
+      let (listed, listHeaders, list) = try await send(
         .GET, "/repos/\(repository)/pulls?\(query)", token: token, body: nil, subject: repository)
-      guard listed == 200 else { throw Self.error(status: listed, data: list, subject: repository) }
+      guard listed == 200 else {
+        throw Self.error(status: listed, headers: listHeaders, data: list, subject: repository)
+      }
       let items = (try? JSONSerialization.jsonObject(with: list)) as? [Any] ?? []
       if let first = items.first, let object = try? JSONSerialization.data(withJSONObject: first) {
-        return (try Self.decode(object, subject: repository), true)
+        return (try Self.decode(object, status: listed, subject: repository), true)
       }
     }
-    throw Self.error(status: status, data: data, subject: repository)
+    throw Self.error(status: status, headers: headers, data: data, subject: repository)
   }
 
   /// One pull request.
   public func pullRequest(repository: String, number: Int, token: String) async throws -> GitHubPullRequest {
     let subject = "\(repository)#\(number)"
-    let (status, data) = try await send(
+    let (status, headers, data) = try await send(
       .GET, "/repos/\(repository)/pulls/\(number)", token: token, body: nil, subject: subject)
-    guard status == 200 else { throw Self.error(status: status, data: data, subject: subject) }
-    return try Self.decode(data, subject: subject)
+    guard status == 200 else { throw Self.error(status: status, headers: headers, data: data, subject: subject) }
+    return try Self.decode(data, status: status, subject: subject)
   }
 
   /// Sends one request and returns the status and body of any answer GitHub gave.
   private func send(
     _ method: HTTPMethod, _ path: String, token: String, body: Data?, subject: String
-  ) async throws -> (Int, Data) {
+  ) async throws -> (Int, HTTPHeaders, Data) {
     var request = HTTPClientRequest(url: apiBaseURL + path)
     request.method = method
     request.headers.add(name: "Authorization", value: "Bearer \(token)")
@@ -105,13 +107,13 @@ public struct GitHubUserClient: Sendable {
     do {
       let response = try await http.execute(request, timeout: .seconds(20))
       let data = Data(buffer: try await response.body.collect(upTo: 4 << 20))
-      return (Int(response.status.code), data)
+      return (Int(response.status.code), response.headers, data)
     } catch {
       throw GitHubError.unavailable("GitHub (\(apiBaseURL)) could not be reached acting on \(subject): \(error)")
     }
   }
 
-  static func decode(_ data: Data, subject: String) throws -> GitHubPullRequest {
+  static func decode(_ data: Data, status: Int, subject: String) throws -> GitHubPullRequest {
     struct Wire: Decodable {
       struct Ref: Decodable {
         struct Repo: Decodable {
@@ -140,12 +142,12 @@ public struct GitHubUserClient: Sendable {
         draft: wire.draft ?? false, headRef: wire.head.ref, headRepository: wire.head.repo?.fullName ?? "",
         baseRef: wire.base.ref)
     } catch {
-      throw GitHubError.unexpected(status: 200, "GitHub's description of \(subject) could not be read: \(error)")
+      throw GitHubError.unexpected(status: status, "GitHub's description of \(subject) could not be read: \(error)")
     }
   }
 
   /// The error for an answer other than the expected one, for a person's token.
-  static func error(status: Int, data: Data, subject: String) -> GitHubError {
+  static func error(status: Int, headers: HTTPHeaders, data: Data, subject: String) -> GitHubError {
     struct Message: Decodable {
       struct Detail: Decodable { let message: String? }
       let message: String
@@ -155,14 +157,19 @@ public struct GitHubUserClient: Sendable {
     var message = decoded?.message ?? String(decoding: data.prefix(500), as: UTF8.self)
     let details = (decoded?.errors ?? []).compactMap(\.message)
     if !details.isEmpty { message += " (" + details.joined(separator: "; ") + ")" }
+    let retryAfter = headers.first(name: "retry-after").flatMap { Int($0) }
+    let exhausted = headers.first(name: "x-ratelimit-remaining") == "0"
     switch status {
     case 401:
       return .tokenRejected("GitHub refused the person's token acting on \(subject): \(message)")
+    case 429,
+      403 where retryAfter != nil || exhausted:
+      let reset = headers.first(name: "x-ratelimit-reset").flatMap { Int($0) }
+      let wait = retryAfter ?? reset.map { max(0, $0 - Int(Date().timeIntervalSince1970)) }
+      return .rateLimited(retryAfterSeconds: wait, "GitHub's rate limit was reached acting on \(subject): \(message)")
     case 403, 404:
       // GitHub hides repositories a token may not see behind 404.
       return .forbidden("the person's token may not act on \(subject) (GitHub answered \(status)): \(message)")
-    case 429:
-      return .rateLimited(retryAfterSeconds: nil, "GitHub's rate limit was reached acting on \(subject): \(message)")
     case 500...599:
       return .unavailable("GitHub failed (\(status)) acting on \(subject): \(message)")
     default:

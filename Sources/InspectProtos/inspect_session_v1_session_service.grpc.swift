@@ -615,9 +615,11 @@ extension Inspect_Session_V1_SessionService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one artifact with its content.
+        /// > Returns one artifact with its content. With a link signature (from a signed link, such as
+        /// > the screenshot links in pull request bodies) no caller is needed: the signature grants that
+        /// > one artifact until the link expires.
         /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-        /// > UNAUTHENTICATED.
+        /// > PERMISSION_DENIED if the link signature is wrong or expired; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Inspect_Session_V1_GetArtifactRequest` messages.
@@ -1017,9 +1019,11 @@ extension Inspect_Session_V1_SessionService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one artifact with its content.
+        /// > Returns one artifact with its content. With a link signature (from a signed link, such as
+        /// > the screenshot links in pull request bodies) no caller is needed: the signature grants that
+        /// > one artifact until the link expires.
         /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-        /// > UNAUTHENTICATED.
+        /// > PERMISSION_DENIED if the link signature is wrong or expired; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_GetArtifactRequest` message.
@@ -1418,9 +1422,11 @@ extension Inspect_Session_V1_SessionService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one artifact with its content.
+        /// > Returns one artifact with its content. With a link signature (from a signed link, such as
+        /// > the screenshot links in pull request bodies) no caller is needed: the signature grants that
+        /// > one artifact until the link expires.
         /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-        /// > UNAUTHENTICATED.
+        /// > PERMISSION_DENIED if the link signature is wrong or expired; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A `Inspect_Session_V1_GetArtifactRequest` message.
@@ -2541,9 +2547,11 @@ extension Inspect_Session_V1_SessionService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one artifact with its content.
+        /// > Returns one artifact with its content. With a link signature (from a signed link, such as
+        /// > the screenshot links in pull request bodies) no caller is needed: the signature grants that
+        /// > one artifact until the link expires.
         /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-        /// > UNAUTHENTICATED.
+        /// > PERMISSION_DENIED if the link signature is wrong or expired; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_GetArtifactRequest` message.
@@ -3193,9 +3201,11 @@ extension Inspect_Session_V1_SessionService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one artifact with its content.
+        /// > Returns one artifact with its content. With a link signature (from a signed link, such as
+        /// > the screenshot links in pull request bodies) no caller is needed: the signature grants that
+        /// > one artifact until the link expires.
         /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-        /// > UNAUTHENTICATED.
+        /// > PERMISSION_DENIED if the link signature is wrong or expired; UNAUTHENTICATED.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Session_V1_GetArtifactRequest` message.
@@ -3796,9 +3806,11 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Returns one artifact with its content.
+    /// > Returns one artifact with its content. With a link signature (from a signed link, such as
+    /// > the screenshot links in pull request bodies) no caller is needed: the signature grants that
+    /// > one artifact until the link expires.
     /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-    /// > UNAUTHENTICATED.
+    /// > PERMISSION_DENIED if the link signature is wrong or expired; UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Inspect_Session_V1_GetArtifactRequest` message.
@@ -4434,9 +4446,11 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Returns one artifact with its content.
+    /// > Returns one artifact with its content. With a link signature (from a signed link, such as
+    /// > the screenshot links in pull request bodies) no caller is needed: the signature grants that
+    /// > one artifact until the link expires.
     /// > Errors: NOT_FOUND if the session or artifact does not exist (or its content is gone);
-    /// > UNAUTHENTICATED.
+    /// > PERMISSION_DENIED if the link signature is wrong or expired; UNAUTHENTICATED.
     ///
     /// - Parameters:
     ///   - message: request message to send.

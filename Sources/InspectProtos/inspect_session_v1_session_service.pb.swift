@@ -638,6 +638,11 @@ public nonisolated struct Inspect_Session_V1_GetArtifactRequest: Sendable {
 
   public var artifactID: String = String()
 
+  /// A signed link's expiry (Unix seconds) and signature (hex); empty for a caller's own access.
+  public var linkExpires: Int64 = 0
+
+  public var linkSignature: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2315,7 +2320,7 @@ nonisolated extension Inspect_Session_V1_ListArtifactsResponse: SwiftProtobuf.Me
 
 nonisolated extension Inspect_Session_V1_GetArtifactRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetArtifactRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}artifact_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}artifact_id\0\u{3}link_expires\0\u{3}link_signature\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2325,6 +2330,8 @@ nonisolated extension Inspect_Session_V1_GetArtifactRequest: SwiftProtobuf.Messa
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.sessionID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.artifactID) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.linkExpires) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.linkSignature) }()
       default: break
       }
     }
@@ -2337,12 +2344,20 @@ nonisolated extension Inspect_Session_V1_GetArtifactRequest: SwiftProtobuf.Messa
     if !self.artifactID.isEmpty {
       try visitor.visitSingularStringField(value: self.artifactID, fieldNumber: 2)
     }
+    if self.linkExpires != 0 {
+      try visitor.visitSingularInt64Field(value: self.linkExpires, fieldNumber: 3)
+    }
+    if !self.linkSignature.isEmpty {
+      try visitor.visitSingularStringField(value: self.linkSignature, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Inspect_Session_V1_GetArtifactRequest, rhs: Inspect_Session_V1_GetArtifactRequest) -> Bool {
     if lhs.sessionID != rhs.sessionID {return false}
     if lhs.artifactID != rhs.artifactID {return false}
+    if lhs.linkExpires != rhs.linkExpires {return false}
+    if lhs.linkSignature != rhs.linkSignature {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -23,6 +23,13 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     }
     try checkPromptText(request.prompt, required: false)
     try Self.checkPermissionRules(request.permissionRules)
+    if request.externalKey.hasPrefix(WebhookProcessor.externalKeyPrefix) {
+      throw RPCError(
+        code: .invalidArgument,
+        message:
+          "external keys starting with '\(WebhookProcessor.externalKeyPrefix)' are Inspect's own (sessions started from "
+          + "GitHub comments); use another prefix")
+    }
     if !request.externalKey.isEmpty, let existing = try await index.session(externalKey: request.externalKey) {
       // Someone else in the same thread or pull request joins the session as a collaborator.
       let response: Inspect_Session_V1_CreateSessionResponse? = try await registry.withSession(id: existing.id) {
@@ -436,9 +443,8 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
   func getArtifact(
     request: Inspect_Session_V1_GetArtifactRequest, context: ServerContext
   ) async throws -> Inspect_Session_V1_GetArtifactResponse {
-    let caller = try await requireCaller()
     let dataDirectory = registry.paths.root.deletingLastPathComponent()
-    return try await withAccess(request.sessionID, caller: caller, needs: .viewer) { session in
+    let serve: @Sendable (SessionActor) async throws -> Inspect_Session_V1_GetArtifactResponse = { session in
       guard var artifact = try await session.database.artifact(id: request.artifactID) else {
         throw RPCError(code: .notFound, message: "session \(session.id) has no artifact '\(request.artifactID)'")
       }
@@ -459,6 +465,21 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
         $0.content = content
       }
     }
+    if !request.linkSignature.isEmpty {
+      // A signed link: the signature, not a caller, grants this one artifact.
+      guard let links = registry.artifactLinks,
+        links.verify(
+          session: request.sessionID, artifact: request.artifactID, expires: request.linkExpires,
+          signature: request.linkSignature)
+      else {
+        throw RPCError(code: .permissionDenied, message: "the artifact link is not valid or has expired")
+      }
+      let result = try await registry.withSession(id: request.sessionID, serve)
+      guard let result else { throw Self.notFound(request.sessionID) }
+      return result
+    }
+    let caller = try await requireCaller()
+    return try await withAccess(request.sessionID, caller: caller, needs: .viewer, serve)
   }
 
   // MARK: - Helpers

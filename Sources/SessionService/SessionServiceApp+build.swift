@@ -31,13 +31,15 @@ extension SessionServiceApp {
     let github = try GitHubSettings(environment: environment)
     let modelClient = try GRPCClient.peer(configuration.peers[.modelRouter])
     let gitHubClient = GitHubUserClient(apiBaseURL: github.apiBaseURL)
+    let links = ArtifactLinks(secretsKey: secrets.key)
     let pullRequests = PullRequestOpener(
       settings: github, client: gitHubClient, secrets: secrets, index: index,
       drafter: ModelRouterDrafter(
-        client: Inspect_Model_V1_ModelRouterService.Client(wrapping: modelClient), model: github.titleModel))
+        client: Inspect_Model_V1_ModelRouterService.Client(wrapping: modelClient), model: github.titleModel),
+      links: links)
     let registry = SessionRegistry(
       index: index, paths: SessionPaths(configuration.dataDirectory), runner: runner, settings: settings,
-      pullRequests: pullRequests, logger: host.logger)
+      pullRequests: pullRequests, artifactLinks: links, logger: host.logger)
     let webhooks = WebhookProcessor(
       registry: registry, secrets: secrets, settings: github, client: gitHubClient, logger: host.logger)
     let grpcServices: [any RegistrableRPCService] = [
@@ -47,7 +49,9 @@ extension SessionServiceApp {
     ]
     return BuiltService(
       host: host,
-      grpcServer: try host.makeGRPCServer(services: grpcServices),
+      // GitHub's webhook deliveries (handed over whole by the Gateway) are up to 25 MB.
+      grpcServer: try host.makeGRPCServer(
+        services: grpcServices, maxRequestBytes: GitHubWebhookRPCService.maxDeliveryBytes + (64 << 10)),
       httpServer: host.makeHTTPServer(router: host.makeRouter()),
       dependencies: [
         GRPCClientService(client: sandboxClient), GRPCClientService(client: modelClient), registry, webhooks,

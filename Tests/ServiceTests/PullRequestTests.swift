@@ -111,7 +111,9 @@ struct PullRequestTests {
           #expect(pull.title == "Fix the greeting")
           #expect(pull.body.hasPrefix("The greeting now says hello to the person by name."))
           #expect(pull.body.contains("(https://inspect.example/sessions/\(id))"))
-          #expect(pull.body.contains("[after.png](https://inspect.example/v1/sessions/\(id)/artifacts/art-"))
+          #expect(pull.body.contains("[after.png](https://inspect.example/artifacts/\(id)/art-"))
+          #expect(pull.body.contains("?expires="))
+          #expect(pull.body.contains("&signature="))
           let post = github.requests.filter { $0.method == "POST" && $0.path == "/repos/acme/web/pulls" }
           #expect(post.count == 1)
           #expect(post.first?.headers["authorization"] == "Bearer ghp_ada")
@@ -165,7 +167,8 @@ struct PullRequestTests {
     let harness = try await SessionHarness(runner: ScriptedAgentRunner(pushes), github: GitHubSettings())
     let opener = try #require(harness.registry.pullRequests)
     let broken = PullRequestOpener(
-      settings: opener.settings, client: opener.client, secrets: opener.secrets, index: opener.index, drafter: Broken())
+      settings: opener.settings, client: opener.client, secrets: opener.secrets, index: opener.index, drafter: Broken(),
+      links: opener.links)
     let input = PullRequestDraftInput(
       sessionID: "ses-0-x", repository: "acme/web", branch: "inspect/ses-0-x", baseBranch: "main",
       prompts: [("Ada", "Fix it")], summary: "Done.", suggestedTitle: "Suggested", suggestedBody: "Body",
@@ -201,6 +204,7 @@ struct PullRequestTests {
     try await github.run { apiURL in
       var settings = GitHubSettings()
       settings.apiBaseURL = apiURL
+      settings.publicURL = "https://inspect.example"
       let dataDirectory = Mutex<URL?>(nil)
       let runner = ScriptedAgentRunner({ start, controls, emit in
         // A screenshot with content, served by the Gateway.
@@ -326,6 +330,11 @@ struct PullRequestTests {
               "d-issue", Self.comment(number: Int(number), login: "bob", body: "@inspect hi", onPullRequest: false),
               "not a pull request"
             ),
+            (
+              "d-outsider",
+              Self.comment(number: Int(number), login: "bob", body: "@inspect hi", association: "CONTRIBUTOR"),
+              "not an owner, member or collaborator"
+            ),
           ]
           for (delivery, body, reason) in ignored {
             #expect(try await deliver("issue_comment", delivery, body).status == 202)
@@ -354,6 +363,42 @@ struct PullRequestTests {
           #expect(stats.pullRequestsOpened >= 1)
           #expect(stats.pullRequestsMerged == 1)
 
+          // A delivery that failed for good (GitHub refused to show the pull request) is tried
+          // again when GitHub redelivers it; one that failed for the moment (GitHub answered 502)
+          // is tried again on its own.
+          let featureY = github.addPullRequest("acme/web", head: "feature/y", base: "main", title: "Y", author: "bob")
+          github.failNext(status: 403, message: "Resource not accessible by personal access token")
+          let onY = Self.comment(number: featureY, login: "bob", body: "@inspect rename it")
+          #expect(try await deliver("issue_comment", "d-redelivered", onY).status == 202)
+          #expect(try await eventually { try await harness.index.delivery(id: "d-redelivered")?.state == .failed })
+          #expect(try await harness.index.delivery(id: "d-redelivered")?.outcome.contains("may not act") == true)
+          let redelivered = try await deliver("issue_comment", "d-redelivered", onY)
+          #expect(redelivered.status == 202)
+          #expect(try redelivered.json()["duplicate"] as? Bool == false)
+          #expect(try await eventually { try await harness.index.delivery(id: "d-redelivered")?.state == .done })
+          #expect(try await harness.index.session(externalKey: "github:acme/web#\(featureY)")?.branch == "feature/y")
+
+          let featureZ = github.addPullRequest("acme/web", head: "feature/z", base: "main", title: "Z", author: "bob")
+          github.failNext(status: 502, message: "Bad gateway")
+          #expect(
+            try await deliver(
+              "issue_comment", "d-retried", Self.comment(number: featureZ, login: "Bob", body: "@inspect go")
+            ).status == 202)
+          #expect(try await eventually { try await harness.index.delivery(id: "d-retried")?.state == .done })
+          let retried = try #require(try await harness.index.delivery(id: "d-retried"))
+          #expect(retried.attempts == 1)
+          #expect(try await harness.index.session(externalKey: "github:acme/web#\(featureZ)")?.branch == "feature/z")
+
+          // External keys of sessions started from GitHub are not for clients to claim.
+          let claimed = await rpcCode {
+            _ = try await sessions.createSession(
+              .with {
+                $0.repository = "acme/web"
+                $0.externalKey = "github:acme/web#\(featureZ)"
+              }, metadata: metadata)
+          }
+          #expect(claimed == .invalidArgument)
+
           // The screenshot linked from the pull request's body, through the Gateway's REST API.
           let (_, token) = try await harness.index.createToken(userId: harness.user.id, name: "test")
           let artifacts = try await sessions.listArtifacts(.with { $0.sessionID = id }, metadata: metadata).artifacts
@@ -368,6 +413,26 @@ struct PullRequestTests {
             "/v1/sessions/\(id)/artifacts/art-nope/content", headers: ["Authorization": "Bearer \(token)"])
           #expect(unknown.status == 404)
           #expect(try await http.get("/v1/sessions/\(id)/artifacts/\(shot.id)/content").status == 401)
+
+          // The pull request's body links the screenshot with a signed link that works without a
+          // token; a changed signature, another artifact or an expired link does not.
+          let body = try #require(github.pullRequests("acme/web").first { $0.number == Int(number) }?.body)
+          let linkStart = try #require(body.range(of: "(https://inspect.example/artifacts/\(id)/\(shot.id)?"))
+          let link = String(body[linkStart.lowerBound...].dropFirst().prefix { $0 != ")" })
+          let path = String(link.dropFirst("https://inspect.example".count))
+          let signed = try await http.get(path)
+          #expect(signed.status == 200)
+          #expect(signed.text == "PNG bytes")
+          let tampered = path.replacingOccurrences(of: "signature=", with: "signature=00")
+          #expect(try await http.get(String(tampered.dropLast(2))).status == 403)
+          let otherArtifact = path.replacingOccurrences(of: shot.id, with: "art-other")
+          #expect(try await http.get(otherArtifact).status == 403)
+          #expect(try await http.get("/artifacts/\(id)/\(shot.id)").status == 401)
+          let links = try #require(harness.registry.artifactLinks)
+          let expired =
+            "/artifacts/\(id)/\(shot.id)?expires=1000&signature="
+            + links.signature(session: id, artifact: shot.id, expires: 1000)
+          #expect(try await http.get(expired).status == 403)
         }
       }
     }
@@ -380,9 +445,15 @@ struct PullRequestTests {
     let example = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
     #expect(GitHubWebhookController.verify(signature: example, payload: Data("Hello, World!".utf8), secret: secret))
     #expect(!GitHubWebhookController.verify(signature: example, payload: Data("Hello, World?".utf8), secret: secret))
-    #expect(!GitHubWebhookController.verify(signature: String(example.dropLast(2)), payload: Data("Hello, World!".utf8), secret: secret))
-    #expect(!GitHubWebhookController.verify(signature: "sha1=" + example.dropFirst(7), payload: Data("Hello, World!".utf8), secret: secret))
-    #expect(!GitHubWebhookController.verify(signature: "sha256=zz" + example.dropFirst(9), payload: Data("Hello, World!".utf8), secret: secret))
+    #expect(
+      !GitHubWebhookController.verify(
+        signature: String(example.dropLast(2)), payload: Data("Hello, World!".utf8), secret: secret))
+    #expect(
+      !GitHubWebhookController.verify(
+        signature: "sha1=" + example.dropFirst(7), payload: Data("Hello, World!".utf8), secret: secret))
+    #expect(
+      !GitHubWebhookController.verify(
+        signature: "sha256=zz" + example.dropFirst(9), payload: Data("Hello, World!".utf8), secret: secret))
 
     try await TemporaryDirectory.with { directory in
       let gateway = try await GatewayApp.build(
@@ -409,14 +480,17 @@ struct PullRequestTests {
 
   /// An `issue_comment` created payload with the fields GitHub sends that Inspect reads.
   static func comment(
-    number: Int, login: String, body: String, senderType: String = "User", onPullRequest: Bool = true
+    number: Int, login: String, body: String, senderType: String = "User", onPullRequest: Bool = true,
+    association: String = "MEMBER"
   ) -> String {
     var issue: [String: Any] = ["number": number, "title": "A pull request"]
     if onPullRequest { issue["pull_request"] = ["url": "https://api.github.com/repos/acme/web/pulls/\(number)"] }
     let object: [String: Any] = [
       "action": "created",
       "issue": issue,
-      "comment": ["id": 1, "body": body, "user": ["login": login, "type": senderType]],
+      "comment": [
+        "id": 1, "body": body, "user": ["login": login, "type": senderType], "author_association": association,
+      ],
       "repository": ["full_name": "acme/web", "name": "web", "owner": ["login": "acme"]],
       "sender": ["login": login, "type": senderType],
     ]

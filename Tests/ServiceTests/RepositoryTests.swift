@@ -80,4 +80,20 @@ struct RepositoryTests {
       }
     }
   }
+
+  @Test("git's own messages for an unreachable remote and a missing repository are told apart")
+  func gitFailureMessages() async throws {
+    let environment = ["PATH": "/usr/bin:/bin", "GIT_TERMINAL_PROMPT": "0"]
+    // Nothing listens on loopback port 9.
+    let refused = try await runCommand(
+      "/usr/bin/git", ["ls-remote", "http://127.0.0.1:9/acme/web.git"], environment: environment)
+    #expect(refused.status != 0)
+    #expect(GitFailure.isUnreachable(refused.output), "\(refused.output)")
+    #expect(!GitFailure.isAuthentication(refused.output))
+    let missing = try await runCommand(
+      "/usr/bin/git", ["ls-remote", "/nonexistent/inspect/repo.git"], environment: environment)
+    #expect(missing.status != 0)
+    #expect(GitFailure.isMissingRepository(missing.output), "\(missing.output)")
+    #expect(!GitFailure.isUnreachable(missing.output))
+  }
 }

@@ -77,14 +77,15 @@ struct SessionHarness {
     directory = try TemporaryDirectory()
     let index = try IndexDatabase.open(at: SessionPaths(directory.url).index)
     let secrets = try SecretsStore(writer: index.writer, key: SymmetricKey(size: .bits256))
+    let links = ArtifactLinks(secretsKey: secrets.key)
     let pullRequests = github.map {
       PullRequestOpener(
         settings: $0, client: GitHubUserClient(apiBaseURL: $0.apiBaseURL), secrets: secrets, index: index,
-        drafter: drafter)
+        drafter: drafter, links: links)
     }
     let registry = SessionRegistry(
       index: index, paths: SessionPaths(directory.url), runner: runner, settings: settings,
-      pullRequests: pullRequests, logger: Logger(label: "test"))
+      pullRequests: pullRequests, artifactLinks: links, logger: Logger(label: "test"))
     self.index = index
     self.secrets = secrets
     self.registry = registry
@@ -92,7 +93,7 @@ struct SessionHarness {
     webhooks = github.map {
       WebhookProcessor(
         registry: registry, secrets: secrets, settings: $0, client: GitHubUserClient(apiBaseURL: $0.apiBaseURL),
-        logger: Logger(label: "test"))
+        retryDelay: .milliseconds(50), logger: Logger(label: "test"))
     }
     user = try await index.createUser(displayName: "Ada", email: "ada@example.com", githubLogin: "ada", isAdmin: false)
   }

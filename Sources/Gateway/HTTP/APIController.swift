@@ -136,21 +136,7 @@ struct APIController {
       }
       var metadata = Metadata()
       metadata.addString(user.id, forKey: InspectCaller.metadataKey)
-      let got: Inspect_Session_V1_GetArtifactResponse
-      do {
-        got = try await sessions.getArtifact(request, metadata: metadata, options: Downstream.callOptions)
-      } catch {
-        throw APIError(downstream.map(error))
-      }
-      var headers: HTTPFields = [
-        .contentType: got.artifact.mediaType.isEmpty ? "application/octet-stream" : got.artifact.mediaType
-      ]
-      headers[.contentDisposition] = "inline; filename=\"\(got.artifact.name.filter { $0 != "\"" && !$0.isNewline })\""
-      headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
-      // An HTML artifact must not run scripts as the Gateway's origin.
-      headers[HTTPField.Name("Content-Security-Policy")!] =
-        "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-      return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: got.content)))
+      return try await Self.artifact(request, metadata: metadata, sessions: sessions, downstream: downstream)
     }
     routes.get("sessions/:id/events") { request, context in
       try await SessionEventStream(sessions: sessions, downstream: downstream).response(
@@ -176,6 +162,50 @@ struct APIController {
     return Response(
       status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
       body: .init(byteBuffer: ByteBuffer(bytes: try reply.jsonUTF8Data())))
+  }
+
+  /// An artifact's content as its own media type (never as the Gateway's active content).
+  static func artifact(
+    _ request: Inspect_Session_V1_GetArtifactRequest, metadata: Metadata,
+    sessions: Inspect_Session_V1_SessionService.Client<HTTP2ClientTransport.Posix>, downstream: Downstream
+  ) async throws -> Response {
+    let got: Inspect_Session_V1_GetArtifactResponse
+    do {
+      got = try await sessions.getArtifact(request, metadata: metadata, options: Downstream.callOptions)
+    } catch {
+      throw APIError(downstream.map(error))
+    }
+    var headers: HTTPFields = [
+      .contentType: got.artifact.mediaType.isEmpty ? "application/octet-stream" : got.artifact.mediaType
+    ]
+    headers[.contentDisposition] = "inline; filename=\"\(got.artifact.name.filter { $0 != "\"" && !$0.isNewline })\""
+    headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
+    // An HTML artifact must not run scripts as the Gateway's origin.
+    headers[HTTPField.Name("Content-Security-Policy")!] =
+      "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: got.content)))
+  }
+
+  /// `GET /artifacts/{session}/{artifact}?expires=…&signature=…`: a signed link (as in pull
+  /// request bodies), served without a bearer token; SessionService checks the signature.
+  static func registerSignedArtifacts(
+    on router: Router<GatewayRequestContext>,
+    sessions: Inspect_Session_V1_SessionService.Client<HTTP2ClientTransport.Posix>, downstream: Downstream
+  ) {
+    router.get("artifacts/:session/:artifact") { request, context in
+      guard let signature = request.uri.queryParameters.get("signature"), !signature.isEmpty,
+        let expires = request.uri.queryParameters.get("expires").flatMap({ Int64($0) })
+      else {
+        throw APIError(.unauthorized, "an artifact link needs its expires and signature parameters")
+      }
+      let artifactRequest = Inspect_Session_V1_GetArtifactRequest.with {
+        $0.sessionID = (try? context.parameters.require("session")) ?? ""
+        $0.artifactID = (try? context.parameters.require("artifact")) ?? ""
+        $0.linkExpires = expires
+        $0.linkSignature = signature
+      }
+      return try await artifact(artifactRequest, metadata: [:], sessions: sessions, downstream: downstream)
+    }
   }
 
   /// Decodes a JSON body in the protobuf JSON mapping; unknown fields and bad JSON are a 400 that

@@ -14,7 +14,7 @@ import NIOCore
 /// before is answered as a duplicate and not acted on again) and the Gateway answers at once.
 /// The work happens in SessionService after the answer, well within GitHub's 10 s.
 struct GitHubWebhookController: Sendable {
-  /// GitHub's deliveries are at most 25 MB.
+  /// GitHub's deliveries are at most 25 MB (SessionService accepts them that large).
   static let maxBody = 25 << 20
 
   let secret: SymmetricKey?

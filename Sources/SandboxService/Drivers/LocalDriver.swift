@@ -553,6 +553,10 @@ final class LocalSandbox: SandboxInstance {
         renewed = true
         await driver.github?.app.invalidate(repository: repository.description)
         remote = try await driver.remote(repository)
+      } catch SandboxError.failed(let message) where GitFailure.isUnreachable(message) {
+        throw SandboxError.unavailable("the remote of \(repository) could not be reached: \(message)")
+      } catch SandboxError.failed(let message) where GitFailure.isMissingRepository(message) {
+        throw SandboxError.notFound("the remote has no repository \(repository) (or hides it): \(message)")
       } catch SandboxError.failed(let message) where GitFailure.isAuthentication(message) {
         throw SandboxError.permissionDenied(
           "the remote refused "
@@ -692,6 +696,14 @@ enum GitFailure {
   /// The remote refused a push that is not a fast-forward (someone else pushed first).
   static func isNotFastForward(_ message: String) -> Bool {
     message.contains("[rejected]") && (message.contains("fetch first") || message.contains("non-fast-forward"))
+  }
+
+  /// The remote could not be reached (name resolution, connection, timeouts, a 5xx answer).
+  static func isUnreachable(_ message: String) -> Bool {
+    [
+      "Could not resolve host", "Failed to connect", "Couldn't connect", "Connection refused", "Connection timed out",
+      "Operation timed out", "returned error: 5",
+    ].contains { message.contains($0) }
   }
 
   /// The remote has no such repository (or hides it from this credential, as GitHub does).

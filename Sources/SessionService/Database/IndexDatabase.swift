@@ -132,6 +132,9 @@ struct IndexDatabase: Sendable {
         table.column("state", .text).notNull().check { ["pending", "done", "ignored", "failed"].contains($0) }
         table.column("outcome", .text).notNull().defaults(to: "")
         table.column("processedAt", .datetime)
+        // Failed attempts so far (transient failures are tried again), and not before when.
+        table.column("attempts", .integer).notNull().defaults(to: 0)
+        table.column("notBefore", .datetime)
       }
       try db.create(index: "webhookDelivery_on_state", on: "webhookDelivery", columns: ["state"])
       try db.create(index: "pullRequest_on_repository_number", on: "pullRequest", columns: ["repository", "number"])
@@ -230,7 +233,10 @@ extension IndexDatabase {
     try await writer.read { db in
       let byEmail = email.isEmpty ? false : try UserRecord.filter(Column("email") == email).fetchCount(db) > 0
       let byLogin =
-        githubLogin.isEmpty ? false : try UserRecord.filter(Column("githubLogin") == githubLogin).fetchCount(db) > 0
+        githubLogin.isEmpty
+        ? false
+        // GitHub logins are case-insensitive.
+        : try UserRecord.filter(sql: "lower(githubLogin) = lower(?)", arguments: [githubLogin]).fetchCount(db) > 0
       return byEmail || byLogin
     }
   }

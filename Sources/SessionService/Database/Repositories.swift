@@ -38,6 +38,8 @@ struct WebhookDeliveryRecord: Codable, Sendable, FetchableRecord, PersistableRec
   var state: State
   var outcome: String
   var processedAt: Date?
+  var attempts: Int = 0
+  var notBefore: Date? = nil
 }
 
 extension IndexDatabase {
@@ -71,21 +73,38 @@ extension IndexDatabase {
     try await writer.read { try RepositoryRecord.fetchOne($0, key: name) }
   }
 
-  /// Stores a delivery as pending; false when its id was stored before (nothing is changed).
+  /// Stores a delivery as pending; false when its id was stored before (nothing is changed),
+  /// except a delivery that failed: GitHub's "Redeliver" makes it pending again.
   func storeDelivery(id: String, event: String, payload: Data) async throws -> Bool {
     try await writer.write { db in
-      guard try WebhookDeliveryRecord.fetchOne(db, key: id) == nil else { return false }
+      if let existing = try WebhookDeliveryRecord.fetchOne(db, key: id) {
+        guard existing.state == .failed else { return false }
+      }
       try WebhookDeliveryRecord(
         id: id, event: event, payload: payload, receivedAt: Date(), state: .pending, outcome: "", processedAt: nil
-      ).insert(db)
+      ).save(db)
       return true
     }
   }
 
-  /// Deliveries not processed yet, oldest first.
-  func pendingDeliveries() async throws -> [WebhookDeliveryRecord] {
-    try await writer.read {
-      try WebhookDeliveryRecord.filter(Column("state") == "pending").order(Column("receivedAt")).fetchAll($0)
+  /// Deliveries not processed yet whose time has come, oldest first; and when the next of those
+  /// waiting for a retry is due.
+  func pendingDeliveries(now: Date = Date()) async throws -> (due: [WebhookDeliveryRecord], next: Date?) {
+    try await writer.read { db in
+      let pending = try WebhookDeliveryRecord.filter(Column("state") == "pending").order(Column("receivedAt"))
+        .fetchAll(db)
+      let due = pending.filter { ($0.notBefore ?? .distantPast) <= now }
+      let next = pending.compactMap(\.notBefore).filter { $0 > now }.min()
+      return (due, next)
+    }
+  }
+
+  /// A transient failure: the delivery stays pending until `notBefore`.
+  func retryDelivery(id: String, attempts: Int, notBefore: Date, outcome: String) async throws {
+    try await writer.write { db in
+      try db.execute(
+        sql: "UPDATE webhookDelivery SET attempts = ?, notBefore = ?, outcome = ? WHERE id = ?",
+        arguments: [attempts, notBefore, outcome, id])
     }
   }
 
@@ -105,7 +124,10 @@ extension IndexDatabase {
   func session(pullRequest number: Int, repository: String) async throws -> String? {
     try await writer.read { db in
       try String.fetchOne(
-        db, sql: "SELECT sessionId FROM pullRequest WHERE repository = ? AND number = ? ORDER BY updatedAt DESC",
+        db,
+        // GitHub's repository names are case-insensitive.
+        sql:
+          "SELECT sessionId FROM pullRequest WHERE repository = ? COLLATE NOCASE AND number = ? ORDER BY updatedAt DESC",
         arguments: [repository, number])
     }
   }

@@ -51,8 +51,9 @@ struct GitHubSettings: Sendable {
 
   func sessionURL(_ sessionID: String) -> String { "\(publicURL)/sessions/\(sessionID)" }
 
-  func artifactURL(sessionID: String, artifactID: String) -> String {
-    "\(publicURL)/v1/sessions/\(sessionID)/artifacts/\(artifactID)/content"
+  /// A signed link to an artifact that works without a token (until it expires).
+  func artifactURL(sessionID: String, artifactID: String, links: ArtifactLinks) -> String {
+    "\(publicURL)/artifacts/\(sessionID)/\(artifactID)?\(links.query(session: sessionID, artifact: artifactID))"
   }
 }
 
@@ -84,6 +85,9 @@ struct ModelRouterDrafter: PullRequestDrafter {
   /// Empty lets ModelRouter route the `title` task.
   let model: String
 
+  /// A title that takes longer is written without the model.
+  static let timeout: Duration = .seconds(30)
+
   static let instructions = """
     You write the title and description of a pull request. Answer with the title on the first \
     line (at most 72 characters, no quotes, no trailing period), a blank line, then a short \
@@ -111,7 +115,10 @@ struct ModelRouterDrafter: PullRequestDrafter {
         },
       ]
     }
-    let text = try await client.generate(request, options: CallOptions.defaults) { response in
+    var options = CallOptions.defaults
+    options.timeout = Self.timeout
+    options.waitForReady = false
+    let text = try await client.generate(request, options: options) { response in
       var text = ""
       for try await message in response.messages {
         if case .textDelta(let delta) = message.kind { text += delta.text }
@@ -149,6 +156,8 @@ struct PullRequestOpener: Sendable {
   let secrets: SecretsStore
   let index: IndexDatabase
   let drafter: (any PullRequestDrafter)?
+  /// Signs the screenshot links in bodies.
+  let links: ArtifactLinks
 
   /// The `pull_request` event to record: OPEN with its number and URL, or FAILED with what went
   /// wrong and how to open it by hand (the branch stays pushed either way).
@@ -164,8 +173,15 @@ struct PullRequestOpener: Sendable {
     var token: String?
     for userID in people where token == nil {
       let user = try? await index.user(id: userID)
-      names.append(user?.displayName ?? userID)
-      token = try? await secrets.value(.user, owner: userID, name: "github")
+      let name = user?.displayName ?? userID
+      names.append(name)
+      do {
+        token = try await secrets.value(.user, owner: userID, name: "github")
+      } catch {
+        event.state = .failed
+        event.error = "\(name)'s GitHub token could not be read from the secrets store (\(error)); \(byHand)"
+        return event
+      }
     }
     guard let token, !token.isEmpty else {
       event.state = .failed
@@ -210,7 +226,8 @@ struct PullRequestOpener: Sendable {
     if !input.screenshots.isEmpty {
       footer += "\n\nScreenshots:\n"
       for shot in input.screenshots {
-        footer += "- [\(shot.name)](\(settings.artifactURL(sessionID: input.sessionID, artifactID: shot.id)))\n"
+        footer +=
+          "- [\(shot.name)](\(settings.artifactURL(sessionID: input.sessionID, artifactID: shot.id, links: links)))\n"
       }
     }
     return (title, (body.isEmpty ? "" : body + "\n\n") + footer)

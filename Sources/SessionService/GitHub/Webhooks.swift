@@ -10,6 +10,9 @@ import ServiceLifecycle
 /// it is stored (so a delivery id is acted on once, and nothing accepted is lost to a restart)
 /// and answered at once, then processed by ``WebhookProcessor``.
 struct GitHubWebhookRPCService: Inspect_Session_V1_GitHubWebhookService.SimpleServiceProtocol {
+  /// GitHub caps deliveries at 25 MB.
+  static let maxDeliveryBytes = 25 << 20
+
   let processor: WebhookProcessor
 
   func deliverWebhook(
@@ -42,6 +45,8 @@ struct GitHubWebhookRPCService: Inspect_Session_V1_GitHubWebhookService.SimpleSe
 /// Anything else is recorded as ignored, with the reason.
 final class WebhookProcessor: Service, Sendable {
   static let actedOn: Set<String> = ["issue_comment", "pull_request"]
+  /// `comment.author_association` values whose comments may become prompts.
+  static let trustedAssociations: Set<String> = ["OWNER", "MEMBER", "COLLABORATOR"]
 
   let registry: SessionRegistry
   let secrets: SecretsStore
@@ -53,8 +58,9 @@ final class WebhookProcessor: Service, Sendable {
 
   init(
     registry: SessionRegistry, secrets: SecretsStore, settings: GitHubSettings, client: GitHubUserClient,
-    logger: Logger
+    retryDelay: Duration = .seconds(5), logger: Logger
   ) {
+    self.retryDelay = retryDelay
     self.registry = registry
     self.secrets = secrets
     self.settings = settings
@@ -66,11 +72,12 @@ final class WebhookProcessor: Service, Sendable {
   var index: IndexDatabase { registry.index }
 
   func accept(id: String, event: String, payload: Data) async throws -> Inspect_Session_V1_DeliverWebhookResponse {
-    guard try await index.storeDelivery(id: id, event: event, payload: payload) else {
+    let accepted = Self.actedOn.contains(event)
+    // The payload of an event Inspect does not act on is not kept.
+    guard try await index.storeDelivery(id: id, event: event, payload: accepted ? payload : Data("{}".utf8)) else {
       logger.info("webhook delivery seen before", metadata: ["github.delivery": "\(id)"])
       return .with { $0.duplicate = true }
     }
-    let accepted = Self.actedOn.contains(event)
     if accepted {
       wake.yield()
     } else {
@@ -79,28 +86,58 @@ final class WebhookProcessor: Service, Sendable {
     return .with { $0.accepted = accepted }
   }
 
+  /// Transient failures are tried again this many times, after `retryDelay` × 2^(attempt − 1).
+  static let maxAttempts = 5
+  let retryDelay: Duration
+
   func run() async throws {
     await withGracefulShutdownHandler {
-      await processPending()
-      for await _ in wakeUps { await processPending() }
+      var timer: Task<Void, Never>?
+      // Wakes the loop when the next retry is due.
+      func arm(_ date: Date?) {
+        timer?.cancel()
+        guard let date else { return }
+        let wake = self.wake
+        timer = Task {
+          try? await Task.sleep(for: .milliseconds(max(1, Int(date.timeIntervalSinceNow * 1000))))
+          if !Task.isCancelled { wake.yield() }
+        }
+      }
+      arm(await processPending())
+      for await _ in wakeUps { arm(await processPending()) }
+      timer?.cancel()
     } onGracefulShutdown: {
       self.wake.finish()
     }
   }
 
-  /// Processes every pending delivery, oldest first.
-  func processPending() async {
-    let pending: [WebhookDeliveryRecord]
+  /// Processes every pending delivery that is due, oldest first; returns when the next retry is
+  /// due, if one waits.
+  @discardableResult
+  func processPending() async -> Date? {
+    let pending: (due: [WebhookDeliveryRecord], next: Date?)
     do {
       pending = try await index.pendingDeliveries()
     } catch {
       logger.error("could not read pending webhook deliveries", metadata: ["error": "\(error)"])
-      return
+      return Date().addingTimeInterval(retryDelay.seconds)
     }
-    for delivery in pending {
+    var next = pending.next
+    for delivery in pending.due {
       let (state, outcome): (WebhookDeliveryRecord.State, String)
       do {
         (state, outcome) = try await process(delivery)
+      } catch  where Self.isTransient(error) && delivery.attempts + 1 < Self.maxAttempts {
+        let attempts = delivery.attempts + 1
+        let retryAt = Date().addingTimeInterval(retryDelay.seconds * Double(1 << (attempts - 1)))
+        logger.notice(
+          "webhook delivery will be tried again",
+          metadata: ["github.delivery": "\(delivery.id)", "attempt": "\(attempts)", "error": "\(error)"])
+        try? await index.retryDelivery(
+          id: delivery.id, attempts: attempts, notBefore: retryAt,
+          outcome: "attempt \(attempts) failed (\(error)); trying again")
+        next = min(next ?? retryAt, retryAt)
+        continue
       } catch {
         (state, outcome) = (.failed, "\(error)")
       }
@@ -114,6 +151,16 @@ final class WebhookProcessor: Service, Sendable {
       } catch {
         logger.error("could not record a webhook delivery's outcome", metadata: ["error": "\(error)"])
       }
+    }
+    return next
+  }
+
+  /// Failures worth trying again: GitHub or a peer unreachable, busy or rate limited.
+  static func isTransient(_ error: any Error) -> Bool {
+    switch error {
+    case GitHubError.unavailable, GitHubError.rateLimited: true
+    case let error as RPCError: [.unavailable, .deadlineExceeded, .resourceExhausted].contains(error.code)
+    default: false
     }
   }
 
@@ -144,6 +191,12 @@ final class WebhookProcessor: Service, Sendable {
     guard let text = Self.prompt(in: body, mentioning: settings.appSlug) else {
       return (.ignored, "the comment does not mention @\(settings.appSlug)")
     }
+    // Only people with a say in the repository may put the app to work (anyone can comment on
+    // a public repository's pull requests).
+    let association = comment["author_association"] as? String ?? "NONE"
+    guard Self.trustedAssociations.contains(association) else {
+      return (.ignored, "the commenter is \(association), not an owner, member or collaborator of the repository")
+    }
     let login = (comment["user"] as? [String: Any])?["login"] as? String ?? sender["login"] as? String ?? ""
     guard let repository = (payload["repository"] as? [String: Any])?["full_name"] as? String,
       let number = issue["number"] as? Int, (try? RepositoryName(repository)) != nil
@@ -151,7 +204,7 @@ final class WebhookProcessor: Service, Sendable {
     guard let user = try await index.user(githubLogin: login), !user.disabled else {
       return (.ignored, "GitHub user '\(login)' is not an Inspect user (set their github_login)")
     }
-    let key = "github:\(repository)#\(number)"
+    let key = Self.externalKey(repository: repository, number: number)
     var owner = try await index.session(pullRequest: number, repository: repository)
     if owner == nil { owner = try await index.session(externalKey: key)?.id }
     if let sessionID = owner {
@@ -222,6 +275,14 @@ final class WebhookProcessor: Service, Sendable {
     }
     return (.done, "started \(id) on \(pull.headRef) for \(repository)#\(number)")
   }
+
+  /// The external key of a session started from a comment on `repository`#`number` (GitHub's
+  /// names are case-insensitive, the key is lowercase). Clients cannot claim these keys.
+  static func externalKey(repository: String, number: Int) -> String {
+    "\(externalKeyPrefix)\(repository.lowercased())#\(number)"
+  }
+
+  static let externalKeyPrefix = "github:"
 
   /// The comment's text without the mention of `@slug`; nil when it does not mention it.
   static func prompt(in body: String, mentioning slug: String) -> String? {

@@ -424,9 +424,10 @@ actor SessionActor {
   /// The session's pull request was merged or closed: records it (for the session and the
   /// stats), cancels the prompts still queued and closes the session for new prompts.
   func pullRequestEnded(_ event: Inspect_Session_V1_PullRequest, by closer: UserRecord) async throws {
+    // Closed before the first suspension: no prompt gets in between.
+    record.state = .archived
     try await append([.with { $0.pullRequest = event }])
     await indexWriter.flush()
-    record.state = .archived
     let word = event.state == .merged ? "merged" : "closed"
     if record.queuedPrompts > 0 {
       _ = try await cancelAllQueued(by: closer, reason: "the pull request was \(word)")
@@ -575,10 +576,22 @@ actor SessionActor {
     if let pushed, finished.outcome != .cancelled {
       // Stored even when the loop is being cancelled, like turn_finished.
       let before = finished
-      finished = try await Task {
-        try await self.openPullRequest(
-          turnID: turnID, pushed: pushed, summary: summary, history: events, prompts: prompts, finished: before)
-      }.value
+      do {
+        finished = try await Task {
+          try await self.openPullRequest(
+            turnID: turnID, pushed: pushed, summary: summary, history: events, prompts: prompts, finished: before)
+        }.value
+      } catch {
+        // The turn still ends (below), saying what went wrong.
+        logger.error("the pull request step failed", metadata: ["error": "\(error)"])
+        if finished.outcome == .succeeded {
+          finished = .with {
+            $0.outcome = .failed
+            $0.failedPhase = .pullRequest
+            $0.reason = "SessionService could not open or record the pull request: \(error)"
+          }
+        }
+      }
     }
     finished.duration = Google_Protobuf_Duration(rounding: ContinuousClock.now - started)
     // Stored even when the loop is being cancelled (the service is stopping).
@@ -652,11 +665,10 @@ actor SessionActor {
       baseBranch: pushed.baseBranch.isEmpty ? record.baseBranch : pushed.baseBranch,
       prompts: asked.isEmpty ? prompts.map { ($0.authorName, $0.text) } : asked, summary: summary,
       suggestedTitle: pushed.pullRequestTitle, suggestedBody: pushed.pullRequestBody, screenshots: screenshots)
-    // The person whose token opens it: this turn's prompters, the latest first, then the creator.
+    // The person whose token opens it: one of this turn's prompters, the latest first (never
+    // someone who did not ask for this turn's work).
     var people: [String] = []
-    for userID in prompts.reversed().map(\.authorId) + [record.createdBy] where !people.contains(userID) {
-      people.append(userID)
-    }
+    for userID in prompts.reversed().map(\.authorId) where !people.contains(userID) { people.append(userID) }
     let event = await opener.open(input, people: people)
     try await append([.with { $0.pullRequest = event }], turnID: turnID)
     // Webhooks find the session by its pull request in the index: written before they can come.

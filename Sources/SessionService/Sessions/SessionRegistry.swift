@@ -27,15 +27,18 @@ final class SessionRegistry: Service, Sendable {
   let indexWriter: IndexWriter
   /// Opens pull requests after turns that pushed a GitHub repository's branch; nil: none are.
   let pullRequests: PullRequestOpener?
+  /// Verifies signed artifact links (nil: signed links are refused).
+  let artifactLinks: ArtifactLinks?
   private let sessions = Mutex<[String: Entry]>([:])
   private let turnRequests: AsyncStream<SessionActor>
   private let turnRequestsContinuation: AsyncStream<SessionActor>.Continuation
 
   init(
     index: IndexDatabase, paths: SessionPaths, runner: any AgentRunner, settings: SessionSettings = SessionSettings(),
-    pullRequests: PullRequestOpener? = nil, logger: Logger
+    pullRequests: PullRequestOpener? = nil, artifactLinks: ArtifactLinks? = nil, logger: Logger
   ) {
     self.pullRequests = pullRequests
+    self.artifactLinks = artifactLinks
     self.index = index
     self.paths = paths
     self.runner = runner
