@@ -1,7 +1,7 @@
 # Inspect — the two commands of the README: `make demo` and `make test`.
 SHELL := /bin/bash
 SWIFT ?= swift
-SWIFT_FORMATTED := Package.swift $(shell find Sources Tests -name '*.swift' -not -path 'Sources/InspectProtos/*')
+SWIFT_FORMATTED := Package.swift $(shell find Sources Tests -name '*.swift' -not -path 'Sources/InspectProtos/*' -not -name 'OpenAPIDocument.swift' -not -name 'WebAssets.swift')
 DATA_DIR ?= $(HOME)/.local/share/inspect
 
 .PHONY: setup build test demo stop check-protos format lint swift-test python-test compose-check
@@ -17,6 +17,8 @@ test: setup check-protos lint build swift-test python-test compose-check
 
 check-protos:
 	@scripts/check-protos.sh
+	@python3 scripts/generate-openapi.py --check
+	@python3 scripts/embed-web.py --check
 
 lint:
 	$(SWIFT) format lint --strict $(SWIFT_FORMATTED)

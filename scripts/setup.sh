@@ -3,9 +3,9 @@
 # Safe to run again. Needs root (or sudo) for apt.
 set -euo pipefail
 
-apt_packages=(libsqlite3-dev docker-compose curl git bubblewrap python3 tar zstd ripgrep chromium openssl)
-python_modules=(grpc grpc_tools grpc_health pytest yaml)
-pip_packages=(grpcio grpcio-tools grpcio-health-checking pytest PyYAML)
+apt_packages=(libsqlite3-dev docker-compose curl git bubblewrap python3 tar zstd ripgrep chromium chromium-driver openssl)
+python_modules=(grpc grpc_tools grpc_health pytest yaml selenium)
+pip_packages=(grpcio grpcio-tools grpcio-health-checking pytest PyYAML selenium)
 
 missing=()
 for package in "${apt_packages[@]}"; do

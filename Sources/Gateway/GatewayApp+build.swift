@@ -5,6 +5,7 @@ import GRPCNIOTransportHTTP2
 import Hummingbird
 import InspectKit
 import InspectProtos
+import NIOCore
 
 extension GatewayApp {
   /// The SessionService methods the public gRPC port exposes: all of SessionService and
@@ -23,6 +24,35 @@ extension GatewayApp {
       webhookSecret: try GitHubWebhookController.secret(environment: ProcessInfo.processInfo.environment))
   }
 
+  /// Every HTTP route of the Gateway: the admin routes, `/openapi.json`, `/v1/*` behind bearer
+  /// authentication, signed artifact links, the web client and GitHub webhooks.
+  static func makeRouter(
+    host: ServiceHost, sessionClient: GRPCClient<HTTP2ClientTransport.Posix>, authenticator: Authenticator,
+    downstream: Downstream, webhookSecret: SymmetricKey?
+  ) -> Router<GatewayRequestContext> {
+    let router = host.makeRouter(context: GatewayRequestContext.self)
+    let sessions = Inspect_Session_V1_SessionService.Client(wrapping: sessionClient)
+    router.get("openapi.json") { _, _ in
+      Response(
+        status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+        body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+    }
+    router.group("v1")
+      .add(middleware: AuthMiddleware(authenticator: authenticator))
+      .addRoutes(
+        APIController(
+          sessions: sessions, users: Inspect_Session_V1_UserService.Client(wrapping: sessionClient),
+          downstream: downstream
+        ).endpoints)
+    APIController.registerSignedArtifacts(on: router, sessions: sessions, downstream: downstream)
+    WebClient.register(on: router)
+    GitHubWebhookController(
+      secret: webhookSecret,
+      webhooks: Inspect_Session_V1_GitHubWebhookService.Client(wrapping: sessionClient), downstream: downstream
+    ).register(on: router)
+    return router
+  }
+
   /// As ``build(_:)``, with the GitHub webhook secret given (nil: webhooks are not configured).
   static func build(_ configuration: ServiceConfiguration, webhookSecret: SymmetricKey?) async throws -> BuiltService {
     let host = ServiceHost(
@@ -34,21 +64,9 @@ extension GatewayApp {
     let users = Inspect_Session_V1_UserService.Client(wrapping: sessionClient)
     let authenticator = Authenticator(users: users, downstream: downstream)
 
-    let router = host.makeRouter(context: GatewayRequestContext.self)
-    router.group("v1")
-      .add(middleware: AuthMiddleware(authenticator: authenticator))
-      .addRoutes(
-        APIController(
-          sessions: Inspect_Session_V1_SessionService.Client(wrapping: sessionClient), users: users,
-          downstream: downstream
-        ).endpoints)
-
-    APIController.registerSignedArtifacts(
-      on: router, sessions: Inspect_Session_V1_SessionService.Client(wrapping: sessionClient), downstream: downstream)
-    GitHubWebhookController(
-      secret: webhookSecret,
-      webhooks: Inspect_Session_V1_GitHubWebhookService.Client(wrapping: sessionClient), downstream: downstream
-    ).register(on: router)
+    let router = makeRouter(
+      host: host, sessionClient: sessionClient, authenticator: authenticator, downstream: downstream,
+      webhookSecret: webhookSecret)
 
     let proxy = ProxyService(
       methods: publicMethods, client: sessionClient, authenticator: authenticator, downstream: downstream)

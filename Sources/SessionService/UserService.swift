@@ -82,7 +82,11 @@ struct UserService: Inspect_Session_V1_UserService.SimpleServiceProtocol {
       throw RPCError(code: .invalidArgument, message: "email '\(request.email)' is not an email address")
     }
     if try await database.userExists(email: request.email, githubLogin: request.githubLogin) {
-      throw RPCError(code: .alreadyExists, message: "a user with this email or GitHub login already exists")
+      let what = [
+        request.email.isEmpty ? nil : "the email '\(request.email)'",
+        request.githubLogin.isEmpty ? nil : "the GitHub login '\(request.githubLogin)' (logins ignore case)",
+      ].compactMap { $0 }.joined(separator: " or ")
+      throw RPCError(code: .alreadyExists, message: "a user with \(what) already exists")
     }
     let user = try await database.createUser(
       displayName: name, email: request.email, githubLogin: request.githubLogin, isAdmin: request.admin)

@@ -113,6 +113,36 @@ struct APIController {
         try await sessions.getStats(query, metadata: metadata, options: Downstream.callOptions)
       }
     }
+    routes.get("sessions/:id/artifacts") { request, context in
+      let parameters = request.uri.queryParameters
+      var query = Inspect_Session_V1_ListArtifactsRequest()
+      query.sessionID = try context.parameters.require("id")
+      query.turnID = parameters["turnId"].map(String.init) ?? ""
+      query.pageToken = parameters["pageToken"].map(String.init) ?? ""
+      if let text = parameters["pageSize"] {
+        guard let size = UInt32(String(text)) else {
+          throw APIError(.badRequest, "pageSize '\(text)' is not a whole number")
+        }
+        query.pageSize = size
+      }
+      return try await forward(context) { metadata in
+        try await sessions.listArtifacts(query, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.post("sessions/:id/tool-calls/:toolCall/decision") { request, context in
+      var body = try await Self.decode(Inspect_Session_V1_DecideToolCallRequest.self, from: request, context: context)
+      body.sessionID = try context.parameters.require("id")
+      body.toolCallID = try context.parameters.require("toolCall")
+      return try await forward(context) { metadata in
+        try await sessions.decideToolCall(body, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
+    routes.post("prewarm") { request, context in
+      let body = try await Self.decode(Inspect_Session_V1_PrewarmRequest.self, from: request, context: context)
+      return try await forward(context) { metadata in
+        try await sessions.prewarm(body, metadata: metadata, options: Downstream.callOptions)
+      }
+    }
     routes.get("repositories") { _, context in
       try await forward(context) { metadata in
         try await sessions.listRepositories(.init(), metadata: metadata, options: Downstream.callOptions)

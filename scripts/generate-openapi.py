@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""Writes the Gateway's OpenAPI 3.1 document (served at /openapi.json) from the route table below
+and the protos: every JSON body is a proto message in the protobuf JSON mapping, so its schema is
+derived from the message's descriptor (lowerCamelCase names, 64-bit integers as strings or
+numbers, enums by name, Timestamp/Duration as strings, bytes as base64).
+
+    scripts/generate-openapi.py           # rewrites Sources/Gateway/HTTP/OpenAPIDocument.swift
+    scripts/generate-openapi.py --check   # fails when that file is stale (CI)
+
+Needs grpcio-tools (scripts/setup.sh installs it). `GatewayOpenAPITests` checks that the routes
+the Gateway registers and the paths documented here are the same.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from google.protobuf import descriptor_pb2
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "Sources/Gateway/HTTP/OpenAPIDocument.swift"
+S = "inspect.session.v1."
+
+# (method, path, operationId, summary, request message (body) or None, response: message name,
+#  or one of "sse", "binary", "text", "json"; path parameters are taken from the path; query
+#  parameters listed; auth False for the open routes)
+ROUTES = [
+    ("get", "/healthz", "health", "Liveness: the process is up.", None, "json", [], False),
+    ("get", "/readyz", "ready", "Readiness: SERVING (200) or NOT_SERVING (503).", None, "json", [], False),
+    ("get", "/metrics", "metrics", "Prometheus metrics.", None, "text", [], False),
+    ("get", "/openapi.json", "openapi", "This document.", None, "json", [], False),
+    ("get", "/", "webClient", "The web client (a single page; it asks for a token).", None, "html", [], False),
+    ("get", "/sessions/{id}", "webSession", "The web client, on one session.", None, "html", [], False),
+    ("get", "/stats", "webStats", "The web client's stats page.", None, "html", [], False),
+    ("get", "/app.js", "webScript", "The web client's script.", None, "js", [], False),
+    ("get", "/app.css", "webStyle", "The web client's style sheet.", None, "css", [], False),
+    ("get", "/v1/me", "getMe", "The authenticated user.", None, S + "User", [], True),
+    ("post", "/v1/sessions", "createSession", "Create a session (optionally with its first prompt).",
+     S + "CreateSessionRequest", S + "CreateSessionResponse", [], True),
+    ("get", "/v1/sessions", "listSessions", "The caller's sessions, newest first.", None,
+     S + "ListSessionsResponse",
+     [("pageSize", "integer"), ("pageToken", "string"), ("repository", "string"),
+      ("parentSessionId", "string"), ("externalKey", "string")], True),
+    ("get", "/v1/sessions/{id}", "getSession", "One session with its queued prompts.", None,
+     S + "GetSessionResponse", [], True),
+    ("post", "/v1/sessions/{id}/prompts", "sendPrompt", "Queue a prompt (runs after the current turn).",
+     S + "SendPromptRequest", S + "SendPromptResponse", [], True),
+    ("patch", "/v1/sessions/{id}/prompts/{prompt}", "editQueuedPrompt", "Edit a prompt still queued.",
+     S + "EditQueuedPromptRequest", S + "EditQueuedPromptResponse", [], True),
+    ("delete", "/v1/sessions/{id}/prompts/{prompt}", "cancelQueuedPrompt", "Cancel a prompt still queued.",
+     None, S + "CancelQueuedPromptResponse", [], True),
+    ("post", "/v1/sessions/{id}/stop", "stopSession", "Stop the running turn (and optionally clear the queue).",
+     S + "StopSessionRequest", S + "StopSessionResponse", [], True),
+    ("post", "/v1/sessions/{id}/participants", "addParticipant", "Add a participant with a role.",
+     S + "AddParticipantRequest", S + "AddParticipantResponse", [], True),
+    ("delete", "/v1/sessions/{id}/participants/{user}", "removeParticipant", "Remove a participant.",
+     None, S + "RemoveParticipantResponse", [], True),
+    ("post", "/v1/sessions/{id}/presence", "updatePresence", "Report the caller's presence.",
+     S + "UpdatePresenceRequest", S + "UpdatePresenceResponse", [], True),
+    ("post", "/v1/sessions/{id}/tool-calls/{toolCall}/decision", "decideToolCall",
+     "Approve or deny a tool call waiting for a decision (optionally remembered as a rule).",
+     S + "DecideToolCallRequest", S + "DecideToolCallResponse", [], True),
+    ("get", "/v1/sessions/{id}/artifacts", "listArtifacts", "The session's artifacts, oldest first.", None,
+     S + "ListArtifactsResponse", [("pageSize", "integer"), ("pageToken", "string"), ("turnId", "string")], True),
+    ("get", "/v1/sessions/{id}/artifacts/{artifact}/content", "getArtifactContent",
+     "An artifact's content, as its own media type.", None, "binary", [], True),
+    ("get", "/v1/sessions/{id}/events", "streamEvents",
+     "The session's events as Server-Sent Events (id = seq; resume with Last-Event-ID or after_seq).", None,
+     "sse", [("after_seq", "integer")], True),
+    ("post", "/v1/prewarm", "prewarm", "Someone started typing: get a sandbox of the repository ready.",
+     S + "PrewarmRequest", S + "PrewarmResponse", [], True),
+    ("get", "/v1/stats", "getStats", "Counters for the stats page.", None, S + "GetStatsResponse",
+     [("repository", "string"), ("windowSeconds", "integer")], True),
+    ("get", "/v1/repositories", "listRepositories", "The registered repositories.", None,
+     S + "ListRepositoriesResponse", [], True),
+    ("post", "/v1/repositories", "registerRepository", "Register a repository by owner/name (fetches its mirror).",
+     S + "RegisterRepositoryRequest", S + "RegisterRepositoryResponse", [], True),
+    ("get", "/artifacts/{session}/{artifact}", "getSignedArtifact",
+     "An artifact through a signed, expiring link (as in pull request bodies); no token.", None, "binary",
+     [("expires", "integer"), ("signature", "string")], False),
+    ("post", "/github/webhooks", "githubWebhook",
+     "GitHub webhook deliveries (X-Hub-Signature-256 over the raw body; X-GitHub-Event, X-GitHub-Delivery).",
+     "webhook", "json", [], False),
+]
+
+# The body field each path parameter fills (the path wins): not part of the documented body.
+PATH_FIELDS = {"id": "sessionId", "prompt": "promptId", "user": "userId", "toolCall": "toolCallId"}
+
+WELL_KNOWN = {
+    ".google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    ".google.protobuf.Duration": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"},
+    ".google.protobuf.Empty": {"type": "object"},
+    ".google.protobuf.Struct": {"type": "object"},
+    ".google.protobuf.Value": {},
+}
+
+T = descriptor_pb2.FieldDescriptorProto
+
+
+def descriptors() -> dict[str, descriptor_pb2.DescriptorProto | descriptor_pb2.EnumDescriptorProto]:
+    protos = sorted(str(p.relative_to(ROOT / "protos")) for p in (ROOT / "protos").rglob("*.proto"))
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "set.pb"
+        import grpc_tools
+        include = Path(grpc_tools.__file__).parent / "_proto"
+        subprocess.run(
+            [sys.executable, "-m", "grpc_tools.protoc", f"-I{ROOT / 'protos'}", f"-I{include}",
+             "--include_imports", f"--descriptor_set_out={out}", *protos], check=True, cwd=ROOT)
+        files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+    types = {}
+
+    def walk(prefix, messages, enums):
+        for enum in enums:
+            types[f"{prefix}.{enum.name}"] = enum
+        for message in messages:
+            name = f"{prefix}.{message.name}"
+            types[name] = message
+            walk(name, message.nested_type, message.enum_type)
+
+    for file in files.file:
+        walk("." + file.package, file.message_type, file.enum_type)
+    return types
+
+
+def schema_name(full: str) -> str:
+    return full.lstrip(".")
+
+
+def build_components(types, roots):
+    schemas = {}
+    pending = [r if r.startswith(".") else "." + r for r in roots]
+
+    def field_schema(field):
+        if field.type == T.TYPE_MESSAGE:
+            nested = types[field.type_name]
+            if getattr(nested, "options", None) and nested.options.map_entry:
+                value = next(f for f in nested.field if f.name == "value")
+                return {"type": "object", "additionalProperties": field_schema(value)}
+            if field.type_name in WELL_KNOWN:
+                single = dict(WELL_KNOWN[field.type_name])
+            else:
+                pending.append(field.type_name)
+                single = {"$ref": f"#/components/schemas/{schema_name(field.type_name)}"}
+        elif field.type == T.TYPE_ENUM:
+            pending.append(field.type_name)
+            single = {"$ref": f"#/components/schemas/{schema_name(field.type_name)}"}
+        elif field.type in (T.TYPE_DOUBLE, T.TYPE_FLOAT):
+            single = {"type": "number"}
+        elif field.type in (T.TYPE_INT64, T.TYPE_UINT64, T.TYPE_SINT64, T.TYPE_FIXED64, T.TYPE_SFIXED64):
+            single = {"type": ["string", "integer"], "pattern": "^-?[0-9]+$"}
+        elif field.type in (T.TYPE_INT32, T.TYPE_UINT32, T.TYPE_SINT32, T.TYPE_FIXED32, T.TYPE_SFIXED32):
+            single = {"type": "integer"}
+        elif field.type == T.TYPE_BOOL:
+            single = {"type": "boolean"}
+        elif field.type == T.TYPE_BYTES:
+            single = {"type": "string", "contentEncoding": "base64"}
+        else:
+            single = {"type": "string"}
+        if field.label == T.LABEL_REPEATED:
+            return {"type": "array", "items": single}
+        return single
+
+    while pending:
+        name = pending.pop()
+        key = schema_name(name)
+        if key in schemas:
+            continue
+        proto = types[name]
+        if isinstance(proto, descriptor_pb2.EnumDescriptorProto):
+            # Names in answers; names or numbers accepted in requests.
+            schemas[key] = {"anyOf": [{"type": "string", "enum": [v.name for v in proto.value]}, {"type": "integer"}]}
+            continue
+        schemas[key] = {"type": "object", "properties": {}}  # placeholder against cycles
+        properties = {}
+        for field in proto.field:
+            properties[field.json_name] = field_schema(field)
+        schemas[key] = {"type": "object", "properties": dict(sorted(properties.items()))}
+    return schemas
+
+
+def document(types) -> dict:
+    error = {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string", "description": "the gRPC status code name, e.g. NOT_FOUND"},
+            "message": {"type": "string"}}}},
+    }
+    roots = set()
+    paths: dict[str, dict] = {}
+    for method, path, operation, summary, request, response, query, auth in ROUTES:
+        item = paths.setdefault(path, {})
+        parameters = [
+            {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+            for part in path.split("/") if part.startswith("{")
+        ]
+        for name, kind in query:
+            parameters.append({"name": name, "in": "query", "required": False, "schema": {"type": kind}})
+        op = {"operationId": operation, "summary": summary, "responses": {}}
+        if parameters:
+            op["parameters"] = parameters
+        if not auth:
+            op["security"] = []
+        if request == "webhook":
+            op["parameters"] = [
+                {"name": "X-GitHub-Event", "in": "header", "required": True, "schema": {"type": "string"}},
+                {"name": "X-GitHub-Delivery", "in": "header", "required": True, "schema": {"type": "string"}},
+                {"name": "X-Hub-Signature-256", "in": "header", "required": True, "schema": {"type": "string"}},
+            ]
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+        elif request:
+            roots.add(request)
+            op["requestBody"] = {"required": False, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{request}"}}}}
+        if response == "sse":
+            ok = {"description": "Server-Sent Events: `id: <seq>`, `event: <kind>`, `data: <SessionEvent JSON>`",
+                  "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+        elif response == "binary":
+            ok = {"description": "the artifact's bytes, with its media type",
+                  "content": {"*/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}
+        elif response in ("html", "js", "css"):
+            media = {"html": "text/html", "js": "text/javascript", "css": "text/css"}[response]
+            ok = {"description": media, "content": {media: {"schema": {"type": "string"}}}}
+        elif response == "text":
+            ok = {"description": "text", "content": {"text/plain": {"schema": {"type": "string"}}}}
+        elif response == "json":
+            ok = {"description": "JSON", "content": {"application/json": {"schema": {"type": "object"}}}}
+        else:
+            roots.add(response)
+            ok = {"description": "OK", "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{response}"}}}}
+        status = "202" if request == "webhook" else "200"
+        op["responses"][status] = ok
+        if request == "webhook":
+            op["responses"]["200"] = {"description": "a delivery seen before",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}}
+        if path == "/readyz":
+            op["responses"]["503"] = {"description": "not serving",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}}
+        op["responses"]["4XX"] = {"description": "the request was refused; the body says why",
+                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        op["responses"]["5XX"] = {"description": "a dependency is down or failed",
+                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        item[method] = op
+    schemas = build_components(types, roots)
+    # Fields the path fills are not part of the documented request bodies.
+    for method, path, _operation, _summary, request, *_ in ROUTES:
+        if request and request != "webhook":
+            filled = {PATH_FIELDS[p[1:-1]] for p in path.split("/") if p.startswith("{") and p[1:-1] in PATH_FIELDS}
+            body = dict(schemas[request])
+            body["properties"] = {k: v for k, v in body["properties"].items() if k not in filled}
+            schemas[request] = body
+    schemas["Error"] = error
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Inspect Gateway API",
+            "version": "1",
+            "description": "The public REST API of Inspect. JSON bodies use the protobuf JSON mapping of the "
+                           "inspect.session.v1 messages named in each schema; errors are "
+                           "{\"error\": {\"code\": \"<gRPC code name>\", \"message\": \"…\"}}. The same operations "
+                           "are offered over gRPC on the Gateway's gRPC port (bearer token in metadata).",
+        },
+        "security": [{"bearer": []}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "an API token (insp_…)"}},
+            "schemas": dict(sorted(schemas.items())),
+        },
+    }
+
+
+def render(doc: dict) -> str:
+    text = json.dumps(doc, indent=1, ensure_ascii=False)
+    assert '"""#' not in text
+    return (
+        "// Generated by scripts/generate-openapi.py from its route table and protos/; do not edit.\n"
+        "// Served at GET /openapi.json.\n\n"
+        "enum OpenAPIDocument {\n"
+        "  static let json = #\"\"\"\n" + text + "\n\"\"\"#\n}\n"
+    )
+
+
+def main() -> int:
+    rendered = render(document(descriptors()))
+    if "--check" in sys.argv[1:]:
+        current = OUT.read_text() if OUT.exists() else ""
+        if current != rendered:
+            print(f"check-openapi: {OUT.relative_to(ROOT)} is stale; run scripts/generate-openapi.py and commit it",
+                  file=sys.stderr)
+            return 1
+        return 0
+    OUT.write_text(rendered)
+    print(f"wrote {OUT.relative_to(ROOT)} ({len(ROUTES)} operations)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
