@@ -216,8 +216,11 @@ def document(types) -> dict:
             op["requestBody"] = {"required": False, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{request}"}}}}
         if response == "sse":
+            # Each event's data is one SessionEvent in JSON.
+            roots.add(S + "SessionEvent")
             ok = {"description": "Server-Sent Events: `id: <seq>`, `event: <kind>`, `data: <SessionEvent JSON>`",
-                  "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+                  "content": {"text/event-stream": {
+                      "schema": {"$ref": f"#/components/schemas/{S}SessionEvent"}}}}
         elif response == "binary":
             ok = {"description": "the artifact's bytes, with its media type",
                   "content": {"*/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}
@@ -232,6 +235,18 @@ def document(types) -> dict:
             roots.add(response)
             ok = {"description": "OK", "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{response}"}}}}
+        if operation == "createSession":
+            # For stateful clients and tools: the operations that take the new session's id.
+            ok["links"] = {
+                target: {"operationId": target, "parameters": {"id": "$response.body#/session/id"}}
+                for _m, p, target, *_ in ROUTES if p.startswith("/v1/sessions/{id}")
+            }
+        if operation == "sendPrompt":
+            ok["links"] = {
+                target: {"operationId": target,
+                         "parameters": {"id": "$request.path.id", "prompt": "$response.body#/promptId"}}
+                for target in ("editQueuedPrompt", "cancelQueuedPrompt")
+            }
         status = "202" if request == "webhook" else "200"
         op["responses"][status] = ok
         if request == "webhook":

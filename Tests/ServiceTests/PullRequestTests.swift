@@ -438,7 +438,9 @@ struct PullRequestTests {
     }
   }
 
-  @Test("the webhook signature check matches GitHub's documented example; without a secret webhooks are UNIMPLEMENTED")
+  @Test(
+    "the webhook signature check matches GitHub's documented example; without a secret webhooks are FAILED_PRECONDITION"
+  )
   func signatureAndUnconfigured() async throws {
     // From GitHub's "Validating webhook deliveries" page.
     let secret = SymmetricKey(data: Data("It's a Secret to Everybody".utf8))
@@ -465,8 +467,8 @@ struct PullRequestTests {
         let answer = try await HTTPTestClient(addresses.http).request(
           "POST", "/github/webhooks", headers: ["X-GitHub-Event": "ping", "X-GitHub-Delivery": "d"],
           body: Data("{}".utf8))
-        #expect(answer.status == 501)
-        #expect(try answer.errorBody().code == "UNIMPLEMENTED")
+        #expect(answer.status == 412)
+        #expect(try answer.errorBody().code == "FAILED_PRECONDITION")
         #expect(try answer.errorBody().message.contains("INSPECT_GITHUB_WEBHOOK_SECRET"))
       }
     }

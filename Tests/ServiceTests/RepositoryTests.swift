@@ -34,11 +34,11 @@ struct RepositoryTests {
       #expect(
         await statusCode { _ = try await sandbox.mirrorRepository(.with { $0.repository = "acme/../x" }) }
           == .invalidArgument)
-      // A GitHub repository with no app configured: said so, not faked.
+      // A GitHub repository with no app configured: said so (a precondition of this deployment).
       let github = await #expect(throws: RPCError.self) {
         _ = try await sandbox.mirrorRepository(.with { $0.repository = "acme/web" })
       }
-      #expect(github?.code == .unimplemented)
+      #expect(github?.code == .failedPrecondition)
       #expect(github?.message.contains("INSPECT_GITHUB_APP_ID") == true)
 
       // Through SessionService, as `inspect repos add` calls it.

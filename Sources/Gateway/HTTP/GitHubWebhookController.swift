@@ -45,8 +45,9 @@ struct GitHubWebhookController: Sendable {
 
   func handle(_ request: Request, context: GatewayRequestContext) async throws -> Response {
     guard let secret else {
+      // Built, but not configured here: a precondition of this deployment, not a missing feature.
       throw APIError(
-        .notImplemented, code: "UNIMPLEMENTED",
+        .preconditionFailed, code: "FAILED_PRECONDITION",
         "GitHub webhooks are not configured on this Gateway: set INSPECT_GITHUB_WEBHOOK_SECRET (or _FILE)")
     }
     guard let event = request.headers[HTTPField.Name("X-GitHub-Event")!], !event.isEmpty else {

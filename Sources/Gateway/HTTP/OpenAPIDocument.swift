@@ -732,6 +732,80 @@ enum OpenAPIDocument {
          "$ref": "#/components/schemas/inspect.session.v1.CreateSessionResponse"
         }
        }
+      },
+      "links": {
+       "getSession": {
+        "operationId": "getSession",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
+       "sendPrompt": {
+        "operationId": "sendPrompt",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
+       "editQueuedPrompt": {
+        "operationId": "editQueuedPrompt",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
+       "cancelQueuedPrompt": {
+        "operationId": "cancelQueuedPrompt",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
+       "stopSession": {
+        "operationId": "stopSession",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
+       "addParticipant": {
+        "operationId": "addParticipant",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
+       "removeParticipant": {
+        "operationId": "removeParticipant",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
+       "updatePresence": {
+        "operationId": "updatePresence",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
+       "decideToolCall": {
+        "operationId": "decideToolCall",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
+       "listArtifacts": {
+        "operationId": "listArtifacts",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
+       "getArtifactContent": {
+        "operationId": "getArtifactContent",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
+       "streamEvents": {
+        "operationId": "streamEvents",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       }
       }
      },
      "4XX": {
@@ -1036,7 +1110,7 @@ enum OpenAPIDocument {
       "content": {
        "text/event-stream": {
         "schema": {
-         "type": "string"
+         "$ref": "#/components/schemas/inspect.session.v1.SessionEvent"
         }
        }
       }
@@ -1270,6 +1344,22 @@ enum OpenAPIDocument {
        "application/json": {
         "schema": {
          "$ref": "#/components/schemas/inspect.session.v1.SendPromptResponse"
+        }
+       }
+      },
+      "links": {
+       "editQueuedPrompt": {
+        "operationId": "editQueuedPrompt",
+        "parameters": {
+         "id": "$request.path.id",
+         "prompt": "$response.body#/promptId"
+        }
+       },
+       "cancelQueuedPrompt": {
+        "operationId": "cancelQueuedPrompt",
+        "parameters": {
+         "id": "$request.path.id",
+         "prompt": "$response.body#/promptId"
         }
        }
       }
@@ -1746,6 +1836,14 @@ enum OpenAPIDocument {
      }
     }
    },
+   "inspect.session.v1.ArtifactAdded": {
+    "type": "object",
+    "properties": {
+     "artifact": {
+      "$ref": "#/components/schemas/inspect.session.v1.Artifact"
+     }
+    }
+   },
    "inspect.session.v1.ArtifactKind": {
     "anyOf": [
      {
@@ -1765,6 +1863,23 @@ enum OpenAPIDocument {
      }
     ]
    },
+   "inspect.session.v1.AssistantMessage": {
+    "type": "object",
+    "properties": {
+     "model": {
+      "type": "string"
+     },
+     "text": {
+      "type": "string"
+     },
+     "toolCallIds": {
+      "type": "array",
+      "items": {
+       "type": "string"
+      }
+     }
+    }
+   },
    "inspect.session.v1.Attachment": {
     "type": "object",
     "properties": {
@@ -1779,6 +1894,29 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "name": {
+      "type": "string"
+     }
+    }
+   },
+   "inspect.session.v1.BranchPushed": {
+    "type": "object",
+    "properties": {
+     "baseBranch": {
+      "type": "string"
+     },
+     "branch": {
+      "type": "string"
+     },
+     "commit": {
+      "type": "string"
+     },
+     "pullRequestBody": {
+      "type": "string"
+     },
+     "pullRequestTitle": {
+      "type": "string"
+     },
+     "remote": {
       "type": "string"
      }
     }
@@ -1838,6 +1976,38 @@ enum OpenAPIDocument {
        "integer"
       ],
       "pattern": "^-?[0-9]+$"
+     }
+    }
+   },
+   "inspect.session.v1.CommandOutput": {
+    "type": "object",
+    "properties": {
+     "data": {
+      "type": "string",
+      "contentEncoding": "base64"
+     },
+     "stream": {
+      "$ref": "#/components/schemas/inspect.session.v1.OutputStream"
+     },
+     "toolCallId": {
+      "type": "string"
+     }
+    }
+   },
+   "inspect.session.v1.Compaction": {
+    "type": "object",
+    "properties": {
+     "summary": {
+      "type": "string"
+     },
+     "summaryId": {
+      "type": "string"
+     },
+     "tokensAfter": {
+      "type": "integer"
+     },
+     "tokensBefore": {
+      "type": "integer"
      }
     }
    },
@@ -2000,6 +2170,21 @@ enum OpenAPIDocument {
      }
     }
    },
+   "inspect.session.v1.OutputStream": {
+    "anyOf": [
+     {
+      "type": "string",
+      "enum": [
+       "OUTPUT_STREAM_UNSPECIFIED",
+       "OUTPUT_STREAM_STDOUT",
+       "OUTPUT_STREAM_STDERR"
+      ]
+     },
+     {
+      "type": "integer"
+     }
+    ]
+   },
    "inspect.session.v1.Participant": {
     "type": "object",
     "properties": {
@@ -2015,6 +2200,36 @@ enum OpenAPIDocument {
      },
      "user": {
       "$ref": "#/components/schemas/inspect.common.v1.UserRef"
+     }
+    }
+   },
+   "inspect.session.v1.ParticipantChange": {
+    "anyOf": [
+     {
+      "type": "string",
+      "enum": [
+       "PARTICIPANT_CHANGE_UNSPECIFIED",
+       "PARTICIPANT_CHANGE_ADDED",
+       "PARTICIPANT_CHANGE_REMOVED",
+       "PARTICIPANT_CHANGE_ROLE_CHANGED"
+      ]
+     },
+     {
+      "type": "integer"
+     }
+    ]
+   },
+   "inspect.session.v1.ParticipantChanged": {
+    "type": "object",
+    "properties": {
+     "change": {
+      "$ref": "#/components/schemas/inspect.session.v1.ParticipantChange"
+     },
+     "changedBy": {
+      "$ref": "#/components/schemas/inspect.common.v1.UserRef"
+     },
+     "participant": {
+      "$ref": "#/components/schemas/inspect.session.v1.Participant"
      }
     }
    },
@@ -2065,6 +2280,20 @@ enum OpenAPIDocument {
      },
      "tool": {
       "type": "string"
+     }
+    }
+   },
+   "inspect.session.v1.Presence": {
+    "type": "object",
+    "properties": {
+     "client": {
+      "type": "string"
+     },
+     "state": {
+      "$ref": "#/components/schemas/inspect.session.v1.PresenceState"
+     },
+     "user": {
+      "$ref": "#/components/schemas/inspect.common.v1.UserRef"
      }
     }
    },
@@ -2143,6 +2372,46 @@ enum OpenAPIDocument {
      }
     }
    },
+   "inspect.session.v1.PromptCancelled": {
+    "type": "object",
+    "properties": {
+     "cancelledBy": {
+      "$ref": "#/components/schemas/inspect.common.v1.UserRef"
+     },
+     "messageId": {
+      "type": "string"
+     },
+     "reason": {
+      "type": "string"
+     }
+    }
+   },
+   "inspect.session.v1.PromptQueued": {
+    "type": "object",
+    "properties": {
+     "attachments": {
+      "type": "array",
+      "items": {
+       "$ref": "#/components/schemas/inspect.session.v1.Attachment"
+      }
+     },
+     "author": {
+      "$ref": "#/components/schemas/inspect.common.v1.UserRef"
+     },
+     "client": {
+      "type": "string"
+     },
+     "messageId": {
+      "type": "string"
+     },
+     "queuePosition": {
+      "type": "integer"
+     },
+     "text": {
+      "type": "string"
+     }
+    }
+   },
    "inspect.session.v1.PromptState": {
     "anyOf": [
      {
@@ -2159,6 +2428,49 @@ enum OpenAPIDocument {
       "type": "integer"
      }
     ]
+   },
+   "inspect.session.v1.PromptUpdated": {
+    "type": "object",
+    "properties": {
+     "messageId": {
+      "type": "string"
+     },
+     "queuePosition": {
+      "type": "integer"
+     },
+     "state": {
+      "$ref": "#/components/schemas/inspect.session.v1.PromptState"
+     },
+     "text": {
+      "type": "string"
+     },
+     "updatedBy": {
+      "$ref": "#/components/schemas/inspect.common.v1.UserRef"
+     }
+    }
+   },
+   "inspect.session.v1.PullRequest": {
+    "type": "object",
+    "properties": {
+     "branch": {
+      "type": "string"
+     },
+     "error": {
+      "type": "string"
+     },
+     "number": {
+      "type": "integer"
+     },
+     "repository": {
+      "type": "string"
+     },
+     "state": {
+      "$ref": "#/components/schemas/inspect.session.v1.PullRequestState"
+     },
+     "url": {
+      "type": "string"
+     }
+    }
    },
    "inspect.session.v1.PullRequestInfo": {
     "type": "object",
@@ -2258,6 +2570,52 @@ enum OpenAPIDocument {
       "type": "integer"
      }
     ]
+   },
+   "inspect.session.v1.SandboxPhase": {
+    "anyOf": [
+     {
+      "type": "string",
+      "enum": [
+       "SANDBOX_PHASE_UNSPECIFIED",
+       "SANDBOX_PHASE_PROVISIONING",
+       "SANDBOX_PHASE_SYNCING",
+       "SANDBOX_PHASE_READY",
+       "SANDBOX_PHASE_SNAPSHOTTING",
+       "SANDBOX_PHASE_TERMINATED",
+       "SANDBOX_PHASE_FAILED"
+      ]
+     },
+     {
+      "type": "integer"
+     }
+    ]
+   },
+   "inspect.session.v1.SandboxStatus": {
+    "type": "object",
+    "properties": {
+     "commit": {
+      "type": "string"
+     },
+     "imageId": {
+      "type": "string"
+     },
+     "message": {
+      "type": "string"
+     },
+     "phase": {
+      "$ref": "#/components/schemas/inspect.session.v1.SandboxPhase"
+     },
+     "sandboxId": {
+      "type": "string"
+     },
+     "timings": {
+      "type": "object",
+      "additionalProperties": {
+       "type": "string",
+       "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"
+      }
+     }
+    }
    },
    "inspect.session.v1.SendPromptRequest": {
     "type": "object",
@@ -2371,6 +2729,93 @@ enum OpenAPIDocument {
      "updatedAt": {
       "type": "string",
       "format": "date-time"
+     }
+    }
+   },
+   "inspect.session.v1.SessionCreated": {
+    "type": "object",
+    "properties": {
+     "session": {
+      "$ref": "#/components/schemas/inspect.session.v1.Session"
+     }
+    }
+   },
+   "inspect.session.v1.SessionEvent": {
+    "type": "object",
+    "properties": {
+     "artifactAdded": {
+      "$ref": "#/components/schemas/inspect.session.v1.ArtifactAdded"
+     },
+     "assistantMessage": {
+      "$ref": "#/components/schemas/inspect.session.v1.AssistantMessage"
+     },
+     "branchPushed": {
+      "$ref": "#/components/schemas/inspect.session.v1.BranchPushed"
+     },
+     "commandOutput": {
+      "$ref": "#/components/schemas/inspect.session.v1.CommandOutput"
+     },
+     "compaction": {
+      "$ref": "#/components/schemas/inspect.session.v1.Compaction"
+     },
+     "participant": {
+      "$ref": "#/components/schemas/inspect.session.v1.ParticipantChanged"
+     },
+     "presence": {
+      "$ref": "#/components/schemas/inspect.session.v1.Presence"
+     },
+     "promptCancelled": {
+      "$ref": "#/components/schemas/inspect.session.v1.PromptCancelled"
+     },
+     "promptQueued": {
+      "$ref": "#/components/schemas/inspect.session.v1.PromptQueued"
+     },
+     "promptUpdated": {
+      "$ref": "#/components/schemas/inspect.session.v1.PromptUpdated"
+     },
+     "pullRequest": {
+      "$ref": "#/components/schemas/inspect.session.v1.PullRequest"
+     },
+     "sandboxStatus": {
+      "$ref": "#/components/schemas/inspect.session.v1.SandboxStatus"
+     },
+     "seq": {
+      "type": [
+       "string",
+       "integer"
+      ],
+      "pattern": "^-?[0-9]+$"
+     },
+     "sessionCreated": {
+      "$ref": "#/components/schemas/inspect.session.v1.SessionCreated"
+     },
+     "sessionId": {
+      "type": "string"
+     },
+     "sessionUpdated": {
+      "$ref": "#/components/schemas/inspect.session.v1.SessionUpdated"
+     },
+     "textDelta": {
+      "$ref": "#/components/schemas/inspect.session.v1.TextDelta"
+     },
+     "time": {
+      "type": "string",
+      "format": "date-time"
+     },
+     "toolCall": {
+      "$ref": "#/components/schemas/inspect.session.v1.ToolCall"
+     },
+     "turnFinished": {
+      "$ref": "#/components/schemas/inspect.session.v1.TurnFinished"
+     },
+     "turnId": {
+      "type": "string"
+     },
+     "turnStarted": {
+      "$ref": "#/components/schemas/inspect.session.v1.TurnStarted"
+     },
+     "usage": {
+      "$ref": "#/components/schemas/inspect.session.v1.Usage"
      }
     }
    },
@@ -2529,6 +2974,17 @@ enum OpenAPIDocument {
      }
     }
    },
+   "inspect.session.v1.SessionUpdated": {
+    "type": "object",
+    "properties": {
+     "state": {
+      "$ref": "#/components/schemas/inspect.session.v1.SessionState"
+     },
+     "title": {
+      "type": "string"
+     }
+    }
+   },
    "inspect.session.v1.StopSessionRequest": {
     "type": "object",
     "properties": {
@@ -2554,6 +3010,177 @@ enum OpenAPIDocument {
      }
     }
    },
+   "inspect.session.v1.TextDelta": {
+    "type": "object",
+    "properties": {
+     "text": {
+      "type": "string"
+     }
+    }
+   },
+   "inspect.session.v1.ToolCall": {
+    "type": "object",
+    "properties": {
+     "argumentsJson": {
+      "type": "string"
+     },
+     "artifactId": {
+      "type": "string"
+     },
+     "attempt": {
+      "type": "integer"
+     },
+     "awaitingApproval": {
+      "type": "boolean"
+     },
+     "duration": {
+      "type": "string",
+      "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"
+     },
+     "error": {
+      "type": "string"
+     },
+     "name": {
+      "type": "string"
+     },
+     "result": {
+      "type": "string"
+     },
+     "resultSummary": {
+      "type": "string"
+     },
+     "state": {
+      "$ref": "#/components/schemas/inspect.session.v1.ToolCallState"
+     },
+     "toolCallId": {
+      "type": "string"
+     }
+    }
+   },
+   "inspect.session.v1.ToolCallState": {
+    "anyOf": [
+     {
+      "type": "string",
+      "enum": [
+       "TOOL_CALL_STATE_UNSPECIFIED",
+       "TOOL_CALL_STATE_QUEUED",
+       "TOOL_CALL_STATE_RUNNING",
+       "TOOL_CALL_STATE_SUCCEEDED",
+       "TOOL_CALL_STATE_FAILED",
+       "TOOL_CALL_STATE_CANCELLED"
+      ]
+     },
+     {
+      "type": "integer"
+     }
+    ]
+   },
+   "inspect.session.v1.TurnFinished": {
+    "type": "object",
+    "properties": {
+     "costUsd": {
+      "type": "number"
+     },
+     "duration": {
+      "type": "string",
+      "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"
+     },
+     "failedPhase": {
+      "$ref": "#/components/schemas/inspect.session.v1.TurnPhase"
+     },
+     "inputTokens": {
+      "type": [
+       "string",
+       "integer"
+      ],
+      "pattern": "^-?[0-9]+$"
+     },
+     "outcome": {
+      "$ref": "#/components/schemas/inspect.session.v1.TurnOutcome"
+     },
+     "outputTokens": {
+      "type": [
+       "string",
+       "integer"
+      ],
+      "pattern": "^-?[0-9]+$"
+     },
+     "reason": {
+      "type": "string"
+     },
+     "snapshotId": {
+      "type": "string"
+     },
+     "steps": {
+      "type": "integer"
+     }
+    }
+   },
+   "inspect.session.v1.TurnOutcome": {
+    "anyOf": [
+     {
+      "type": "string",
+      "enum": [
+       "TURN_OUTCOME_UNSPECIFIED",
+       "TURN_OUTCOME_SUCCEEDED",
+       "TURN_OUTCOME_FAILED",
+       "TURN_OUTCOME_CANCELLED"
+      ]
+     },
+     {
+      "type": "integer"
+     }
+    ]
+   },
+   "inspect.session.v1.TurnPhase": {
+    "anyOf": [
+     {
+      "type": "string",
+      "enum": [
+       "TURN_PHASE_UNSPECIFIED",
+       "TURN_PHASE_SANDBOX",
+       "TURN_PHASE_SYNC",
+       "TURN_PHASE_MODEL",
+       "TURN_PHASE_TOOL",
+       "TURN_PHASE_PUSH",
+       "TURN_PHASE_PULL_REQUEST",
+       "TURN_PHASE_SNAPSHOT",
+       "TURN_PHASE_BUDGET",
+       "TURN_PHASE_CONNECTION",
+       "TURN_PHASE_INTERNAL"
+      ]
+     },
+     {
+      "type": "integer"
+     }
+    ]
+   },
+   "inspect.session.v1.TurnStarted": {
+    "type": "object",
+    "properties": {
+     "imageId": {
+      "type": "string"
+     },
+     "model": {
+      "type": "string"
+     },
+     "promptIds": {
+      "type": "array",
+      "items": {
+       "type": "string"
+      }
+     },
+     "sandboxId": {
+      "type": "string"
+     },
+     "snapshotId": {
+      "type": "string"
+     },
+     "turnId": {
+      "type": "string"
+     }
+    }
+   },
    "inspect.session.v1.UpdatePresenceRequest": {
     "type": "object",
     "properties": {
@@ -2568,6 +3195,26 @@ enum OpenAPIDocument {
    "inspect.session.v1.UpdatePresenceResponse": {
     "type": "object",
     "properties": {}
+   },
+   "inspect.session.v1.Usage": {
+    "type": "object",
+    "properties": {
+     "cachedInputTokens": {
+      "type": "integer"
+     },
+     "costUsd": {
+      "type": "number"
+     },
+     "inputTokens": {
+      "type": "integer"
+     },
+     "model": {
+      "type": "string"
+     },
+     "outputTokens": {
+      "type": "integer"
+     }
+    }
    },
    "inspect.session.v1.User": {
     "type": "object",

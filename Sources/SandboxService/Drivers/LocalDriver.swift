@@ -187,7 +187,7 @@ struct LocalDriver: SandboxDriver {
   func remote(_ repository: RepositoryName) async throws -> GitRemote {
     if repository.owner == "local" { return .local(try paths.remote(repository)) }
     guard let github else {
-      throw SandboxError.unsupported(
+      throw SandboxError.preconditionFailed(
         "repository \(repository) is on GitHub, and no GitHub App is configured: set INSPECT_GITHUB_APP_ID and "
           + "INSPECT_GITHUB_APP_PRIVATE_KEY_FILE (only local/<name> repositories work without one)")
     }
