@@ -5,6 +5,7 @@ import Hummingbird
 import InspectKit
 import InspectProtos
 import ServiceLifecycle
+import Synchronization
 
 /// `GET /v1/sessions/{id}/events`: a session's events as Server-Sent Events.
 ///
@@ -17,18 +18,18 @@ struct SessionEventStream {
   let downstream: Downstream
   var pingInterval: Duration = .seconds(15)
 
-  /// One SSE frame's text.
+  /// What is written next: the events of one `SubscribeResponse` (one write for all of them),
+  /// or a keep-alive comment.
   enum Frame: Sendable {
-    case event(Inspect_Session_V1_SessionEvent)
+    case events(sessionID: String, [Inspect_Session_V1_SessionEvent])
     case ping
 
     var text: String {
       switch self {
-      case .event(let event):
-        let json = (try? event.jsonString()) ?? "{}"
-        return "id: \(event.seq)\nevent: \(event.kindName)\ndata: \(json)\n\n"
+      case .events(let sessionID, let events):
+        events.map { FrameCache.shared.frame(for: $0, sessionID: sessionID) }.joined()
       case .ping:
-        return ": ping\n\n"
+        ": ping\n\n"
       }
     }
   }
@@ -68,7 +69,7 @@ struct SessionEventStream {
                   }, metadata: metadata
                 ) { response -> UInt64? in
                   for try await message in response.messages {
-                    for event in message.events { continuation.yield(.event(event)) }
+                    if !message.events.isEmpty { continuation.yield(.events(sessionID: id, message.events)) }
                     if message.hasResync { return message.resync.afterSeq }
                   }
                   return nil
@@ -107,5 +108,41 @@ struct SessionEventStream {
       throw APIError(.badRequest, "Last-Event-ID or after_seq must be a sequence number, not '\(text)'")
     }
     return value
+  }
+}
+
+/// The SSE frames of recent events, shared by every connection following the same session: each
+/// event is encoded to JSON once, not once per watcher. Bounded: the oldest entries go first.
+final class FrameCache: Sendable {
+  static let shared = FrameCache(capacity: 8192)
+
+  private struct State {
+    var frames: [String: String] = [:]
+    var order: [String] = []
+    var head = 0
+  }
+
+  private let capacity: Int
+  private let state = Mutex(State())
+
+  init(capacity: Int) { self.capacity = capacity }
+
+  func frame(for event: Inspect_Session_V1_SessionEvent, sessionID: String) -> String {
+    let key = "\(sessionID)/\(event.seq)"
+    if let cached = state.withLock({ $0.frames[key] }) { return cached }
+    let json = (try? event.jsonString()) ?? "{}"
+    let frame = "id: \(event.seq)\nevent: \(event.kindName)\ndata: \(json)\n\n"
+    state.withLock { state in
+      guard state.frames[key] == nil else { return }
+      if state.order.count < capacity {
+        state.order.append(key)
+      } else {
+        state.frames[state.order[state.head]] = nil
+        state.order[state.head] = key
+        state.head = (state.head + 1) % capacity
+      }
+      state.frames[key] = frame
+    }
+    return frame
   }
 }

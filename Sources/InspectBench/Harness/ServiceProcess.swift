@@ -15,6 +15,8 @@ typealias SessionServiceProcess = ServiceProcess
 struct ServiceProcess: Sendable {
   let child: ChildProcess
   let grpc: HostAndPort
+  /// The HTTP port from the `listening` line (`http=`, or `admin=`).
+  var http: HostAndPort? = nil
   let dataDirectory: URL
   /// Its standard error (the log).
   let log: URL
@@ -58,7 +60,10 @@ struct ServiceProcess: Sendable {
         throw BenchError("\(service) \(how) during start-up:\n\(tail(of: log))")
       }
       if let address = listeningAddress(in: output) {
-        return ServiceProcess(child: child, grpc: address, dataDirectory: dataDirectory, log: log)
+        return ServiceProcess(
+          child: child, grpc: address,
+          http: listeningAddress(in: output, field: "http=")
+            ?? listeningAddress(in: output, field: "admin="), dataDirectory: dataDirectory, log: log)
       }
       guard ContinuousClock.now < deadline else {
         child.signal(SIGKILL)
@@ -68,13 +73,13 @@ struct ServiceProcess: Sendable {
     }
   }
 
-  /// `grpc=HOST:PORT` from the `listening` line, once it is there.
-  private static func listeningAddress(in output: URL) -> HostAndPort? {
+  /// `grpc=HOST:PORT` (or another field's address) from the `listening` line, once it is there.
+  private static func listeningAddress(in output: URL, field name: String = "grpc=") -> HostAndPort? {
     guard let text = try? String(contentsOf: output, encoding: .utf8),
       let line = text.split(separator: "\n").first(where: { $0.hasPrefix("listening ") }),
-      let field = line.split(separator: " ").first(where: { $0.hasPrefix("grpc=") })
+      let field = line.split(separator: " ").first(where: { $0.hasPrefix(name) })
     else { return nil }
-    return HostAndPort(String(field.dropFirst("grpc=".count)))
+    return HostAndPort(String(field.dropFirst(name.count)))
   }
 
   /// The last lines of `file`, for error messages.
