@@ -527,15 +527,13 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
   private func proto(of session: SessionActor) async throws -> Inspect_Session_V1_Session {
     let record = await session.record
     let participants = await session.participantList
-    var users: [String: UserRecord] = [:]
-    for id in Set(participants.flatMap { [$0.userId] + ($0.addedBy.map { [$0] } ?? []) } + [record.createdBy]) {
-      users[id] = try await index.user(id: id)
-    }
+    let users = try await index.users(
+      ids: participants.flatMap { [$0.userId] + ($0.addedBy.map { [$0] } ?? []) } + [record.createdBy])
     var proto = record.proto(creator: users[record.createdBy])
     proto.participants = participants.map {
       $0.proto(user: users[$0.userId], addedBy: $0.addedBy.flatMap { users[$0] })
     }
-    proto.childSessionIds = try await index.children(of: record.id).map(\.id)
+    proto.childSessionIds = try await index.childIDs(of: record.id)
     if let pull = try await session.database.latestPullRequest() {
       proto.pullRequest = .with {
         $0.number = pull.number

@@ -899,7 +899,15 @@ struct SessionLifecycleTests {
       #expect(
         migrations == [
           "v1: events and prompts", "v2: turns, tool calls, artifacts and summaries", "v3: permission rules",
+          "v4: events by kind",
         ])
+      // The newest pull request is found through the index, not by scanning the log.
+      let plan = try await file.writer.read { db in
+        try Row.fetchAll(
+          db, sql: "EXPLAIN QUERY PLAN SELECT payload FROM event WHERE kind = 'pull_request' ORDER BY seq DESC LIMIT 1"
+        ).map { $0["detail"] as String? ?? "" }.joined(separator: "; ")
+      }
+      #expect(plan.contains("event_on_kind_seq"), "\(plan)")
     }
   }
 }

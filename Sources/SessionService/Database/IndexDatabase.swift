@@ -242,7 +242,23 @@ extension IndexDatabase {
   }
 
   func user(id: String) async throws -> UserRecord? {
-    try await writer.read { try UserRecord.fetchOne($0, key: id) }
+    try await writer.read { try Self.user(id: id, in: $0) }
+  }
+
+  /// Several users in one read (missing ids are left out).
+  func users(ids: some Sequence<String>) async throws -> [String: UserRecord] {
+    let ids = Array(Set(ids))
+    return try await writer.read { db in
+      var users: [String: UserRecord] = [:]
+      for id in ids { users[id] = try Self.user(id: id, in: db) }
+      return users
+    }
+  }
+
+  /// One user by id, through a prepared statement kept by the connection (every request reads
+  /// its caller).
+  static func user(id: String, in db: Database) throws -> UserRecord? {
+    try UserRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM user WHERE id = ?"), arguments: [id])
   }
 
   /// Creates a token for `userId` and returns it with its secret, which is stored only hashed.
@@ -288,9 +304,11 @@ extension IndexDatabase {
   func authenticate(secret: String) async throws -> (UserRecord, APITokenRecord)? {
     let hash = TokenSecret.hash(secret)
     let found: (UserRecord, APITokenRecord)? = try await writer.read { db in
-      guard let token = try APITokenRecord.filter(APITokenRecord.Columns.secretHash == hash).fetchOne(db),
+      guard
+        let token = try APITokenRecord.fetchOne(
+          db.cachedStatement(sql: "SELECT * FROM apiToken WHERE secretHash = ?"), arguments: [hash]),
         token.revokedAt == nil,
-        let user = try UserRecord.fetchOne(db, key: token.userId), !user.disabled
+        let user = try Self.user(id: token.userId, in: db), !user.disabled
       else { return nil }
       return (user, token)
     }

@@ -112,6 +112,10 @@ struct SessionDatabase: Sendable {
         table.column("createdAt", .datetime).notNull()
       }
     }
+    migrator.registerMigration("v4: events by kind") { db in
+      // The newest event of a kind (the session's pull request) without scanning the log.
+      try db.create(index: "event_on_kind_seq", on: "event", columns: ["kind", "seq"])
+    }
     return migrator
   }
 
@@ -256,8 +260,9 @@ struct SessionDatabase: Sendable {
   /// The newest `pull_request` event's pull request; nil when none was recorded.
   func latestPullRequest() async throws -> Inspect_Session_V1_PullRequest? {
     try await writer.read { db in
-      try Data.fetchOne(db, sql: "SELECT payload FROM event WHERE kind = 'pull_request' ORDER BY seq DESC LIMIT 1")
-        .map { try Inspect_Session_V1_SessionEvent(serializedBytes: $0).pullRequest }
+      try Data.fetchOne(
+        db.cachedStatement(sql: "SELECT payload FROM event WHERE kind = 'pull_request' ORDER BY seq DESC LIMIT 1")
+      ).map { try Inspect_Session_V1_SessionEvent(serializedBytes: $0).pullRequest }
     }
   }
 
@@ -313,7 +318,13 @@ struct SessionDatabase: Sendable {
   }
 
   func prompts(in states: [PromptRecord.State]) async throws -> [PromptRecord] {
-    try await writer.read { try PromptRecord.all(in: states).fetchAll($0) }
+    if states == [.queued] {
+      // Every GetSession reads the queue.
+      return try await writer.read { db in
+        try PromptRecord.fetchAll(db.cachedStatement(sql: "SELECT * FROM prompt WHERE state = 'queued' ORDER BY rowid"))
+      }
+    }
+    return try await writer.read { try PromptRecord.all(in: states).fetchAll($0) }
   }
 
   /// The tool calls of `turnID` that have not finished (queued or running), oldest first.

@@ -98,6 +98,14 @@ extension IndexDatabase {
   }
 
   /// The sessions whose parent is `id`, oldest first.
+  /// The ids of a session's children, oldest first.
+  func childIDs(of id: String) async throws -> [String] {
+    try await writer.read { db in
+      try String.fetchAll(
+        db.cachedStatement(sql: "SELECT id FROM session WHERE parentId = ? ORDER BY id"), arguments: [id])
+    }
+  }
+
   func children(of id: String) async throws -> [SessionRecord] {
     try await writer.read { db in
       try SessionRecord.filter(Column("parentId") == id).order(Column("id")).fetchAll(db)
