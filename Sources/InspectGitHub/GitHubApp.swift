@@ -225,8 +225,9 @@ public actor GitHubApp {
     struct Message: Decodable { let message: String }
     let message =
       (try? JSONDecoder().decode(Message.self, from: body))?.message ?? String(decoding: body, as: UTF8.self)
-    let retryAfter = headers.first(name: "retry-after").flatMap { Int($0) }
-    let exhausted = headers.first(name: "x-ratelimit-remaining") == "0"
+    if let wait = rateLimitWait(status: status, headers: headers) {
+      return .rateLimited(retryAfterSeconds: wait, "GitHub's rate limit was reached acting on \(subject): \(message)")
+    }
     switch status {
     case 401:
       return .appRejected(
@@ -234,11 +235,6 @@ public actor GitHubApp {
           + "this machine's clock")
     case 404:
       return .notInstalled("the GitHub App \(appID) is not installed for \(subject) (or cannot see it): \(message)")
-    case 429,
-      403 where retryAfter != nil || exhausted:
-      let reset = headers.first(name: "x-ratelimit-reset").flatMap { Int($0) }
-      let wait = retryAfter ?? reset.map { max(0, $0 - Int(Date().timeIntervalSince1970)) }
-      return .rateLimited(retryAfterSeconds: wait, "GitHub's rate limit was reached acting on \(subject): \(message)")
     case 403:
       return .forbidden("the GitHub App \(appID) lacks a permission for \(subject): \(message)")
     case 500...599:
@@ -247,6 +243,17 @@ public actor GitHubApp {
       return .unexpected(status: status, message)
     }
   }
+}
+
+/// Whether an answer is GitHub's rate limit (429, or 403 with `retry-after` or no requests
+/// left), and then how long to wait: `retry-after`, else until `x-ratelimit-reset` (nil inside
+/// when GitHub did not say).
+func rateLimitWait(status: Int, headers: HTTPHeaders) -> Int?? {
+  let retryAfter = headers.first(name: "retry-after").flatMap { Int($0) }
+  let exhausted = headers.first(name: "x-ratelimit-remaining") == "0"
+  guard status == 429 || (status == 403 && (retryAfter != nil || exhausted)) else { return nil }
+  let reset = headers.first(name: "x-ratelimit-reset").flatMap { Int($0) }
+  return .some(retryAfter ?? reset.map { max(0, $0 - Int(Date().timeIntervalSince1970)) })
 }
 
 extension String {

@@ -157,16 +157,12 @@ public struct GitHubUserClient: Sendable {
     var message = decoded?.message ?? String(decoding: data.prefix(500), as: UTF8.self)
     let details = (decoded?.errors ?? []).compactMap(\.message)
     if !details.isEmpty { message += " (" + details.joined(separator: "; ") + ")" }
-    let retryAfter = headers.first(name: "retry-after").flatMap { Int($0) }
-    let exhausted = headers.first(name: "x-ratelimit-remaining") == "0"
+    if let wait = rateLimitWait(status: status, headers: headers) {
+      return .rateLimited(retryAfterSeconds: wait, "GitHub's rate limit was reached acting on \(subject): \(message)")
+    }
     switch status {
     case 401:
       return .tokenRejected("GitHub refused the person's token acting on \(subject): \(message)")
-    case 429,
-      403 where retryAfter != nil || exhausted:
-      let reset = headers.first(name: "x-ratelimit-reset").flatMap { Int($0) }
-      let wait = retryAfter ?? reset.map { max(0, $0 - Int(Date().timeIntervalSince1970)) }
-      return .rateLimited(retryAfterSeconds: wait, "GitHub's rate limit was reached acting on \(subject): \(message)")
     case 403, 404:
       // GitHub hides repositories a token may not see behind 404.
       return .forbidden("the person's token may not act on \(subject) (GitHub answered \(status)): \(message)")

@@ -96,20 +96,3 @@ struct GitHubWebhookController: Sendable {
     return HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: payload, using: secret)
   }
 }
-
-extension Data {
-  /// Bytes from lowercase or uppercase hex; nil when the text is not hex of whole bytes.
-  init?(hex: String) {
-    guard hex.count % 2 == 0 else { return nil }
-    var bytes: [UInt8] = []
-    bytes.reserveCapacity(hex.count / 2)
-    var index = hex.startIndex
-    while index < hex.endIndex {
-      let next = hex.index(index, offsetBy: 2)
-      guard let byte = UInt8(hex[index..<next], radix: 16) else { return nil }
-      bytes.append(byte)
-      index = next
-    }
-    self.init(bytes)
-  }
-}

@@ -29,15 +29,7 @@ struct GatewayGetBenchmark: AsyncParsableCommand {
     let (concurrency, seconds, logLevel) = (self.concurrency, self.seconds, options.logLevel)
     let line = try await SessionBench.run(options) { bench in
       let session = try await bench.client.createSession()
-      let gateway = try await ServiceProcess.start(
-        "Gateway", binDirectory: try await BinaryDirectory.resolve(),
-        dataDirectory: bench.service.dataDirectory,
-        environment: ["INSPECT_SESSION_ADDR": bench.service.grpc.description], logLevel: logLevel)
-      defer { Task { await gateway.stop() } }
-      guard let http = gateway.http else { throw BenchError("the Gateway printed no http= address") }
-      let token = try String(
-        contentsOf: bench.service.dataDirectory.appendingPathComponent("dev-token"), encoding: .utf8
-      ).trimmingCharacters(in: .whitespacesAndNewlines)
+      let (gateway, http, token) = try await startGateway(in: bench, logLevel: logLevel)
       var configuration = HTTPClient.Configuration()
       configuration.connectionPool = .init(
         idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
@@ -66,6 +58,24 @@ struct GatewayGetBenchmark: AsyncParsableCommand {
     }
     StandardOutput.writeLine(line)
   }
+}
+
+/// A Gateway process in front of the bench's SessionService, its HTTP address and the
+/// development token.
+func startGateway(
+  in bench: SessionBench, logLevel: String
+) async throws -> (gateway: ServiceProcess, http: HostAndPort, token: String) {
+  let gateway = try await ServiceProcess.start(
+    "Gateway", binDirectory: try await BinaryDirectory.resolve(), dataDirectory: bench.service.dataDirectory,
+    environment: ["INSPECT_SESSION_ADDR": bench.service.grpc.description], logLevel: logLevel)
+  guard let http = gateway.http else {
+    await gateway.stop()
+    throw BenchError("the Gateway printed no http= address")
+  }
+  let token = try String(
+    contentsOf: bench.service.dataDirectory.appendingPathComponent("dev-token"), encoding: .utf8
+  ).trimmingCharacters(in: .whitespacesAndNewlines)
+  return (gateway, http, token)
 }
 
 /// A closed-loop HTTP load: `concurrency` loops, each sending the next request when the last one
@@ -144,13 +154,7 @@ struct GatewaySSEFanoutBenchmark: AsyncParsableCommand {
     let (connections, rate, seconds, logLevel) = (self.connections, self.rate, self.seconds, options.logLevel)
     let events = Int(rate * seconds)
     let line = try await SessionBench.run(options) { bench in
-      let gateway = try await ServiceProcess.start(
-        "Gateway", binDirectory: try await BinaryDirectory.resolve(), dataDirectory: bench.service.dataDirectory,
-        environment: ["INSPECT_SESSION_ADDR": bench.service.grpc.description], logLevel: logLevel)
-      guard let http = gateway.http else { throw BenchError("the Gateway printed no http= address") }
-      let token = try String(
-        contentsOf: bench.service.dataDirectory.appendingPathComponent("dev-token"), encoding: .utf8
-      ).trimmingCharacters(in: .whitespacesAndNewlines)
+      let (gateway, http, token) = try await startGateway(in: bench, logLevel: logLevel)
       var configuration = HTTPClient.Configuration()
       configuration.connectionPool = .init(
         idleTimeout: .seconds(120), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)
@@ -228,7 +232,7 @@ struct SSESubscriber: Sendable {
           buffer.removeSubrange(..<(end + 2))
           let now = MonotonicClock.nanoseconds()
           guard let event = Self.event(in: frame) else { continue }
-          record(event, at: now, in: &report)
+          report.record(event, at: now)
           if report.finishedSeq != nil { return report }
         }
       }
@@ -250,26 +254,5 @@ struct SSESubscriber: Sendable {
     let text = String(decoding: frame, as: UTF8.self)
     guard let data = text.split(separator: "\n").first(where: { $0.hasPrefix("data: ") }) else { return nil }
     return try? Inspect_Session_V1_SessionEvent(jsonString: String(data.dropFirst("data: ".count)))
-  }
-
-  private func record(_ event: Inspect_Session_V1_SessionEvent, at now: Int64, in report: inout SubscriberReport) {
-    if event.seq <= report.lastSeq {
-      report.duplicates += 1
-      return
-    }
-    if event.seq > report.lastSeq + 1, report.firstGap == nil {
-      report.firstGap = "after seq \(report.lastSeq) came seq \(event.seq)"
-    }
-    report.gaps += Int(event.seq - report.lastSeq - 1)
-    report.lastSeq = event.seq
-    report.received += 1
-    switch event.kind {
-    case .textDelta(let delta):
-      if let sent = delta.sentNanoseconds { report.latencies.append(now - sent) }
-    case .turnFinished:
-      report.finishedSeq = event.seq
-    default:
-      break
-    }
   }
 }

@@ -23,6 +23,33 @@ struct SubscriberReport: Sendable {
   /// Publish → receive, for each `text_delta` stamped by the stand-in.
   var latencies = Samples()
 
+  /// Counts `event` (received at `now`): a duplicate, a gap, a stamped delta's latency, the end
+  /// of the turn. `onTurnStarted` is called when it is `turn_started`.
+  mutating func record(
+    _ event: Inspect_Session_V1_SessionEvent, at now: Int64, latency: Bool = true, onTurnStarted: (() -> Void)? = nil
+  ) {
+    if event.seq <= lastSeq {
+      duplicates += 1
+      return
+    }
+    if event.seq > lastSeq + 1, firstGap == nil {
+      firstGap = "after seq \(lastSeq) came seq \(event.seq)"
+    }
+    gaps += Int(event.seq - lastSeq - 1)
+    lastSeq = event.seq
+    received += 1
+    switch event.kind {
+    case .textDelta(let delta):
+      if latency, let sent = delta.sentNanoseconds { latencies.append(now - sent) }
+    case .turnStarted:
+      onTurnStarted?()
+    case .turnFinished:
+      finishedSeq = event.seq
+    default:
+      break
+    }
+  }
+
   /// Events it should have had but never got, given the session's last seq, plus gaps.
   func lost(through last: UInt64) -> Int {
     gaps + (lastSeq < last ? Int(last - lastSeq) : 0)
@@ -59,7 +86,7 @@ struct Subscriber: Sendable {
           for try await message in response.messages {
             let now = MonotonicClock.nanoseconds()
             for event in message.events {
-              record(event, at: now, in: &report)
+              report.record(event, at: now, latency: recordLatency, onTurnStarted: onTurnStarted)
               if isDone(report, stop) { return (report, nil) }
             }
             if message.hasResync {
@@ -77,29 +104,6 @@ struct Subscriber: Sendable {
       report = outcome.report
       guard let resyncAfter = outcome.resyncAfter else { return report }
       cursor = resyncAfter
-    }
-  }
-
-  private func record(_ event: Inspect_Session_V1_SessionEvent, at now: Int64, in report: inout SubscriberReport) {
-    if event.seq <= report.lastSeq {
-      report.duplicates += 1
-      return
-    }
-    if event.seq > report.lastSeq + 1, report.firstGap == nil {
-      report.firstGap = "after seq \(report.lastSeq) came seq \(event.seq)"
-    }
-    report.gaps += Int(event.seq - report.lastSeq - 1)
-    report.lastSeq = event.seq
-    report.received += 1
-    switch event.kind {
-    case .textDelta(let delta):
-      if recordLatency, let sent = delta.sentNanoseconds { report.latencies.append(now - sent) }
-    case .turnStarted:
-      onTurnStarted?()
-    case .turnFinished:
-      report.finishedSeq = event.seq
-    default:
-      break
     }
   }
 

@@ -48,29 +48,28 @@ struct ClientOptions: ParsableArguments {
     return metadata
   }
 
-  /// Runs `body` with a SessionService client through the Gateway.
-  func withSessions<T: Sendable>(
-    _ body: @Sendable (Inspect_Session_V1_SessionService.Client<HTTP2ClientTransport.Posix>, Metadata) async throws -> T
+  /// Runs `body` with a connection to the Gateway's gRPC port and the bearer metadata.
+  func withGateway<T: Sendable>(
+    _ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>, Metadata) async throws -> T
   ) async throws -> T {
     let address = try gatewayAddress()
     let metadata = try bearer()
     return try await withGRPCClient(
       transport: .http2NIOPosix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
-    ) { client in
-      try await body(Inspect_Session_V1_SessionService.Client(wrapping: client), metadata)
-    }
+    ) { client in try await body(client, metadata) }
+  }
+
+  /// Runs `body` with a SessionService client through the Gateway.
+  func withSessions<T: Sendable>(
+    _ body: @Sendable (Inspect_Session_V1_SessionService.Client<HTTP2ClientTransport.Posix>, Metadata) async throws -> T
+  ) async throws -> T {
+    try await withGateway { client, metadata in try await body(.init(wrapping: client), metadata) }
   }
 
   /// Runs `body` with a UserService client through the Gateway.
   func withUsers<T: Sendable>(
     _ body: @Sendable (Inspect_Session_V1_UserService.Client<HTTP2ClientTransport.Posix>, Metadata) async throws -> T
   ) async throws -> T {
-    let address = try gatewayAddress()
-    let metadata = try bearer()
-    return try await withGRPCClient(
-      transport: .http2NIOPosix(target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
-    ) { client in
-      try await body(Inspect_Session_V1_UserService.Client(wrapping: client), metadata)
-    }
+    try await withGateway { client, metadata in try await body(.init(wrapping: client), metadata) }
   }
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import InspectKit
 
 /// Signed links to one artifact each, for places a bearer token cannot go (a pull request's
 /// body on GitHub): `<public-url>/artifacts/<session>/<artifact>?expires=<unix>&signature=<hex>`,
@@ -17,8 +18,7 @@ struct ArtifactLinks: Sendable {
   }
 
   func signature(session: String, artifact: String, expires: Int64) -> String {
-    HMAC<SHA256>.authenticationCode(for: Self.message(session, artifact, expires), using: key)
-      .map { String(format: "%02x", $0) }.joined()
+    Data(HMAC<SHA256>.authenticationCode(for: Self.message(session, artifact, expires), using: key)).hexString
   }
 
   /// The query of a link valid until `now + lifetime`.
@@ -30,7 +30,7 @@ struct ArtifactLinks: Sendable {
   /// True when `signature` is this key's for the artifact and `expires` has not passed
   /// (compared in constant time).
   func verify(session: String, artifact: String, expires: Int64, signature: String, now: Date = Date()) -> Bool {
-    guard expires > Int64(now.timeIntervalSince1970), let mac = Self.bytes(hex: signature), mac.count == 32 else {
+    guard expires > Int64(now.timeIntervalSince1970), let mac = Data(hex: signature), mac.count == 32 else {
       return false
     }
     return HMAC<SHA256>.isValidAuthenticationCode(
@@ -39,18 +39,5 @@ struct ArtifactLinks: Sendable {
 
   private static func message(_ session: String, _ artifact: String, _ expires: Int64) -> Data {
     Data("\(session)/\(artifact)/\(expires)".utf8)
-  }
-
-  private static func bytes(hex: String) -> Data? {
-    guard hex.count % 2 == 0 else { return nil }
-    var bytes: [UInt8] = []
-    var index = hex.startIndex
-    while index < hex.endIndex {
-      let next = hex.index(index, offsetBy: 2)
-      guard let byte = UInt8(hex[index..<next], radix: 16) else { return nil }
-      bytes.append(byte)
-      index = next
-    }
-    return Data(bytes)
   }
 }
