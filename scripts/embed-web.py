@@ -36,8 +36,12 @@ def render() -> str:
 
 
 def main() -> int:
+    arguments = sys.argv[1:]
+    if arguments not in ([], ["--check"]):
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
     rendered = render()
-    if "--check" in sys.argv[1:]:
+    if arguments == ["--check"]:
         if not OUT.exists() or OUT.read_text() != rendered:
             print(f"embed-web: {OUT.relative_to(ROOT)} is stale; run scripts/embed-web.py and commit it", file=sys.stderr)
             return 1

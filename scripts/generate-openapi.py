@@ -150,9 +150,13 @@ def build_components(types, roots):
             single = {"$ref": f"#/components/schemas/{schema_name(field.type_name)}"}
         elif field.type in (T.TYPE_DOUBLE, T.TYPE_FLOAT):
             single = {"type": "number"}
-        elif field.type in (T.TYPE_INT64, T.TYPE_UINT64, T.TYPE_SINT64, T.TYPE_FIXED64, T.TYPE_SFIXED64):
+        elif field.type in (T.TYPE_UINT64, T.TYPE_FIXED64):
+            single = {"type": ["string", "integer"], "pattern": "^[0-9]+$", "minimum": 0}
+        elif field.type in (T.TYPE_INT64, T.TYPE_SINT64, T.TYPE_SFIXED64):
             single = {"type": ["string", "integer"], "pattern": "^-?[0-9]+$"}
-        elif field.type in (T.TYPE_INT32, T.TYPE_UINT32, T.TYPE_SINT32, T.TYPE_FIXED32, T.TYPE_SFIXED32):
+        elif field.type in (T.TYPE_UINT32, T.TYPE_FIXED32):
+            single = {"type": "integer", "minimum": 0}
+        elif field.type in (T.TYPE_INT32, T.TYPE_SINT32, T.TYPE_SFIXED32):
             single = {"type": "integer"}
         elif field.type == T.TYPE_BOOL:
             single = {"type": "boolean"}
@@ -178,7 +182,8 @@ def build_components(types, roots):
         properties = {}
         for field in proto.field:
             properties[field.json_name] = field_schema(field)
-        schemas[key] = {"type": "object", "properties": dict(sorted(properties.items()))}
+        # Every field a message has is listed: anything else in a body or an answer is wrong.
+        schemas[key] = {"type": "object", "properties": dict(sorted(properties.items())), "additionalProperties": False}
     return schemas
 
 
@@ -218,9 +223,17 @@ def document(types) -> dict:
         if response == "sse":
             # Each event's data is one SessionEvent in JSON.
             roots.add(S + "SessionEvent")
+            # Each event (as SSE tools read it: its fields) carries one SessionEvent as JSON data.
             ok = {"description": "Server-Sent Events: `id: <seq>`, `event: <kind>`, `data: <SessionEvent JSON>`",
-                  "content": {"text/event-stream": {
-                      "schema": {"$ref": f"#/components/schemas/{S}SessionEvent"}}}}
+                  "content": {"text/event-stream": {"schema": {
+                      "type": "object", "additionalProperties": False,
+                      "properties": {
+                          "id": {"type": "string", "pattern": "^[0-9]+$"},
+                          "event": {"type": "string"},
+                          "data": {"type": "string", "contentMediaType": "application/json",
+                                   "contentSchema": {"$ref": f"#/components/schemas/{S}SessionEvent"}},
+                          "retry": {"type": "integer"},
+                      }}}}}
         elif response == "binary":
             ok = {"description": "the artifact's bytes, with its media type",
                   "content": {"*/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}

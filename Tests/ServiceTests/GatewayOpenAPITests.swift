@@ -58,4 +58,30 @@ struct GatewayOpenAPITests {
       #expect(crossOrigin.headers["access-control-allow-origin"] == nil)
     }
   }
+
+  @Test(
+    "the SSE frame cache encodes an event once, keeps the newest within its entry and byte bounds, skips huge frames")
+  func frameCacheBounds() {
+    let cache = FrameCache(capacity: 3, maxBytes: 16 * 200)
+    func event(_ seq: UInt64, _ text: String) -> Inspect_Session_V1_SessionEvent {
+      .with {
+        $0.seq = seq
+        $0.textDelta = .with { $0.text = text }
+      }
+    }
+    let first = cache.frame(for: event(1, "one"), sessionID: "ses-a")
+    #expect(first.hasPrefix("id: 1\nevent: text_delta\ndata: {"))
+    // The same key answers the cached frame, even for different content.
+    #expect(cache.frame(for: event(1, "changed"), sessionID: "ses-a") == first)
+    #expect(cache.frame(for: event(1, "other"), sessionID: "ses-b") != first)
+    for seq in UInt64(2)...5 { _ = cache.frame(for: event(seq, "x"), sessionID: "ses-a") }
+    #expect(cache.held.entries == 3)
+    #expect(cache.frame(for: event(1, "changed"), sessionID: "ses-a").contains("changed"))
+    // A frame over a sixteenth of the byte budget is encoded but not kept.
+    let before = cache.held
+    let huge = cache.frame(for: event(9, String(repeating: "y", count: 400)), sessionID: "ses-a")
+    #expect(huge.contains(String(repeating: "y", count: 400)))
+    #expect(cache.held.entries == before.entries && cache.held.bytes == before.bytes)
+    #expect(cache.held.bytes <= 16 * 200)
+  }
 }

@@ -21,6 +21,8 @@ def test_no_server_errors_and_schema_conformance(inspect_system, tmp_path):
          # The same inputs every run (a failure reproduces); enough of them to reach every path.
          "--max-examples", "25", "--seed", "1", "--request-timeout", "15"],
         capture_output=True, text=True, env=env, timeout=TIMEOUT_S, cwd=tmp_path)
-    report = result.stdout[-6000:] + result.stderr[-2000:]
+    # The failures first (the end of the output is mostly warnings).
+    failures = result.stdout.split("FAILURES", 1)[-1].split("WARNINGS", 1)[0] if "FAILURES" in result.stdout else ""
+    report = failures[:8000] + result.stdout[-3000:] + result.stderr[-2000:]
     assert result.returncode == 0, report
     assert " passed" in result.stdout and "failure" not in result.stdout.split("SUMMARY")[-1].lower(), report

@@ -145,7 +145,7 @@ def test_stop(inspect_system, driver):
     sign_in(driver, inspect_system, inspect_system.token)
     start_session(driver, model, "Start something slow")
     wait(driver, lambda d: "RUNNING" in text_of(d, "#log details.tool"), message="a running tool call")
-    wait(driver, lambda d: d.find_element(By.ID, "stop").is_enabled(), message="an enabled Stop button")
+    wait(driver, lambda d: text_of(d, "#state") == "running", message="the session shown running")
     driver.find_element(By.ID, "stop").click()
     wait(driver, lambda d: "Turn cancelled" in text_of(d, "#log"), message="the cancelled turn")
     assert "CANCELLED" in text_of(driver, "#log details.tool")
@@ -168,7 +168,7 @@ def test_resume_after_dropped_connections(inspect_system, driver):
     last = requests.get(
         inspect_system.http_url("Gateway", f"/v1/sessions/{session}"),
         headers={"Authorization": f"Bearer {inspect_system.token}"}, timeout=TIMEOUT_S).json()["session"]["lastSeq"]
-    wait(driver, lambda d: str(d.execute_script("return window.inspectSession.view.lastSeq")) == str(last),
+    wait(driver, lambda d: int(d.execute_script("return window.inspectSession.view.lastSeq")) >= int(last),
          message=f"every event shown (at {seen}, last {last})")
     dropped_view = text_of(driver, "#log")
 
@@ -177,7 +177,8 @@ def test_resume_after_dropped_connections(inspect_system, driver):
     try:
         sign_in(fresh, inspect_system, inspect_system.token, f"/sessions/{session}")
         wait(fresh, lambda d: "Turn succeeded" in text_of(d, "#log"), message="the fresh view")
-        wait(fresh, lambda d: str(d.execute_script("return window.inspectSession.view.lastSeq")) == str(last))
+        wait(fresh, lambda d: int(d.execute_script("return window.inspectSession.view.lastSeq")) >= int(last))
+        # Both views, compared up to the same event (a later presence event is not in the log).
         assert text_of(fresh, "#log") == dropped_view
     finally:
         fresh.quit()

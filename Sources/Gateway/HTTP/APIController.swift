@@ -216,6 +216,26 @@ struct APIController {
     return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: got.content)))
   }
 
+  /// The first number in a JSON document that does not fit 32 bits, if any.
+  static func numberBeyond32Bits(in bytes: [UInt8]) -> String? {
+    guard let document = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) else {
+      return nil
+    }
+    func find(_ value: Any) -> String? {
+      switch value {
+      case let object as [String: Any]: return object.values.lazy.compactMap(find).first
+      case let array as [Any]: return array.lazy.compactMap(find).first
+      case let number as NSNumber:
+        // (true and false are 1 and 0 here, well inside.)
+        let double = number.doubleValue
+        return double.rounded() == double && (double < Double(Int32.min) || double > Double(Int32.max))
+          ? number.stringValue : nil
+      default: return nil
+      }
+    }
+    return find(document)
+  }
+
   /// `GET /artifacts/{session}/{artifact}?expires=…&signature=…`: a signed link (as in pull
   /// request bodies), served without a bearer token; SessionService checks the signature.
   static func registerSignedArtifacts(
@@ -245,8 +265,16 @@ struct APIController {
   ) async throws -> M {
     let buffer = try await request.body.collect(upTo: context.maxUploadSize)
     guard buffer.readableBytes > 0 else { return M() }
+    let bytes = Array(buffer.readableBytesView)
+    // SwiftProtobuf's JSON decoder takes an enum number beyond 32 bits, and its binary encoder
+    // then traps on the message: such numbers are refused before they get that far (no field
+    // of a REST body is a 64-bit number).
+    if let outOfRange = Self.numberBeyond32Bits(in: bytes) {
+      throw APIError(
+        .badRequest, "the number \(outOfRange) in the body is out of range (the fields hold 32-bit numbers)")
+    }
     do {
-      return try M(jsonUTF8Bytes: Array(buffer.readableBytesView))
+      return try M(jsonUTF8Bytes: bytes)
     } catch {
       throw APIError(.badRequest, "the body is not a valid \(M.protoMessageName) in JSON: \(error)")
     }

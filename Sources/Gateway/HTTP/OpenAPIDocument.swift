@@ -1110,7 +1110,27 @@ enum OpenAPIDocument {
       "content": {
        "text/event-stream": {
         "schema": {
-         "$ref": "#/components/schemas/inspect.session.v1.SessionEvent"
+         "type": "object",
+         "additionalProperties": false,
+         "properties": {
+          "id": {
+           "type": "string",
+           "pattern": "^[0-9]+$"
+          },
+          "event": {
+           "type": "string"
+          },
+          "data": {
+           "type": "string",
+           "contentMediaType": "application/json",
+           "contentSchema": {
+            "$ref": "#/components/schemas/inspect.session.v1.SessionEvent"
+           }
+          },
+          "retry": {
+           "type": "integer"
+          }
+         }
         }
        }
       }
@@ -1758,7 +1778,8 @@ enum OpenAPIDocument {
      "fullName": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.common.v1.UserRef": {
     "type": "object",
@@ -1772,7 +1793,8 @@ enum OpenAPIDocument {
      "userId": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.AddParticipantRequest": {
     "type": "object",
@@ -1783,7 +1805,8 @@ enum OpenAPIDocument {
      "userId": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.AddParticipantResponse": {
     "type": "object",
@@ -1791,7 +1814,8 @@ enum OpenAPIDocument {
      "participant": {
       "$ref": "#/components/schemas/inspect.session.v1.Participant"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.Artifact": {
     "type": "object",
@@ -1823,7 +1847,8 @@ enum OpenAPIDocument {
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "storagePath": {
       "type": "string"
@@ -1834,7 +1859,8 @@ enum OpenAPIDocument {
      "turnId": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.ArtifactAdded": {
     "type": "object",
@@ -1842,7 +1868,8 @@ enum OpenAPIDocument {
      "artifact": {
       "$ref": "#/components/schemas/inspect.session.v1.Artifact"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.ArtifactKind": {
     "anyOf": [
@@ -1878,7 +1905,8 @@ enum OpenAPIDocument {
        "type": "string"
       }
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.Attachment": {
     "type": "object",
@@ -1896,7 +1924,8 @@ enum OpenAPIDocument {
      "name": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.BranchPushed": {
     "type": "object",
@@ -1919,7 +1948,8 @@ enum OpenAPIDocument {
      "remote": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.CancelQueuedPromptResponse": {
     "type": "object",
@@ -1927,7 +1957,8 @@ enum OpenAPIDocument {
      "prompt": {
       "$ref": "#/components/schemas/inspect.session.v1.Prompt"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.ClientStats": {
     "type": "object",
@@ -1940,44 +1971,51 @@ enum OpenAPIDocument {
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "prompts": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "promptsInWindow": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "pullRequestsMerged": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "pullRequestsOpened": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "sessionsCreated": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.CommandOutput": {
     "type": "object",
@@ -1992,7 +2030,8 @@ enum OpenAPIDocument {
      "toolCallId": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.Compaction": {
     "type": "object",
@@ -2004,12 +2043,15 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "tokensAfter": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "tokensBefore": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.CreateSessionRequest": {
     "type": "object",
@@ -2056,7 +2098,8 @@ enum OpenAPIDocument {
      "title": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.CreateSessionResponse": {
     "type": "object",
@@ -2068,12 +2111,14 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "queuePosition": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "session": {
       "$ref": "#/components/schemas/inspect.session.v1.Session"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.DecideToolCallRequest": {
     "type": "object",
@@ -2087,11 +2132,13 @@ enum OpenAPIDocument {
      "remember": {
       "type": "boolean"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.DecideToolCallResponse": {
     "type": "object",
-    "properties": {}
+    "properties": {},
+    "additionalProperties": false
    },
    "inspect.session.v1.EditQueuedPromptRequest": {
     "type": "object",
@@ -2099,7 +2146,8 @@ enum OpenAPIDocument {
      "text": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.EditQueuedPromptResponse": {
     "type": "object",
@@ -2107,7 +2155,8 @@ enum OpenAPIDocument {
      "prompt": {
       "$ref": "#/components/schemas/inspect.session.v1.Prompt"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.GetSessionResponse": {
     "type": "object",
@@ -2121,7 +2170,8 @@ enum OpenAPIDocument {
      "session": {
       "$ref": "#/components/schemas/inspect.session.v1.Session"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.GetStatsResponse": {
     "type": "object",
@@ -2129,7 +2179,8 @@ enum OpenAPIDocument {
      "stats": {
       "$ref": "#/components/schemas/inspect.session.v1.SessionStats"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.ListArtifactsResponse": {
     "type": "object",
@@ -2143,7 +2194,8 @@ enum OpenAPIDocument {
      "nextPageToken": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.ListRepositoriesResponse": {
     "type": "object",
@@ -2154,7 +2206,8 @@ enum OpenAPIDocument {
        "$ref": "#/components/schemas/inspect.session.v1.RegisteredRepository"
       }
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.ListSessionsResponse": {
     "type": "object",
@@ -2168,7 +2221,8 @@ enum OpenAPIDocument {
        "$ref": "#/components/schemas/inspect.session.v1.Session"
       }
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.OutputStream": {
     "anyOf": [
@@ -2201,7 +2255,8 @@ enum OpenAPIDocument {
      "user": {
       "$ref": "#/components/schemas/inspect.common.v1.UserRef"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.ParticipantChange": {
     "anyOf": [
@@ -2231,7 +2286,8 @@ enum OpenAPIDocument {
      "participant": {
       "$ref": "#/components/schemas/inspect.session.v1.Participant"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.ParticipantSpec": {
     "type": "object",
@@ -2242,7 +2298,8 @@ enum OpenAPIDocument {
      "userId": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.PermissionDecision": {
     "anyOf": [
@@ -2281,7 +2338,8 @@ enum OpenAPIDocument {
      "tool": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.Presence": {
     "type": "object",
@@ -2295,7 +2353,8 @@ enum OpenAPIDocument {
      "user": {
       "$ref": "#/components/schemas/inspect.common.v1.UserRef"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.PresenceState": {
     "anyOf": [
@@ -2323,11 +2382,13 @@ enum OpenAPIDocument {
      "sessionId": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.PrewarmResponse": {
     "type": "object",
-    "properties": {}
+    "properties": {},
+    "additionalProperties": false
    },
    "inspect.session.v1.Prompt": {
     "type": "object",
@@ -2352,7 +2413,8 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "queuePosition": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "sessionId": {
       "type": "string"
@@ -2370,7 +2432,8 @@ enum OpenAPIDocument {
       "type": "string",
       "format": "date-time"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.PromptCancelled": {
     "type": "object",
@@ -2384,7 +2447,8 @@ enum OpenAPIDocument {
      "reason": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.PromptQueued": {
     "type": "object",
@@ -2405,12 +2469,14 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "queuePosition": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "text": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.PromptState": {
     "anyOf": [
@@ -2436,7 +2502,8 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "queuePosition": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "state": {
       "$ref": "#/components/schemas/inspect.session.v1.PromptState"
@@ -2447,7 +2514,8 @@ enum OpenAPIDocument {
      "updatedBy": {
       "$ref": "#/components/schemas/inspect.common.v1.UserRef"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.PullRequest": {
     "type": "object",
@@ -2459,7 +2527,8 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "number": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "repository": {
       "type": "string"
@@ -2470,7 +2539,8 @@ enum OpenAPIDocument {
      "url": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.PullRequestInfo": {
     "type": "object",
@@ -2479,7 +2549,8 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "number": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "state": {
       "$ref": "#/components/schemas/inspect.session.v1.PullRequestState"
@@ -2487,7 +2558,8 @@ enum OpenAPIDocument {
      "url": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.PullRequestState": {
     "anyOf": [
@@ -2513,7 +2585,8 @@ enum OpenAPIDocument {
      "repository": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.RegisterRepositoryResponse": {
     "type": "object",
@@ -2524,7 +2597,8 @@ enum OpenAPIDocument {
      "repository": {
       "$ref": "#/components/schemas/inspect.session.v1.RegisteredRepository"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.RegisteredRepository": {
     "type": "object",
@@ -2549,11 +2623,13 @@ enum OpenAPIDocument {
      "registeredBy": {
       "$ref": "#/components/schemas/inspect.common.v1.UserRef"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.RemoveParticipantResponse": {
     "type": "object",
-    "properties": {}
+    "properties": {},
+    "additionalProperties": false
    },
    "inspect.session.v1.Role": {
     "anyOf": [
@@ -2615,7 +2691,8 @@ enum OpenAPIDocument {
        "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"
       }
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.SendPromptRequest": {
     "type": "object",
@@ -2635,7 +2712,8 @@ enum OpenAPIDocument {
      "text": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.SendPromptResponse": {
     "type": "object",
@@ -2644,16 +2722,19 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "queuePosition": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "seq": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.Session": {
     "type": "object",
@@ -2694,7 +2775,8 @@ enum OpenAPIDocument {
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "model": {
       "type": "string"
@@ -2712,7 +2794,8 @@ enum OpenAPIDocument {
       "$ref": "#/components/schemas/inspect.session.v1.PullRequestInfo"
      },
      "queuedPrompts": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "repository": {
       "$ref": "#/components/schemas/inspect.common.v1.RepositoryRef"
@@ -2730,7 +2813,8 @@ enum OpenAPIDocument {
       "type": "string",
       "format": "date-time"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.SessionCreated": {
     "type": "object",
@@ -2738,7 +2822,8 @@ enum OpenAPIDocument {
      "session": {
       "$ref": "#/components/schemas/inspect.session.v1.Session"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.SessionEvent": {
     "type": "object",
@@ -2784,7 +2869,8 @@ enum OpenAPIDocument {
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "sessionCreated": {
       "$ref": "#/components/schemas/inspect.session.v1.SessionCreated"
@@ -2817,7 +2903,8 @@ enum OpenAPIDocument {
      "usage": {
       "$ref": "#/components/schemas/inspect.session.v1.Usage"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.SessionState": {
     "anyOf": [
@@ -2858,56 +2945,64 @@ enum OpenAPIDocument {
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "inputTokens": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "outputTokens": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "promptsInWindow": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "promptsTotal": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "pullRequestsClosed": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "pullRequestsMerged": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "pullRequestsOpened": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "sessionsByState": {
       "type": "object",
@@ -2916,7 +3011,8 @@ enum OpenAPIDocument {
         "string",
         "integer"
        ],
-       "pattern": "^-?[0-9]+$"
+       "pattern": "^[0-9]+$",
+       "minimum": 0
       }
      },
      "sessionsCreated": {
@@ -2924,21 +3020,24 @@ enum OpenAPIDocument {
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "sessionsRunning": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "sessionsTotal": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "since": {
       "type": "string",
@@ -2949,30 +3048,35 @@ enum OpenAPIDocument {
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "turnsFailed": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "turnsSucceeded": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "usersTotal": {
       "type": [
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.SessionUpdated": {
     "type": "object",
@@ -2983,7 +3087,8 @@ enum OpenAPIDocument {
      "title": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.StopSessionRequest": {
     "type": "object",
@@ -2994,13 +3099,15 @@ enum OpenAPIDocument {
      "reason": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.StopSessionResponse": {
     "type": "object",
     "properties": {
      "cancelledPrompts": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "turnId": {
       "type": "string"
@@ -3008,7 +3115,8 @@ enum OpenAPIDocument {
      "wasRunning": {
       "type": "boolean"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.TextDelta": {
     "type": "object",
@@ -3016,7 +3124,8 @@ enum OpenAPIDocument {
      "text": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.ToolCall": {
     "type": "object",
@@ -3028,7 +3137,8 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "attempt": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "awaitingApproval": {
       "type": "boolean"
@@ -3055,7 +3165,8 @@ enum OpenAPIDocument {
      "toolCallId": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.ToolCallState": {
     "anyOf": [
@@ -3093,7 +3204,8 @@ enum OpenAPIDocument {
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "outcome": {
       "$ref": "#/components/schemas/inspect.session.v1.TurnOutcome"
@@ -3103,7 +3215,8 @@ enum OpenAPIDocument {
        "string",
        "integer"
       ],
-      "pattern": "^-?[0-9]+$"
+      "pattern": "^[0-9]+$",
+      "minimum": 0
      },
      "reason": {
       "type": "string"
@@ -3112,9 +3225,11 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "steps": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.TurnOutcome": {
     "anyOf": [
@@ -3179,7 +3294,8 @@ enum OpenAPIDocument {
      "turnId": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.UpdatePresenceRequest": {
     "type": "object",
@@ -3190,31 +3306,37 @@ enum OpenAPIDocument {
      "state": {
       "$ref": "#/components/schemas/inspect.session.v1.PresenceState"
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.UpdatePresenceResponse": {
     "type": "object",
-    "properties": {}
+    "properties": {},
+    "additionalProperties": false
    },
    "inspect.session.v1.Usage": {
     "type": "object",
     "properties": {
      "cachedInputTokens": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "costUsd": {
       "type": "number"
      },
      "inputTokens": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      },
      "model": {
       "type": "string"
      },
      "outputTokens": {
-      "type": "integer"
+      "type": "integer",
+      "minimum": 0
      }
-    }
+    },
+    "additionalProperties": false
    },
    "inspect.session.v1.User": {
     "type": "object",
@@ -3241,7 +3363,8 @@ enum OpenAPIDocument {
      "id": {
       "type": "string"
      }
-    }
+    },
+    "additionalProperties": false
    }
   }
  }

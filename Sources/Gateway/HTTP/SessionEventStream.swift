@@ -92,7 +92,8 @@ struct SessionEventStream {
             }
           } catch {
             // The stream broke after the headers went out: say why in a comment and end.
-            try? await writer.write(ByteBuffer(string: ": error \(error)\n\n"))
+            let reason = "\(error)".replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " ")
+            try? await writer.write(ByteBuffer(string: ": error \(reason)\n\n"))
           }
           group.cancelAll()
         }
@@ -112,36 +113,55 @@ struct SessionEventStream {
 }
 
 /// The SSE frames of recent events, shared by every connection following the same session: each
-/// event is encoded to JSON once, not once per watcher. Bounded: the oldest entries go first.
+/// event is encoded to JSON once, not once per watcher. Bounded by entries and by bytes: the
+/// oldest go first, and a frame larger than a sixteenth of the byte budget is not kept.
 final class FrameCache: Sendable {
-  static let shared = FrameCache(capacity: 8192)
+  static let shared = FrameCache(capacity: 8192, maxBytes: 32 << 20)
 
   private struct State {
     var frames: [String: String] = [:]
+    /// Keys, oldest at `start` (the entries before it are gone).
     var order: [String] = []
-    var head = 0
+    var start = 0
+    var bytes = 0
   }
 
   private let capacity: Int
+  private let maxBytes: Int
   private let state = Mutex(State())
 
-  init(capacity: Int) { self.capacity = capacity }
+  init(capacity: Int, maxBytes: Int) {
+    self.capacity = capacity
+    self.maxBytes = maxBytes
+  }
+
+  /// Entries and bytes held (for tests and metrics).
+  var held: (entries: Int, bytes: Int) { state.withLock { ($0.frames.count, $0.bytes) } }
 
   func frame(for event: Inspect_Session_V1_SessionEvent, sessionID: String) -> String {
     let key = "\(sessionID)/\(event.seq)"
     if let cached = state.withLock({ $0.frames[key] }) { return cached }
     let json = (try? event.jsonString()) ?? "{}"
     let frame = "id: \(event.seq)\nevent: \(event.kindName)\ndata: \(json)\n\n"
+    let size = frame.utf8.count
+    guard size <= maxBytes / 16 else { return frame }
     state.withLock { state in
       guard state.frames[key] == nil else { return }
-      if state.order.count < capacity {
-        state.order.append(key)
-      } else {
-        state.frames[state.order[state.head]] = nil
-        state.order[state.head] = key
-        state.head = (state.head + 1) % capacity
+      // The oldest entries go until the new one fits both bounds.
+      while state.start < state.order.count,
+        state.order.count - state.start >= capacity || state.bytes + size > maxBytes
+      {
+        let oldest = state.order[state.start]
+        state.start += 1
+        state.bytes -= state.frames.removeValue(forKey: oldest)?.utf8.count ?? 0
       }
+      if state.start >= capacity {
+        state.order.removeFirst(state.start)
+        state.start = 0
+      }
+      state.order.append(key)
       state.frames[key] = frame
+      state.bytes += size
     }
     return frame
   }

@@ -118,19 +118,25 @@ async function api(method, path, body) {
   return data;
 }
 
-/** An artifact's bytes as an object URL (fetched with the token). */
-async function artifactURL(sessionID, artifactID) {
-  const response = await fetch(`/v1/sessions/${sessionID}/artifacts/${artifactID}/content`, {
+const INLINE_IMAGES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/**
+ * An artifact's bytes as an object URL (fetched with the token). Only the image types above keep
+ * their type; anything else becomes plain text, so no artifact can run as this page's origin.
+ */
+async function artifactURL(sessionID, artifact) {
+  const response = await fetch(`/v1/sessions/${sessionID}/artifacts/${artifact.id}/content`, {
     headers: { Authorization: `Bearer ${token()}` },
   });
-  if (!response.ok) throw new Error(`artifact ${artifactID}: HTTP ${response.status}`);
-  return URL.createObjectURL(await response.blob());
+  if (!response.ok) throw new Error(`artifact ${artifact.id}: HTTP ${response.status}`);
+  const type = INLINE_IMAGES.includes(artifact.mediaType) ? artifact.mediaType : "text/plain";
+  return URL.createObjectURL(new Blob([await response.arrayBuffer()], { type }));
 }
 
-function decodeBase64(text) {
+function decodeBase64(text, decoder) {
   try {
     const bytes = Uint8Array.from(atob(text || ""), (c) => c.charCodeAt(0));
-    return new TextDecoder().decode(bytes);
+    return decoder.decode(bytes, { stream: true });
   } catch { return ""; }
 }
 
@@ -247,8 +253,12 @@ function listView() {
 function sessionView(id) {
   const view = {
     closed: false, lastSeq: 0, connection: null, reconnects: 0, skipped: 0,
-    tools: new Map(), prompts: new Map(), live: null,
-    close() { this.closed = true; if (this.connection) this.connection.abort(); },
+    tools: new Map(), prompts: new Map(), live: null, urls: [],
+    close() {
+      this.closed = true;
+      if (this.connection) this.connection.abort();
+      for (const url of this.urls) URL.revokeObjectURL(url);
+    },
   };
   // For tests and troubleshooting: drop the stream (it reconnects and resumes by itself).
   window.inspectSession = {
@@ -302,12 +312,26 @@ function sessionView(id) {
     catch (failure) { error.textContent = failure.message; }
   });
 
+  // One refresh at a time; events during one ask for one more, so the newest state always wins.
+  let refreshing = false;
+  let again = false;
   async function refresh() {
+    if (refreshing) { again = true; return; }
+    refreshing = true;
+    do {
+      again = false;
+      await refreshOnce();
+    } while (again && !view.closed);
+    refreshing = false;
+  }
+
+  async function refreshOnce() {
+    if (view.closed) return;
     try {
       const got = await api("GET", `/v1/sessions/${id}`);
       const session = got.session;
       title.textContent = session.title || session.id;
-      const pr = session.pullRequest && session.pullRequest.url
+      const pr = session.pullRequest && /^https?:\/\//.test(session.pullRequest.url || "")
         ? el("a", { href: session.pullRequest.url, id: "pull-request" }, `PR #${session.pullRequest.number} (${shortState(session.pullRequest.state, "PULL_REQUEST_STATE_").toLowerCase()})`)
         : null;
       fill(meta, `${session.repository ? session.repository.fullName : ""} · ${session.branch} · `,
@@ -329,7 +353,7 @@ function sessionView(id) {
         } }, "Cancel"))));
       stop.disabled = !["SESSION_STATE_RUNNING", "SESSION_STATE_QUEUED"].includes(session.state);
     } catch (failure) {
-      if (failure.status === 404) show(el("p", { class: "error" }, `No session ${id} (or it is not yours).`));
+      if (failure.status === 404 && !view.closed) show(el("p", { class: "error" }, `No session ${id} (or it is not yours).`));
     }
   }
 
@@ -348,8 +372,23 @@ function sessionView(id) {
       const details = el("details", { class: "tool", "data-tool": call.toolCallId },
         el("summary", {}, el("b", {}, call.name || "tool"), state, timing), output);
       log.append(details);
-      entry = { details, state, timing, output, name: call.name };
+      const decide = el("span", { class: "decide" });
+      details.querySelector("summary").append(decide);
+      entry = { details, state, timing, output, decide, name: call.name, decoder: new TextDecoder() };
       view.tools.set(call.toolCallId, entry);
+    }
+    // A call waiting for a person: approve or deny it here.
+    entry.decide.replaceChildren();
+    if (call.awaitingApproval) {
+      const answer = (approved) => async (event) => {
+        event.preventDefault();
+        try {
+          await api("POST", `/v1/sessions/${id}/tool-calls/${call.toolCallId}/decision`, { approved });
+          entry.decide.replaceChildren();
+        } catch (failure) { error.textContent = failure.message; }
+      };
+      entry.decide.append(el("button", { type: "button", class: "approve", onclick: answer(true) }, "Approve"), " ",
+        el("button", { type: "button", class: "secondary deny", onclick: answer(false) }, "Deny"));
     }
     const state = shortState(call.state, "TOOL_CALL_STATE_");
     entry.state.textContent = call.awaitingApproval ? "AWAITING APPROVAL" : state;
@@ -399,14 +438,22 @@ function sessionView(id) {
       tool(event.toolCall);
     } else if (event.commandOutput) {
       const entry = view.tools.get(event.commandOutput.toolCallId);
-      if (entry) entry.output.append(decodeBase64(event.commandOutput.data));
+      if (entry) entry.output.append(decodeBase64(event.commandOutput.data, entry.decoder));
     } else if (event.artifactAdded) {
       const artifact = event.artifactAdded.artifact || {};
       const holder = line("assistant shots", `${artifact.name} `);
-      if ((artifact.mediaType || "").startsWith("image/")) {
-        artifactURL(id, artifact.id).then((url) => holder.append(el("img", { src: url, alt: artifact.name }))).catch(() => {});
+      if (INLINE_IMAGES.includes(artifact.mediaType)) {
+        artifactURL(id, artifact).then((url) => {
+          view.urls.push(url);
+          holder.append(el("img", { src: url, alt: artifact.name }));
+        }).catch(() => {});
       } else {
-        holder.append(el("a", { href: "#", onclick: async (e) => { e.preventDefault(); window.open(await artifactURL(id, artifact.id)); } }, "open"));
+        holder.append(el("a", { href: "#", onclick: async (e) => {
+          e.preventDefault();
+          const url = await artifactURL(id, artifact);
+          view.urls.push(url);
+          el("a", { href: url, download: artifact.name || artifact.id }).click();
+        } }, "download"));
       }
     } else if (event.branchPushed) {
       line("turn", `Pushed ${(event.branchPushed.commit || "").slice(0, 12)} to ${event.branchPushed.branch}`).className = "turn";
@@ -438,8 +485,11 @@ function sessionView(id) {
       const value = colon < 0 ? "" : raw.slice(colon + 1).replace(/^ /, "");
       if (field === "data") data += (data ? "\n" : "") + value;
     }
-    if (!data) return;
-    try { apply(JSON.parse(data)); } catch (failure) { console.error("bad event", failure); }
+    if (!data) return true;
+    let event;
+    try { event = JSON.parse(data); } catch { return false; }
+    apply(event);
+    return true;
   }
 
   (async () => {
@@ -452,7 +502,10 @@ function sessionView(id) {
           signal: view.connection.signal,
         });
         if (response.status === 401) return showLogin("Your token was refused.");
-        if (response.status === 404) return show(el("p", { class: "error" }, `No session ${id} (or it is not yours).`));
+        if (response.status === 404) {
+          if (!view.closed) show(el("p", { class: "error" }, `No session ${id} (or it is not yours).`));
+          return;
+        }
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         status.textContent = "live";
         backoff = 250;
@@ -462,12 +515,18 @@ function sessionView(id) {
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
-          buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
+          buffer += decoder.decode(value, { stream: true });
+          // Line ends may be \r\n, \r or \n; a \r at the very end may be half of a \r\n.
+          const tail = buffer.endsWith("\r") ? "\r" : "";
+          buffer = buffer.slice(0, buffer.length - tail.length).replace(/\r\n?/g, "\n") + tail;
           let end;
-          while ((end = buffer.indexOf("\n\n")) >= 0) {
-            frame(buffer.slice(0, end));
+          let broken = false;
+          while (!broken && (end = buffer.indexOf("\n\n")) >= 0) {
+            broken = !frame(buffer.slice(0, end));
             buffer = buffer.slice(end + 2);
           }
+          // A frame that cannot be read: start again after the last event shown.
+          if (broken) { view.connection.abort(); break; }
         }
       } catch (failure) {
         if (view.closed) return;
