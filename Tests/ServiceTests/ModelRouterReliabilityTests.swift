@@ -47,9 +47,12 @@ struct ModelRouterReliabilityTests {
       try await withModelRouter(openAI: try Self.settings(standIn)) { client, _ in
         let late = try await client.answer(F.request(model: "openai:m", [F.user("hi")]), timeout: .seconds(30))
         #expect(late.text == "Late but here.")
+        // Long enough for the request to reach the stand-in on a loaded machine: a shorter deadline
+        // can expire before it is sent, leaving nothing upstream to stop.
         let error = await #expect(throws: RPCError.self) {
-          _ = try await client.answer(F.request(model: "openai:m", [F.user("hi")]), timeout: .milliseconds(600))
+          _ = try await client.answer(F.request(model: "openai:m", [F.user("hi")]), timeout: .seconds(3))
         }
+        #expect(standIn.requests.count == 2, "the endless request reached the stand-in")
         // The client's deadline and the server's (which cancels the call) race: either code is right.
         #expect(error?.code == .deadlineExceeded || error?.code == .cancelled, "\(String(describing: error))")
       }
