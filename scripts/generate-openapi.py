@@ -26,7 +26,7 @@ OUT = ROOT / "Sources/Gateway/HTTP/OpenAPIDocument.swift"
 S = "inspect.session.v1."
 
 # (method, path, operationId, summary, request message (body) or None, response: message name,
-#  or one of "sse", "binary", "text", "json"; path parameters are taken from the path; query
+#  or one of "sse", "websocket", "binary", "text", "json"; path parameters are taken from the path; query
 #  parameters listed; auth False for the open routes)
 ROUTES = [
     ("get", "/healthz", "health", "Liveness: the process is up.", None, "json", [], False),
@@ -68,9 +68,18 @@ ROUTES = [
      S + "ListArtifactsResponse", [("pageSize", "integer"), ("pageToken", "string"), ("turnId", "string")], True),
     ("get", "/v1/sessions/{id}/artifacts/{artifact}/content", "getArtifactContent",
      "An artifact's content, as its own media type.", None, "binary", [], True),
+    ("get", "/v1/sessions/{id}/diff", "getDiff",
+     "The session branch's changes against its base, as last pushed: files with line counts and the patch.",
+     None, S + "GetDiffResponse", [("maxPatchBytes", "integer")], True),
     ("get", "/v1/sessions/{id}/events", "streamEvents",
      "The session's events as Server-Sent Events (id = seq; resume with Last-Event-ID or after_seq).", None,
      "sse", [("after_seq", "integer")], True),
+    ("get", "/v1/sessions/{id}/ws", "streamEventsWebSocket",
+     "The session's events over a WebSocket (upgrade; a resume message starts and moves the stream).", None,
+     "websocket", [], True),
+    ("post", "/v1/transcriptions", "transcribe",
+     "A voice prompt: the recording (body, its type in Content-Type) as text, to confirm before sending.",
+     "audio", "inspect.model.v1.TranscribeResponse", [("sessionId", "string"), ("language", "string")], True),
     ("post", "/v1/prewarm", "prewarm", "Someone started typing: get a sandbox of the repository ready.",
      S + "PrewarmRequest", S + "PrewarmResponse", [], True),
     ("get", "/v1/stats", "getStats", "Counters for the stats page.", None, S + "GetStatsResponse",
@@ -86,6 +95,8 @@ ROUTES = [
      "GitHub webhook deliveries (X-Hub-Signature-256 over the raw body; X-GitHub-Event, X-GitHub-Delivery).",
      "webhook", "json", [], False),
 ]
+
+AUDIO_TYPES = ["audio/webm", "audio/ogg", "audio/wav", "audio/mpeg", "audio/mp4", "audio/flac"]
 
 # The body field each path parameter fills (the path wins): not part of the documented body.
 PATH_FIELDS = {"id": "sessionId", "prompt": "promptId", "user": "userId", "toolCall": "toolCallId"}
@@ -216,6 +227,11 @@ def document(types) -> dict:
                 {"name": "X-Hub-Signature-256", "in": "header", "required": True, "schema": {"type": "string"}},
             ]
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+        elif request == "audio":
+            # The types ModelRouter transcribes (parameters such as `;codecs=opus` allowed).
+            op["requestBody"] = {"required": True, "content": {
+                media: {"schema": {"type": "string", "contentMediaType": media}}
+                for media in AUDIO_TYPES}}
         elif request:
             roots.add(request)
             op["requestBody"] = {"required": False, "content": {"application/json": {
@@ -234,6 +250,19 @@ def document(types) -> dict:
                                    "contentSchema": {"$ref": f"#/components/schemas/{S}SessionEvent"}},
                           "retry": {"type": "integer"},
                       }}}}}
+        elif response == "websocket":
+            ok = None
+            op["description"] = (
+                "Upgrade with `Connection: Upgrade`, `Upgrade: websocket` (a plain GET is 426). Browsers, which "
+                "cannot set headers on a WebSocket, leave out `Authorization` and send the token in the first "
+                "message. Client messages are JSON text: `{\"type\":\"resume\",\"afterSeq\":N,\"token\":\"…\"}` "
+                "(first within 10 s; later ones move the stream, without a token). Server messages: "
+                "`{\"type\":\"subscribed\",\"sessionId\",\"afterSeq\"}`, "
+                "`{\"type\":\"events\",\"events\":[SessionEvent JSON…]}` (every event after afterSeq exactly "
+                "once, in order), `{\"type\":\"error\",\"error\":{\"code\",\"message\"}}`. Close codes: 1000 the "
+                "stream ended, 1001 the Gateway is shutting down, 1008 no or bad first message, bad token or "
+                "unknown session, 1011 the upstream broke.")
+            op["responses"]["101"] = {"description": "Switching Protocols: the WebSocket conversation above"}
         elif response == "binary":
             ok = {"description": "the artifact's bytes, with its media type",
                   "content": {"*/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}
@@ -261,7 +290,8 @@ def document(types) -> dict:
                 for target in ("editQueuedPrompt", "cancelQueuedPrompt")
             }
         status = "202" if request == "webhook" else "200"
-        op["responses"][status] = ok
+        if ok is not None:
+            op["responses"][status] = ok
         if request == "webhook":
             op["responses"]["200"] = {"description": "a delivery seen before",
                                       "content": {"application/json": {"schema": {"type": "object"}}}}
@@ -276,7 +306,7 @@ def document(types) -> dict:
     schemas = build_components(types, roots)
     # Fields the path fills are not part of the documented request bodies.
     for method, path, _operation, _summary, request, *_ in ROUTES:
-        if request and request != "webhook":
+        if request and request not in ("webhook", "audio"):
             filled = {PATH_FIELDS[p[1:-1]] for p in path.split("/") if p.startswith("{") and p[1:-1] in PATH_FIELDS}
             body = dict(schemas[request])
             body["properties"] = {k: v for k, v in body["properties"].items() if k not in filled}

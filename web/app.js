@@ -64,6 +64,62 @@ async function api(method, path, body) {
 const INLINE_IMAGES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
 /**
+ * A button that records a voice prompt (MediaRecorder) until clicked again, has the Gateway
+ * transcribe it, and puts the text into `textarea` for the person to check and send. `spoken()`
+ * is called once text arrived, so the prompt can be sent as a voice prompt.
+ */
+function voiceButton(textarea, note, sessionID, spoken) {
+  const idle = "● Speak";
+  const button = el("button", { type: "button", class: "secondary voice", title: "Record a prompt" }, idle);
+  let recorder = null;
+  button.addEventListener("click", async () => {
+    if (recorder) { recorder.stop(); return; }
+    note.textContent = "";
+    if (!navigator.mediaDevices || !window.MediaRecorder) {
+      note.textContent = "This browser cannot record audio here.";
+      return;
+    }
+    let stream;
+    try { stream = await navigator.mediaDevices.getUserMedia({ audio: true }); }
+    catch (failure) { note.textContent = `No microphone: ${failure.message}`; return; }
+    const chunks = [];
+    const active = new MediaRecorder(stream);
+    recorder = active;
+    active.ondataavailable = (event) => { if (event.data.size) chunks.push(event.data); };
+    active.onstop = async () => {
+      for (const track of stream.getTracks()) track.stop();
+      recorder = null;
+      button.textContent = idle;
+      button.disabled = true;
+      note.textContent = "Transcribing…";
+      const type = active.mimeType || "audio/webm";
+      try {
+        const query = sessionID ? `?sessionId=${encodeURIComponent(sessionID)}` : "";
+        const response = await fetch(`/v1/transcriptions${query}`, {
+          method: "POST", headers: { Authorization: `Bearer ${token()}`, "Content-Type": type },
+          body: new Blob(chunks, { type }),
+        });
+        const body = await response.json().catch(() => ({}));
+        if (!response.ok) throw new Error(body.error ? `${body.error.code}: ${body.error.message}` : `HTTP ${response.status}`);
+        const text = (body.text || "").trim();
+        if (!text) throw new Error("nothing was heard");
+        textarea.value = textarea.value.trim() ? `${textarea.value.trim()} ${text}` : text;
+        textarea.focus();
+        spoken();
+        note.textContent = "Transcribed: check the text, then send it.";
+      } catch (failure) {
+        note.textContent = `Transcription failed: ${failure.message}`;
+      }
+      button.disabled = false;
+    };
+    active.start();
+    button.textContent = "■ Stop recording";
+    note.textContent = "Recording… click again to stop.";
+  });
+  return button;
+}
+
+/**
  * An artifact's bytes as an object URL (fetched with the token). Only the image types above keep
  * their type; anything else becomes plain text, so no artifact can run as this page's origin.
  */
@@ -146,20 +202,26 @@ function listView() {
   const rows = el("tbody");
   const error = el("p", { class: "error" });
   const repositories = el("datalist", { id: "repositories" });
+  const firstPrompt = el("textarea", { id: "first-prompt", name: "prompt", placeholder: "What should change?" });
+  const firstNote = el("span", { class: "muted", id: "first-voice-note" });
+  let spokenFirst = false;
+  const firstVoice = voiceButton(firstPrompt, firstNote, "", () => { spokenFirst = true; });
+  firstVoice.id = "first-voice";
   const form = el("form", { class: "card", id: "new-session" },
     el("h2", {}, "New session"),
     el("div", { class: "row" },
       el("input", { id: "repository", name: "repository", placeholder: "owner/name", list: "repositories", required: true, class: "grow" }),
       el("input", { id: "model", name: "model", placeholder: "model (optional)", class: "grow" })),
     repositories,
-    el("p", {}, el("textarea", { id: "first-prompt", name: "prompt", placeholder: "What should change?" })),
-    el("button", { type: "submit" }, "Start"), error);
+    el("p", {}, firstPrompt),
+    el("div", { class: "row" }, el("button", { type: "submit" }, "Start"), firstVoice, firstNote), error);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.textContent = "";
     try {
       const created = await api("POST", "/v1/sessions", {
-        repository: form.repository.value.trim(), model: form.model.value.trim(), prompt: form.prompt.value, client: "web",
+        repository: form.repository.value.trim(), model: form.model.value.trim(), prompt: form.prompt.value,
+        client: spokenFirst ? "voice" : "web",
       });
       navigate(`/sessions/${created.session.id}`);
     } catch (failure) { error.textContent = failure.message; }
@@ -220,9 +282,19 @@ function sessionView(id) {
   const text = el("textarea", { id: "prompt", placeholder: "Ask for a change, or a follow-up (queued while a turn runs)" });
   const send = el("button", { id: "send", type: "submit" }, "Send");
   const stop = el("button", { id: "stop", type: "button", class: "danger" }, "Stop");
-  const form = el("form", { class: "card", id: "prompt-form" }, text, el("div", { class: "row" }, send, stop, status), error);
+  const voiceNote = el("p", { class: "muted", id: "voice-note" });
+  let spoken = false;
+  const voice = voiceButton(text, voiceNote, id, () => { spoken = true; });
+  voice.id = "voice";
+  const form = el("form", { class: "card", id: "prompt-form" }, text,
+    el("div", { class: "row" }, send, voice, stop, status), voiceNote, error);
 
-  show(el("div", { class: "card" }, title, meta, people, typing), log,
+  const diffSummary = el("summary", { id: "diff-summary" }, "Changes: nothing pushed yet");
+  const diffFiles = el("ul", { class: "files", id: "diff-files" });
+  const diffPatch = el("pre", { class: "patch", id: "diff-patch" });
+  const diff = el("details", { class: "card diff", id: "diff" }, diffSummary, diffFiles, diffPatch);
+
+  show(el("div", { class: "card" }, title, meta, people, typing), log, diff,
     el("div", { class: "card" }, el("h3", {}, "Queued"), queue), form);
 
   let lastTyping = 0;
@@ -244,8 +316,10 @@ function sessionView(id) {
     error.textContent = "";
     send.disabled = true;
     try {
-      await api("POST", `/v1/sessions/${id}/prompts`, { text: text.value, client: "web" });
+      await api("POST", `/v1/sessions/${id}/prompts`, { text: text.value, client: spoken ? "voice" : "web" });
       text.value = "";
+      spoken = false;
+      voiceNote.textContent = "";
     } catch (failure) { error.textContent = failure.message; }
     send.disabled = false;
   });
@@ -299,6 +373,39 @@ function sessionView(id) {
       if (failure.status === 404 && !view.closed) show(el("p", { class: "error" }, `No session ${id} (or it is not yours).`));
     }
   }
+
+  // The branch's changes against its base, as last pushed; loaded again after every push.
+  let diffLoads = Promise.resolve();
+  function loadDiff() {
+    diffLoads = diffLoads.then(async () => {
+      if (view.closed) return;
+      try {
+        const got = await api("GET", `/v1/sessions/${id}/diff`);
+        const changes = got.diff || {};
+        const files = changes.files || [];
+        if (!changes.headCommit) {
+          diffSummary.textContent = "Changes: nothing pushed yet";
+        } else {
+          const added = files.reduce((sum, file) => sum + (file.additions || 0), 0);
+          const removed = files.reduce((sum, file) => sum + (file.deletions || 0), 0);
+          diffSummary.textContent = `Changes: ${files.length} file${files.length === 1 ? "" : "s"}, +${added} −${removed} against ${got.baseBranch}`;
+        }
+        diffFiles.replaceChildren(...files.map((file) => el("li", { "data-path": file.path },
+          el("span", { class: "mono" }, file.oldPath ? `${file.oldPath} → ${file.path}` : file.path), " ",
+          el("span", { class: "muted" }, file.binary ? `${file.status || "modified"}, binary` : `${file.status || "modified"} +${file.additions || 0} −${file.deletions || 0}`))));
+        diffPatch.replaceChildren(...(changes.patch || "").split("\n").map((text) => {
+          const kind = text.startsWith("+++") || text.startsWith("---") || text.startsWith("diff ") ? "file"
+            : text.startsWith("@@") ? "hunk" : text.startsWith("+") ? "add" : text.startsWith("-") ? "del" : "";
+          return el("span", { class: kind }, text + "\n");
+        }));
+        if (changes.truncated) diffPatch.append(el("span", { class: "muted" }, "… (cut: the patch is larger than shown)\n"));
+      } catch (failure) {
+        diffSummary.textContent = `Changes: ${failure.message}`;
+      }
+    });
+    return diffLoads;
+  }
+  loadDiff();
 
   function line(kind, ...children) {
     const node = el("div", { class: `msg ${kind}` }, ...children);
@@ -400,6 +507,7 @@ function sessionView(id) {
       }
     } else if (event.branchPushed) {
       line("turn", `Pushed ${(event.branchPushed.commit || "").slice(0, 12)} to ${event.branchPushed.branch}`).className = "turn";
+      loadDiff();
     } else if (event.pullRequest) {
       refresh();
     } else if (event.turnFinished) {

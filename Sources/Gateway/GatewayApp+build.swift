@@ -25,10 +25,11 @@ extension GatewayApp {
   }
 
   /// Every HTTP route of the Gateway: the admin routes, `/openapi.json`, `/v1/*` behind bearer
-  /// authentication, signed artifact links, the web client and GitHub webhooks.
+  /// authentication (with `/v1/sessions/{id}/ws`'s answer to a request that did not upgrade), signed artifact links, the web client and GitHub webhooks.
   static func makeRouter(
     host: ServiceHost, sessionClient: GRPCClient<HTTP2ClientTransport.Posix>, authenticator: Authenticator,
-    downstream: Downstream, webhookSecret: SymmetricKey?
+    downstream: Downstream, modelClient: GRPCClient<HTTP2ClientTransport.Posix>, modelDownstream: Downstream,
+    webhookSecret: SymmetricKey?
   ) -> Router<GatewayRequestContext> {
     let router = host.makeRouter(context: GatewayRequestContext.self)
     let sessions = Inspect_Session_V1_SessionService.Client(wrapping: sessionClient)
@@ -37,13 +38,20 @@ extension GatewayApp {
         status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
         body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
     }
-    router.group("v1")
+    let webSocket = SessionWebSocket(sessions: sessions, authenticator: authenticator, downstream: downstream)
+    let api = router.group("v1")
       .add(middleware: AuthMiddleware(authenticator: authenticator))
       .addRoutes(
         APIController(
           sessions: sessions, users: Inspect_Session_V1_UserService.Client(wrapping: sessionClient),
           downstream: downstream
-        ).endpoints)
+        ).endpoints
+      )
+      .get("sessions/:id/ws") { _, context in try await webSocket.upgradeRequired(context: context) }
+    TranscriptionController(
+      models: Inspect_Model_V1_ModelRouterService.Client(wrapping: modelClient), modelDownstream: modelDownstream,
+      sessions: sessions, sessionDownstream: downstream
+    ).register(on: api)
     APIController.registerSignedArtifacts(on: router, sessions: sessions, downstream: downstream)
     WebClient.register(on: router)
     GitHubWebhookController(
@@ -64,16 +72,23 @@ extension GatewayApp {
     let users = Inspect_Session_V1_UserService.Client(wrapping: sessionClient)
     let authenticator = Authenticator(users: users, downstream: downstream)
 
+    // ModelRouter transcribes voice prompts; the Gateway's readiness does not wait for it.
+    let modelAddress = configuration.peers[.modelRouter]
+    let modelClient = try GRPCClient.peer(modelAddress)
     let router = makeRouter(
       host: host, sessionClient: sessionClient, authenticator: authenticator, downstream: downstream,
+      modelClient: modelClient, modelDownstream: Downstream(service: .modelRouter, address: modelAddress),
       webhookSecret: webhookSecret)
 
     let proxy = ProxyService(
       methods: publicMethods, client: sessionClient, authenticator: authenticator, downstream: downstream)
+    let webSocket = SessionWebSocket(
+      sessions: Inspect_Session_V1_SessionService.Client(wrapping: sessionClient), authenticator: authenticator,
+      downstream: downstream)
     return BuiltService(
       host: host,
       grpcServer: try host.makeGRPCServer(services: [proxy], trustCallerMetadata: false),
-      httpServer: host.makeHTTPServer(router: router),
-      dependencies: [GRPCClientService(client: sessionClient)])
+      httpServer: host.makeHTTPServer(router: router, server: webSocket.serverBuilder()),
+      dependencies: [GRPCClientService(client: sessionClient), GRPCClientService(client: modelClient)])
   }
 }

@@ -72,6 +72,58 @@ public nonisolated struct Inspect_Common_V1_CommitIdentity: Sendable {
   public init() {}
 }
 
+/// One file's change between two commits (`git diff --numstat` and `--name-status`).
+public nonisolated struct Inspect_Common_V1_FileDiff: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The path after the change (before it, for a deletion).
+  public var path: String = String()
+
+  /// The path before a rename or copy; empty otherwise.
+  public var oldPath: String = String()
+
+  /// `added`, `modified`, `deleted`, `renamed`, `copied` or `type_changed`.
+  public var status: String = String()
+
+  public var additions: UInt32 = 0
+
+  public var deletions: UInt32 = 0
+
+  /// A binary file: no line counts.
+  public var binary: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The changes of a branch since it left its base (`git diff base...head`).
+public nonisolated struct Inspect_Common_V1_BranchDiff: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The commits compared: the merge base of the two branches and the head branch's newest.
+  /// head_commit is empty when the head branch does not exist yet (nothing was pushed).
+  public var baseCommit: String = String()
+
+  public var headCommit: String = String()
+
+  public var files: [Inspect_Common_V1_FileDiff] = []
+
+  /// The unified diff, cut at the requested size.
+  public var patch: String = String()
+
+  /// Whether the patch was cut.
+  public var truncated: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "inspect.common.v1"
@@ -181,6 +233,111 @@ nonisolated extension Inspect_Common_V1_CommitIdentity: SwiftProtobuf.Message, S
   public static func ==(lhs: Inspect_Common_V1_CommitIdentity, rhs: Inspect_Common_V1_CommitIdentity) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.email != rhs.email {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Common_V1_FileDiff: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FileDiff"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{3}old_path\0\u{1}status\0\u{1}additions\0\u{1}deletions\0\u{1}binary\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.oldPath) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.additions) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.deletions) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.binary) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    if !self.oldPath.isEmpty {
+      try visitor.visitSingularStringField(value: self.oldPath, fieldNumber: 2)
+    }
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 3)
+    }
+    if self.additions != 0 {
+      try visitor.visitSingularUInt32Field(value: self.additions, fieldNumber: 4)
+    }
+    if self.deletions != 0 {
+      try visitor.visitSingularUInt32Field(value: self.deletions, fieldNumber: 5)
+    }
+    if self.binary != false {
+      try visitor.visitSingularBoolField(value: self.binary, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Common_V1_FileDiff, rhs: Inspect_Common_V1_FileDiff) -> Bool {
+    if lhs.path != rhs.path {return false}
+    if lhs.oldPath != rhs.oldPath {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.additions != rhs.additions {return false}
+    if lhs.deletions != rhs.deletions {return false}
+    if lhs.binary != rhs.binary {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Common_V1_BranchDiff: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BranchDiff"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}base_commit\0\u{3}head_commit\0\u{1}files\0\u{1}patch\0\u{1}truncated\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.baseCommit) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.headCommit) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.files) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.patch) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.truncated) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.baseCommit.isEmpty {
+      try visitor.visitSingularStringField(value: self.baseCommit, fieldNumber: 1)
+    }
+    if !self.headCommit.isEmpty {
+      try visitor.visitSingularStringField(value: self.headCommit, fieldNumber: 2)
+    }
+    if !self.files.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.files, fieldNumber: 3)
+    }
+    if !self.patch.isEmpty {
+      try visitor.visitSingularStringField(value: self.patch, fieldNumber: 4)
+    }
+    if self.truncated != false {
+      try visitor.visitSingularBoolField(value: self.truncated, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Common_V1_BranchDiff, rhs: Inspect_Common_V1_BranchDiff) -> Bool {
+    if lhs.baseCommit != rhs.baseCommit {return false}
+    if lhs.headCommit != rhs.headCommit {return false}
+    if lhs.files != rhs.files {return false}
+    if lhs.patch != rhs.patch {return false}
+    if lhs.truncated != rhs.truncated {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -189,6 +189,19 @@ public enum Inspect_Sandbox_V1_SandboxService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "CompareBranches" metadata.
+        public enum CompareBranches: Sendable {
+            /// Request type for "CompareBranches".
+            public typealias Input = Inspect_Sandbox_V1_CompareBranchesRequest
+            /// Response type for "CompareBranches".
+            public typealias Output = Inspect_Sandbox_V1_CompareBranchesResponse
+            /// Descriptor for "CompareBranches".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.sandbox.v1.SandboxService"),
+                method: "CompareBranches",
+                type: .unary
+            )
+        }
         /// Namespace for "RunAgent" metadata.
         public enum RunAgent: Sendable {
             /// Request type for "RunAgent".
@@ -217,6 +230,7 @@ public enum Inspect_Sandbox_V1_SandboxService: Sendable {
             WarmPoolStatus.descriptor,
             Prewarm.descriptor,
             MirrorRepository.descriptor,
+            CompareBranches.descriptor,
             RunAgent.descriptor
         ]
     }
@@ -522,6 +536,28 @@ extension Inspect_Sandbox_V1_SandboxService {
             request: GRPCCore.StreamingServerRequest<Inspect_Sandbox_V1_MirrorRepositoryRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse>
+
+        /// Handle the "CompareBranches" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Fetches the repository's mirror, then compares two of its branches: what `head` adds since
+        /// > it left `base` (`git diff base...head`). A head branch that does not exist (yet) is an
+        /// > empty diff with an empty head commit.
+        /// > Errors: INVALID_ARGUMENT if the repository or a branch name is malformed; NOT_FOUND if the
+        /// > repository or the base branch does not exist; UNAVAILABLE if the remote cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inspect_Sandbox_V1_CompareBranchesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inspect_Sandbox_V1_CompareBranchesResponse` messages.
+        func compareBranches(
+            request: GRPCCore.StreamingServerRequest<Inspect_Sandbox_V1_CompareBranchesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Sandbox_V1_CompareBranchesResponse>
 
         /// Handle the "RunAgent" method.
         ///
@@ -836,6 +872,28 @@ extension Inspect_Sandbox_V1_SandboxService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse>
 
+        /// Handle the "CompareBranches" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Fetches the repository's mirror, then compares two of its branches: what `head` adds since
+        /// > it left `base` (`git diff base...head`). A head branch that does not exist (yet) is an
+        /// > empty diff with an empty head commit.
+        /// > Errors: INVALID_ARGUMENT if the repository or a branch name is malformed; NOT_FOUND if the
+        /// > repository or the base branch does not exist; UNAVAILABLE if the remote cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Sandbox_V1_CompareBranchesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inspect_Sandbox_V1_CompareBranchesResponse` message.
+        func compareBranches(
+            request: GRPCCore.ServerRequest<Inspect_Sandbox_V1_CompareBranchesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inspect_Sandbox_V1_CompareBranchesResponse>
+
         /// Handle the "RunAgent" method.
         ///
         /// > Source IDL Documentation:
@@ -1149,6 +1207,28 @@ extension Inspect_Sandbox_V1_SandboxService {
             context: GRPCCore.ServerContext
         ) async throws -> Inspect_Sandbox_V1_MirrorRepositoryResponse
 
+        /// Handle the "CompareBranches" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Fetches the repository's mirror, then compares two of its branches: what `head` adds since
+        /// > it left `base` (`git diff base...head`). A head branch that does not exist (yet) is an
+        /// > empty diff with an empty head commit.
+        /// > Errors: INVALID_ARGUMENT if the repository or a branch name is malformed; NOT_FOUND if the
+        /// > repository or the base branch does not exist; UNAVAILABLE if the remote cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inspect_Sandbox_V1_CompareBranchesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inspect_Sandbox_V1_CompareBranchesResponse` to respond with.
+        func compareBranches(
+            request: Inspect_Sandbox_V1_CompareBranchesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inspect_Sandbox_V1_CompareBranchesResponse
+
         /// Handle the "RunAgent" method.
         ///
         /// > Source IDL Documentation:
@@ -1325,6 +1405,17 @@ extension Inspect_Sandbox_V1_SandboxService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Inspect_Sandbox_V1_SandboxService.Method.CompareBranches.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Sandbox_V1_CompareBranchesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Sandbox_V1_CompareBranchesResponse>(),
+            handler: { request, context in
+                try await self.compareBranches(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Inspect_Sandbox_V1_SandboxService.Method.RunAgent.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Sandbox_V1_RunAgentRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Sandbox_V1_RunAgentResponse>(),
@@ -1467,6 +1558,17 @@ extension Inspect_Sandbox_V1_SandboxService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse> {
         let response = try await self.mirrorRepository(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func compareBranches(
+        request: GRPCCore.StreamingServerRequest<Inspect_Sandbox_V1_CompareBranchesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Sandbox_V1_CompareBranchesResponse> {
+        let response = try await self.compareBranches(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1647,6 +1749,19 @@ extension Inspect_Sandbox_V1_SandboxService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse> {
         return GRPCCore.ServerResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse>(
             message: try await self.mirrorRepository(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func compareBranches(
+        request: GRPCCore.ServerRequest<Inspect_Sandbox_V1_CompareBranchesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inspect_Sandbox_V1_CompareBranchesResponse> {
+        return GRPCCore.ServerResponse<Inspect_Sandbox_V1_CompareBranchesResponse>(
+            message: try await self.compareBranches(
                 request: request.message,
                 context: context
             ),
@@ -2023,6 +2138,33 @@ extension Inspect_Sandbox_V1_SandboxService {
             deserializer: some GRPCCore.MessageDeserializer<Inspect_Sandbox_V1_MirrorRepositoryResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Sandbox_V1_MirrorRepositoryResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CompareBranches" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Fetches the repository's mirror, then compares two of its branches: what `head` adds since
+        /// > it left `base` (`git diff base...head`). A head branch that does not exist (yet) is an
+        /// > empty diff with an empty head commit.
+        /// > Errors: INVALID_ARGUMENT if the repository or a branch name is malformed; NOT_FOUND if the
+        /// > repository or the base branch does not exist; UNAVAILABLE if the remote cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Sandbox_V1_CompareBranchesRequest` message.
+        ///   - serializer: A serializer for `Inspect_Sandbox_V1_CompareBranchesRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Sandbox_V1_CompareBranchesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func compareBranches<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Sandbox_V1_CompareBranchesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Sandbox_V1_CompareBranchesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Sandbox_V1_CompareBranchesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Sandbox_V1_CompareBranchesResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "RunAgent" method.
@@ -2555,6 +2697,44 @@ extension Inspect_Sandbox_V1_SandboxService {
             )
         }
 
+        /// Call the "CompareBranches" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Fetches the repository's mirror, then compares two of its branches: what `head` adds since
+        /// > it left `base` (`git diff base...head`). A head branch that does not exist (yet) is an
+        /// > empty diff with an empty head commit.
+        /// > Errors: INVALID_ARGUMENT if the repository or a branch name is malformed; NOT_FOUND if the
+        /// > repository or the base branch does not exist; UNAVAILABLE if the remote cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Sandbox_V1_CompareBranchesRequest` message.
+        ///   - serializer: A serializer for `Inspect_Sandbox_V1_CompareBranchesRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Sandbox_V1_CompareBranchesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func compareBranches<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Sandbox_V1_CompareBranchesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Sandbox_V1_CompareBranchesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Sandbox_V1_CompareBranchesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Sandbox_V1_CompareBranchesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inspect_Sandbox_V1_SandboxService.Method.CompareBranches.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "RunAgent" method.
         ///
         /// > Source IDL Documentation:
@@ -3007,6 +3187,39 @@ extension Inspect_Sandbox_V1_SandboxService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Sandbox_V1_MirrorRepositoryRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Sandbox_V1_MirrorRepositoryResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CompareBranches" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Fetches the repository's mirror, then compares two of its branches: what `head` adds since
+    /// > it left `base` (`git diff base...head`). A head branch that does not exist (yet) is an
+    /// > empty diff with an empty head commit.
+    /// > Errors: INVALID_ARGUMENT if the repository or a branch name is malformed; NOT_FOUND if the
+    /// > repository or the base branch does not exist; UNAVAILABLE if the remote cannot be reached.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inspect_Sandbox_V1_CompareBranchesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func compareBranches<Result>(
+        request: GRPCCore.ClientRequest<Inspect_Sandbox_V1_CompareBranchesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Sandbox_V1_CompareBranchesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.compareBranches(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Sandbox_V1_CompareBranchesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Sandbox_V1_CompareBranchesResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3510,6 +3723,43 @@ extension Inspect_Sandbox_V1_SandboxService.ClientProtocol {
             metadata: metadata
         )
         return try await self.mirrorRepository(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CompareBranches" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Fetches the repository's mirror, then compares two of its branches: what `head` adds since
+    /// > it left `base` (`git diff base...head`). A head branch that does not exist (yet) is an
+    /// > empty diff with an empty head commit.
+    /// > Errors: INVALID_ARGUMENT if the repository or a branch name is malformed; NOT_FOUND if the
+    /// > repository or the base branch does not exist; UNAVAILABLE if the remote cannot be reached.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func compareBranches<Result>(
+        _ message: Inspect_Sandbox_V1_CompareBranchesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Sandbox_V1_CompareBranchesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inspect_Sandbox_V1_CompareBranchesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.compareBranches(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -984,6 +984,47 @@ public nonisolated struct Inspect_Sandbox_V1_MirrorRepositoryRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Inspect_Sandbox_V1_CompareBranchesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// `owner/name`.
+  public var repository: String = String()
+
+  public var base: String = String()
+
+  public var head: String = String()
+
+  /// The largest patch returned, in bytes (0: 1 MiB; at most 8 MiB).
+  public var maxPatchBytes: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Inspect_Sandbox_V1_CompareBranchesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var diff: Inspect_Common_V1_BranchDiff {
+    get {_diff ?? Inspect_Common_V1_BranchDiff()}
+    set {_diff = newValue}
+  }
+  /// Returns true if `diff` has been explicitly set.
+  public var hasDiff: Bool {self._diff != nil}
+  /// Clears the value of `diff`. Subsequent reads from it will return its default value.
+  public mutating func clearDiff() {self._diff = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _diff: Inspect_Common_V1_BranchDiff? = nil
+}
+
 public nonisolated struct Inspect_Sandbox_V1_MirrorRepositoryResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -2731,6 +2772,85 @@ nonisolated extension Inspect_Sandbox_V1_MirrorRepositoryRequest: SwiftProtobuf.
 
   public static func ==(lhs: Inspect_Sandbox_V1_MirrorRepositoryRequest, rhs: Inspect_Sandbox_V1_MirrorRepositoryRequest) -> Bool {
     if lhs.repository != rhs.repository {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Sandbox_V1_CompareBranchesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CompareBranchesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}repository\0\u{1}base\0\u{1}head\0\u{3}max_patch_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.repository) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.base) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.head) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.maxPatchBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.repository.isEmpty {
+      try visitor.visitSingularStringField(value: self.repository, fieldNumber: 1)
+    }
+    if !self.base.isEmpty {
+      try visitor.visitSingularStringField(value: self.base, fieldNumber: 2)
+    }
+    if !self.head.isEmpty {
+      try visitor.visitSingularStringField(value: self.head, fieldNumber: 3)
+    }
+    if self.maxPatchBytes != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxPatchBytes, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Sandbox_V1_CompareBranchesRequest, rhs: Inspect_Sandbox_V1_CompareBranchesRequest) -> Bool {
+    if lhs.repository != rhs.repository {return false}
+    if lhs.base != rhs.base {return false}
+    if lhs.head != rhs.head {return false}
+    if lhs.maxPatchBytes != rhs.maxPatchBytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Sandbox_V1_CompareBranchesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CompareBranchesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}diff\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._diff) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._diff {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Sandbox_V1_CompareBranchesResponse, rhs: Inspect_Sandbox_V1_CompareBranchesResponse) -> Bool {
+    if lhs._diff != rhs._diff {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -215,6 +215,19 @@ public enum Inspect_Session_V1_SessionService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetDiff" metadata.
+        public enum GetDiff: Sendable {
+            /// Request type for "GetDiff".
+            public typealias Input = Inspect_Session_V1_GetDiffRequest
+            /// Response type for "GetDiff".
+            public typealias Output = Inspect_Session_V1_GetDiffResponse
+            /// Descriptor for "GetDiff".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.session.v1.SessionService"),
+                method: "GetDiff",
+                type: .unary
+            )
+        }
         /// Namespace for "GetStats" metadata.
         public enum GetStats: Sendable {
             /// Request type for "GetStats".
@@ -271,6 +284,7 @@ public enum Inspect_Session_V1_SessionService: Sendable {
             DecideToolCall.descriptor,
             ListArtifacts.descriptor,
             GetArtifact.descriptor,
+            GetDiff.descriptor,
             GetStats.descriptor,
             RegisterRepository.descriptor,
             ListRepositories.descriptor
@@ -632,6 +646,28 @@ extension Inspect_Session_V1_SessionService {
             request: GRPCCore.StreamingServerRequest<Inspect_Session_V1_GetArtifactRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_GetArtifactResponse>
+
+        /// Handle the "GetDiff" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Returns the changes of the session's branch against its base branch, as last pushed (after
+        /// > every turn that changed files): files with line counts and the unified diff. Before the
+        /// > first push the diff is empty.
+        /// > Errors: NOT_FOUND if the session does not exist; UNAVAILABLE if SandboxService or the
+        /// > repository's remote cannot be reached; UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inspect_Session_V1_GetDiffRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inspect_Session_V1_GetDiffResponse` messages.
+        func getDiff(
+            request: GRPCCore.StreamingServerRequest<Inspect_Session_V1_GetDiffRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_GetDiffResponse>
 
         /// Handle the "GetStats" method.
         ///
@@ -1037,6 +1073,28 @@ extension Inspect_Session_V1_SessionService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_GetArtifactResponse>
 
+        /// Handle the "GetDiff" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Returns the changes of the session's branch against its base branch, as last pushed (after
+        /// > every turn that changed files): files with line counts and the unified diff. Before the
+        /// > first push the diff is empty.
+        /// > Errors: NOT_FOUND if the session does not exist; UNAVAILABLE if SandboxService or the
+        /// > repository's remote cannot be reached; UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_GetDiffRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inspect_Session_V1_GetDiffResponse` message.
+        func getDiff(
+            request: GRPCCore.ServerRequest<Inspect_Session_V1_GetDiffRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_GetDiffResponse>
+
         /// Handle the "GetStats" method.
         ///
         /// > Source IDL Documentation:
@@ -1440,6 +1498,28 @@ extension Inspect_Session_V1_SessionService {
             context: GRPCCore.ServerContext
         ) async throws -> Inspect_Session_V1_GetArtifactResponse
 
+        /// Handle the "GetDiff" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Returns the changes of the session's branch against its base branch, as last pushed (after
+        /// > every turn that changed files): files with line counts and the unified diff. Before the
+        /// > first push the diff is empty.
+        /// > Errors: NOT_FOUND if the session does not exist; UNAVAILABLE if SandboxService or the
+        /// > repository's remote cannot be reached; UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inspect_Session_V1_GetDiffRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inspect_Session_V1_GetDiffResponse` to respond with.
+        func getDiff(
+            request: Inspect_Session_V1_GetDiffRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inspect_Session_V1_GetDiffResponse
+
         /// Handle the "GetStats" method.
         ///
         /// > Source IDL Documentation:
@@ -1674,6 +1754,17 @@ extension Inspect_Session_V1_SessionService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Inspect_Session_V1_SessionService.Method.GetDiff.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_GetDiffRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_GetDiffResponse>(),
+            handler: { request, context in
+                try await self.getDiff(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Inspect_Session_V1_SessionService.Method.GetStats.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_GetStatsRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_GetStatsResponse>(),
@@ -1871,6 +1962,17 @@ extension Inspect_Session_V1_SessionService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_GetArtifactResponse> {
         let response = try await self.getArtifact(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getDiff(
+        request: GRPCCore.StreamingServerRequest<Inspect_Session_V1_GetDiffRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_GetDiffResponse> {
+        let response = try await self.getDiff(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2106,6 +2208,19 @@ extension Inspect_Session_V1_SessionService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_GetArtifactResponse> {
         return GRPCCore.ServerResponse<Inspect_Session_V1_GetArtifactResponse>(
             message: try await self.getArtifact(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getDiff(
+        request: GRPCCore.ServerRequest<Inspect_Session_V1_GetDiffRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_GetDiffResponse> {
+        return GRPCCore.ServerResponse<Inspect_Session_V1_GetDiffResponse>(
+            message: try await self.getDiff(
                 request: request.message,
                 context: context
             ),
@@ -2568,6 +2683,33 @@ extension Inspect_Session_V1_SessionService {
             deserializer: some GRPCCore.MessageDeserializer<Inspect_Session_V1_GetArtifactResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_GetArtifactResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetDiff" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Returns the changes of the session's branch against its base branch, as last pushed (after
+        /// > every turn that changed files): files with line counts and the unified diff. Before the
+        /// > first push the diff is empty.
+        /// > Errors: NOT_FOUND if the session does not exist; UNAVAILABLE if SandboxService or the
+        /// > repository's remote cannot be reached; UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_GetDiffRequest` message.
+        ///   - serializer: A serializer for `Inspect_Session_V1_GetDiffRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Session_V1_GetDiffResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getDiff<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Session_V1_GetDiffRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Session_V1_GetDiffRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Session_V1_GetDiffResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_GetDiffResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "GetStats" method.
@@ -3235,6 +3377,44 @@ extension Inspect_Session_V1_SessionService {
             )
         }
 
+        /// Call the "GetDiff" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Returns the changes of the session's branch against its base branch, as last pushed (after
+        /// > every turn that changed files): files with line counts and the unified diff. Before the
+        /// > first push the diff is empty.
+        /// > Errors: NOT_FOUND if the session does not exist; UNAVAILABLE if SandboxService or the
+        /// > repository's remote cannot be reached; UNAUTHENTICATED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_GetDiffRequest` message.
+        ///   - serializer: A serializer for `Inspect_Session_V1_GetDiffRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Session_V1_GetDiffResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getDiff<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Session_V1_GetDiffRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Session_V1_GetDiffRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Session_V1_GetDiffResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_GetDiffResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inspect_Session_V1_SessionService.Method.GetDiff.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "GetStats" method.
         ///
         /// > Source IDL Documentation:
@@ -3830,6 +4010,39 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_GetArtifactRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_GetArtifactResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetDiff" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Returns the changes of the session's branch against its base branch, as last pushed (after
+    /// > every turn that changed files): files with line counts and the unified diff. Before the
+    /// > first push the diff is empty.
+    /// > Errors: NOT_FOUND if the session does not exist; UNAVAILABLE if SandboxService or the
+    /// > repository's remote cannot be reached; UNAUTHENTICATED.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inspect_Session_V1_GetDiffRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getDiff<Result>(
+        request: GRPCCore.ClientRequest<Inspect_Session_V1_GetDiffRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_GetDiffResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getDiff(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_GetDiffRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_GetDiffResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -4473,6 +4686,43 @@ extension Inspect_Session_V1_SessionService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getArtifact(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetDiff" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Returns the changes of the session's branch against its base branch, as last pushed (after
+    /// > every turn that changed files): files with line counts and the unified diff. Before the
+    /// > first push the diff is empty.
+    /// > Errors: NOT_FOUND if the session does not exist; UNAVAILABLE if SandboxService or the
+    /// > repository's remote cannot be reached; UNAUTHENTICATED.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getDiff<Result>(
+        _ message: Inspect_Session_V1_GetDiffRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_GetDiffResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inspect_Session_V1_GetDiffRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getDiff(
             request: request,
             options: options,
             onResponse: handleResponse

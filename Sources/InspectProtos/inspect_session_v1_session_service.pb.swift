@@ -596,6 +596,47 @@ public nonisolated struct Inspect_Session_V1_DecideToolCallResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Inspect_Session_V1_GetDiffRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sessionID: String = String()
+
+  /// The largest patch returned, in bytes (0: 1 MiB; at most 8 MiB).
+  public var maxPatchBytes: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Inspect_Session_V1_GetDiffResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The branches compared: the session's base branch and its own branch.
+  public var baseBranch: String = String()
+
+  public var branch: String = String()
+
+  public var diff: Inspect_Common_V1_BranchDiff {
+    get {_diff ?? Inspect_Common_V1_BranchDiff()}
+    set {_diff = newValue}
+  }
+  /// Returns true if `diff` has been explicitly set.
+  public var hasDiff: Bool {self._diff != nil}
+  /// Clears the value of `diff`. Subsequent reads from it will return its default value.
+  public mutating func clearDiff() {self._diff = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _diff: Inspect_Common_V1_BranchDiff? = nil
+}
+
 public nonisolated struct Inspect_Session_V1_ListArtifactsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -2233,6 +2274,85 @@ nonisolated extension Inspect_Session_V1_DecideToolCallResponse: SwiftProtobuf.M
   }
 
   public static func ==(lhs: Inspect_Session_V1_DecideToolCallResponse, rhs: Inspect_Session_V1_DecideToolCallResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Session_V1_GetDiffRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetDiffRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}max_patch_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.sessionID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.maxPatchBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sessionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.sessionID, fieldNumber: 1)
+    }
+    if self.maxPatchBytes != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxPatchBytes, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Session_V1_GetDiffRequest, rhs: Inspect_Session_V1_GetDiffRequest) -> Bool {
+    if lhs.sessionID != rhs.sessionID {return false}
+    if lhs.maxPatchBytes != rhs.maxPatchBytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Inspect_Session_V1_GetDiffResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetDiffResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}base_branch\0\u{1}branch\0\u{1}diff\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.baseBranch) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.branch) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._diff) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.baseBranch.isEmpty {
+      try visitor.visitSingularStringField(value: self.baseBranch, fieldNumber: 1)
+    }
+    if !self.branch.isEmpty {
+      try visitor.visitSingularStringField(value: self.branch, fieldNumber: 2)
+    }
+    try { if let v = self._diff {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Inspect_Session_V1_GetDiffResponse, rhs: Inspect_Session_V1_GetDiffResponse) -> Bool {
+    if lhs.baseBranch != rhs.baseBranch {return false}
+    if lhs.branch != rhs.branch {return false}
+    if lhs._diff != rhs._diff {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

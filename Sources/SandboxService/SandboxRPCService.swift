@@ -162,6 +162,19 @@ struct SandboxRPCService: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtoco
     }
   }
 
+  func compareBranches(
+    request: Inspect_Sandbox_V1_CompareBranchesRequest, context: ServerContext
+  ) async throws -> Inspect_Sandbox_V1_CompareBranchesResponse {
+    let repository = try Self.repository(request.repository)
+    do {
+      let diff = try await manager.driver.compareBranches(
+        repository, base: request.base, head: request.head, maxPatchBytes: Int(request.maxPatchBytes))
+      return .with { $0.diff = diff }
+    } catch let error as SandboxError {
+      throw error.rpcError
+    }
+  }
+
   // MARK: - Exec
 
   /// The first message must be `start`; later ones carry stdin, close it, or deliver a signal.

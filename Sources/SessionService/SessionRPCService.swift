@@ -365,6 +365,26 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     return .with { $0.repositories = listed }
   }
 
+  // MARK: - Diff
+
+  func getDiff(
+    request: Inspect_Session_V1_GetDiffRequest, context: ServerContext
+  ) async throws -> Inspect_Session_V1_GetDiffResponse {
+    let caller = try await requireCaller()
+    let (repository, base, branch) = try await withAccess(request.sessionID, caller: caller, needs: .viewer) {
+      session in
+      let record = await session.record
+      return (record.repository, record.baseBranch, record.branch)
+    }
+    let diff = try await registry.runner.compareBranches(
+      repository: repository, base: base, head: branch, maxPatchBytes: request.maxPatchBytes)
+    return .with {
+      $0.baseBranch = base
+      $0.branch = branch
+      $0.diff = diff
+    }
+  }
+
   // MARK: - Stats
 
   func getStats(

@@ -19,7 +19,7 @@ struct GatewayOpenAPITests {
       let router = GatewayApp.makeRouter(
         host: host, sessionClient: client,
         authenticator: Authenticator(users: .init(wrapping: client), downstream: downstream), downstream: downstream,
-        webhookSecret: nil)
+        modelClient: client, modelDownstream: Downstream(service: .modelRouter, address: address), webhookSecret: nil)
       let registered = Set(router.routes.map { "\($0.method.rawValue) \($0.path)" })
 
       let document = try #require(

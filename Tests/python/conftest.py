@@ -208,9 +208,9 @@ def inspect_system(tmp_path_factory) -> InspectSystem:
 
 
 @contextlib.contextmanager
-def start_inspect(tmp_path_factory):
-    """`inspect up --detach` on free loopback ports in a new data directory; `inspect down` after,
-    failing if any process it started is left."""
+def start_inspect(tmp_path_factory, extra_env: dict[str, str] | None = None):
+    """`inspect up --detach` on free loopback ports in a new data directory (with `extra_env` in
+    the services' environment); `inspect down` after, failing if any process it started is left."""
     binaries = bin_dir()
     inspect = binaries / "inspect"
     missing = [b for b in ["inspect", *SERVICES] if not os.access(binaries / b, os.X_OK)]
@@ -222,6 +222,7 @@ def start_inspect(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("inspect-data")
     scratch = tmp_path_factory.mktemp("inspect-cli")
     env = clean_environment(data_dir, binaries)
+    env.update(extra_env or {})
     ports = free_loopback_ports(2 * len(SERVICES))
     grpc_ports, http_ports = {}, {}
     for index, (service, (_, prefix, http_suffix)) in enumerate(SERVICES.items()):

@@ -22,6 +22,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from test_sse import read_frames
+
 TIMEOUT_S = 30
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = Path(os.environ.get("INSPECT_SCREENSHOT_DIR", REPO_ROOT / ".ci-artifacts" / "screenshots"))
@@ -44,6 +46,8 @@ def browser(width: int = 1280, height: int = 900) -> webdriver.Chrome:
         "--disable-sync", "--disable-default-apps", "--disable-extensions", f"--window-size={width},{height}",
         # Anything not on loopback goes to a closed local port: the browser never leaves the machine.
         "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1;localhost",
+        # A fake microphone (a beep), granted without asking: for voice prompts.
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
     ]:
         options.add_argument(argument)
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
@@ -140,6 +144,43 @@ def test_stream_queue_and_follow_up(inspect_system, driver):
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, f"tr[data-session='{session}']"), message="the listed session")
 
 
+def test_edit_and_cancel_queued_prompts(inspect_system, driver):
+    model = write_transcript(inspect_system, "web-queue", SLOW)
+    sign_in(driver, inspect_system, inspect_system.token)
+    session = start_session(driver, model, "First, do the slow part")
+    wait(driver, lambda d: "RUNNING" in text_of(d, "#log details.tool"), message="a running tool call")
+    for text in ["Keep this one", "Drop this one"]:
+        driver.find_element(By.ID, "prompt").send_keys(text)
+        driver.find_element(By.ID, "send").click()
+        wait(driver, lambda d, text=text: text in text_of(d, "#queue"), message=f"'{text}' queued")
+
+    # Edit the first (the browser's prompt dialog), cancel the second.
+    driver.find_element(By.CSS_SELECTOR, "#queue li:first-child button.edit").click()
+    dialog = WebDriverWait(driver, TIMEOUT_S).until(lambda d: d.switch_to.alert)
+    dialog.send_keys("Keep this one, edited")
+    dialog.accept()
+    wait(driver, lambda d: "Keep this one, edited" in text_of(d, "#queue"), message="the edited prompt in the queue")
+    driver.find_element(By.CSS_SELECTOR, "#queue li:nth-child(2) button.cancel").click()
+    wait(driver, lambda d: "Drop this one" not in text_of(d, "#queue"), message="the cancelled prompt gone from the queue")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#queue li")) == 1
+    # The log shows the edit, and the cancelled prompt marked as such.
+    wait(driver, lambda d: "Keep this one, edited" in text_of(d, "#log"), message="the edit in the log")
+    assert "Drop this one (cancelled)" in text_of(driver, "#log")
+
+    # Only the edited prompt runs next.
+    wait(driver, lambda d: "Follow-up handled." in text_of(d, "#log"), message="the follow-up's answer")
+    wait(driver, lambda d: text_of(d, "#queue").strip() == "", message="an empty queue")
+    headers = {"Authorization": f"Bearer {inspect_system.token}"}
+    last = requests.get(inspect_system.http_url("Gateway", f"/v1/sessions/{session}"), headers=headers,
+                        timeout=TIMEOUT_S).json()["session"]["lastSeq"]
+    with requests.get(inspect_system.http_url("Gateway", f"/v1/sessions/{session}/events"), headers=headers,
+                      stream=True, timeout=TIMEOUT_S) as stream:
+        events = [json.loads(frame["data"]) for frame in read_frames(stream, int(last))]
+    queued = {event["promptQueued"]["text"]: event["promptQueued"]["messageId"] for event in events if "promptQueued" in event}
+    started = [event["turnStarted"]["promptIds"] for event in events if "turnStarted" in event]
+    assert started[1] == [queued["Keep this one"]], (started, queued)
+
+
 def test_stop(inspect_system, driver):
     model = write_transcript(inspect_system, "web-stop", SLOW)
     sign_in(driver, inspect_system, inspect_system.token)
@@ -162,6 +203,13 @@ def test_resume_after_dropped_connections(inspect_system, driver):
         driver.execute_script("window.inspectSession && window.inspectSession.dropConnection()")
         time.sleep(0.15)
     wait(driver, lambda d: "Turn succeeded" in text_of(d, "#log"), message="the turn's end")
+    # The pushed fix shows as the session's diff.
+    wait(driver, lambda d: "1 file, +2 −0 against main" in text_of(d, "#diff-summary"), message="the diff's summary")
+    driver.execute_script("document.getElementById('diff').open = true")
+    assert "calc.py" in text_of(driver, "#diff-files")
+    added = driver.execute_script(
+        "return [...document.querySelectorAll('#diff-patch .add')].map((n) => n.textContent).join('')")
+    assert "+    if not numbers:" in added and "+        return 0" in added
     reconnects = driver.execute_script("return window.inspectSession.view.reconnects")
     assert reconnects >= 1
     seen = driver.execute_script("return window.inspectSession.view.lastSeq")
@@ -216,6 +264,43 @@ def test_two_people_in_one_session(inspect_system, driver):
         wait(bob, lambda d: "Bob Web" in text_of(d, "#participants"), message="the participants")
     finally:
         bob.quit()
+
+
+def test_approve_and_deny_tool_calls(inspect_system, driver):
+    # The session's rules ask a person before any command; the first is approved, the second denied.
+    model = write_transcript(inspect_system, "web-approve", [
+        {"text": "I need to run a command.",
+         "tool_calls": [{"name": "run_command", "arguments": {"command": "echo approved-and-ran"}}]},
+        {"expect": "approved-and-ran", "text": "It ran. One more.",
+         "tool_calls": [{"name": "run_command", "arguments": {"command": "echo never-runs"}}]},
+        {"expect": "was denied by", "text": "Understood, I will not run it."},
+    ])
+    created = requests.post(
+        inspect_system.http_url("Gateway", "/v1/sessions"), headers={"Authorization": f"Bearer {inspect_system.token}"},
+        json={"repository": "local/demo", "model": model, "client": "web", "prompt": "Run your commands",
+              "permissionRules": [{"tool": "run_command", "decision": "PERMISSION_DECISION_ASK",
+                                   "reason": "commands need a person"}]},
+        timeout=TIMEOUT_S)
+    assert created.status_code == 200, created.text
+    session = created.json()["session"]["id"]
+    sign_in(driver, inspect_system, inspect_system.token, f"/sessions/{session}")
+
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#log details.tool button.approve")) == 1,
+         message="an Approve button on the waiting call")
+    assert "AWAITING APPROVAL" in text_of(driver, "#log details.tool")
+    shot(driver, "tool-call-approval")
+    driver.find_element(By.CSS_SELECTOR, "#log details.tool button.approve").click()
+    wait(driver, lambda d: "It ran. One more." in text_of(d, "#log"), message="the approved call's result")
+
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#log details.tool button.deny")) == 1,
+         message="a Deny button on the second call")
+    driver.find_element(By.CSS_SELECTOR, "#log details.tool button.deny").click()
+    wait(driver, lambda d: "Understood, I will not run it." in text_of(d, "#log"), message="the model told of the denial")
+    wait(driver, lambda d: "Turn succeeded" in text_of(d, "#log"), message="the turn's end")
+    states = driver.execute_script(
+        "return [...document.querySelectorAll('#log details.tool .tool-state')].map((n) => n.textContent)")
+    assert states == ["SUCCEEDED", "FAILED"], states
+    assert not driver.find_elements(By.CSS_SELECTOR, "#log details.tool button.approve, #log details.tool button.deny")
 
 
 def test_phone_width_and_stats(inspect_system):

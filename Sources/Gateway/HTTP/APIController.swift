@@ -129,6 +129,22 @@ struct APIController {
         try await sessions.listArtifacts(query, metadata: metadata, options: Downstream.callOptions)
       }
     }
+    routes.get("sessions/:id/diff") { request, context in
+      var query = Inspect_Session_V1_GetDiffRequest()
+      query.sessionID = try context.parameters.require("id")
+      if let text = request.uri.queryParameters["maxPatchBytes"] {
+        guard let size = UInt32(String(text)) else {
+          throw APIError(.badRequest, "maxPatchBytes '\(text)' is not a whole number of bytes")
+        }
+        query.maxPatchBytes = size
+      }
+      return try await forward(context) { metadata in
+        var options = Downstream.callOptions
+        // Comparing fetches the repository's mirror first.
+        options.timeout = .seconds(120)
+        return try await sessions.getDiff(query, metadata: metadata, options: options)
+      }
+    }
     routes.post("sessions/:id/tool-calls/:toolCall/decision") { request, context in
       var body = try await Self.decode(Inspect_Session_V1_DecideToolCallRequest.self, from: request, context: context)
       body.sessionID = try context.parameters.require("id")

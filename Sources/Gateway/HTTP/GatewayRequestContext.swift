@@ -1,16 +1,19 @@
 import GRPCCore
 import Hummingbird
+import HummingbirdWebSocket
 import InspectKit
 import InspectProtos
 
 /// The Gateway's request context: Hummingbird's core context plus the authenticated user,
-/// set by ``AuthMiddleware`` on every `/v1` route.
-struct GatewayRequestContext: RequestContext {
+/// set by ``AuthMiddleware`` on every `/v1` route, and the handler of a WebSocket upgrade.
+struct GatewayRequestContext: RequestContext, WebSocketRequestContext {
   var coreContext: CoreRequestContextStorage
   var user: Inspect_Session_V1_User?
+  let webSocket: WebSocketHandlerReference<Self>
 
   init(source: ApplicationRequestContextSource) {
     coreContext = .init(source: source)
+    webSocket = .init()
   }
 
   /// The authenticated user; routes behind ``AuthMiddleware`` always have one.

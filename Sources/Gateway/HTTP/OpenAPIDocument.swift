@@ -800,8 +800,20 @@ enum OpenAPIDocument {
          "id": "$response.body#/session/id"
         }
        },
+       "getDiff": {
+        "operationId": "getDiff",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
        "streamEvents": {
         "operationId": "streamEvents",
+        "parameters": {
+         "id": "$response.body#/session/id"
+        }
+       },
+       "streamEventsWebSocket": {
+        "operationId": "streamEventsWebSocket",
         "parameters": {
          "id": "$response.body#/session/id"
         }
@@ -1095,6 +1107,63 @@ enum OpenAPIDocument {
       "schema": {
        "type": "string",
        "minLength": 1
+      }
+     }
+    ]
+   }
+  },
+  "/v1/sessions/{id}/diff": {
+   "get": {
+    "operationId": "getDiff",
+    "summary": "The session branch's changes against its base, as last pushed: files with line counts and the patch.",
+    "responses": {
+     "200": {
+      "description": "OK",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/inspect.session.v1.GetDiffResponse"
+        }
+       }
+      }
+     },
+     "4XX": {
+      "description": "the request was refused; the body says why",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "5XX": {
+      "description": "a dependency is down or failed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    },
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string",
+       "minLength": 1
+      }
+     },
+     {
+      "name": "maxPatchBytes",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "integer"
       }
      }
     ]
@@ -1679,6 +1748,49 @@ enum OpenAPIDocument {
     }
    }
   },
+  "/v1/sessions/{id}/ws": {
+   "get": {
+    "operationId": "streamEventsWebSocket",
+    "summary": "The session's events over a WebSocket (upgrade; a resume message starts and moves the stream).",
+    "responses": {
+     "101": {
+      "description": "Switching Protocols: the WebSocket conversation above"
+     },
+     "4XX": {
+      "description": "the request was refused; the body says why",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "5XX": {
+      "description": "a dependency is down or failed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    },
+    "parameters": [
+     {
+      "name": "id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string",
+       "minLength": 1
+      }
+     }
+    ],
+    "description": "Upgrade with `Connection: Upgrade`, `Upgrade: websocket` (a plain GET is 426). Browsers, which cannot set headers on a WebSocket, leave out `Authorization` and send the token in the first message. Client messages are JSON text: `{\"type\":\"resume\",\"afterSeq\":N,\"token\":\"…\"}` (first within 10 s; later ones move the stream, without a token). Server messages: `{\"type\":\"subscribed\",\"sessionId\",\"afterSeq\"}`, `{\"type\":\"events\",\"events\":[SessionEvent JSON…]}` (every event after afterSeq exactly once, in order), `{\"type\":\"error\",\"error\":{\"code\",\"message\"}}`. Close codes: 1000 the stream ended, 1001 the Gateway is shutting down, 1008 no or bad first message, bad token or unknown session, 1011 the upstream broke."
+   }
+  },
   "/v1/stats": {
    "get": {
     "operationId": "getStats",
@@ -1734,6 +1846,103 @@ enum OpenAPIDocument {
      }
     ]
    }
+  },
+  "/v1/transcriptions": {
+   "post": {
+    "operationId": "transcribe",
+    "summary": "A voice prompt: the recording (body, its type in Content-Type) as text, to confirm before sending.",
+    "responses": {
+     "200": {
+      "description": "OK",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/inspect.model.v1.TranscribeResponse"
+        }
+       }
+      }
+     },
+     "4XX": {
+      "description": "the request was refused; the body says why",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "5XX": {
+      "description": "a dependency is down or failed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    },
+    "parameters": [
+     {
+      "name": "sessionId",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "language",
+      "in": "query",
+      "required": false,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "audio/webm": {
+       "schema": {
+        "type": "string",
+        "contentMediaType": "audio/webm"
+       }
+      },
+      "audio/ogg": {
+       "schema": {
+        "type": "string",
+        "contentMediaType": "audio/ogg"
+       }
+      },
+      "audio/wav": {
+       "schema": {
+        "type": "string",
+        "contentMediaType": "audio/wav"
+       }
+      },
+      "audio/mpeg": {
+       "schema": {
+        "type": "string",
+        "contentMediaType": "audio/mpeg"
+       }
+      },
+      "audio/mp4": {
+       "schema": {
+        "type": "string",
+        "contentMediaType": "audio/mp4"
+       }
+      },
+      "audio/flac": {
+       "schema": {
+        "type": "string",
+        "contentMediaType": "audio/flac"
+       }
+      }
+     }
+    }
+   }
   }
  },
  "components": {
@@ -1769,6 +1978,56 @@ enum OpenAPIDocument {
      }
     }
    },
+   "inspect.common.v1.BranchDiff": {
+    "type": "object",
+    "properties": {
+     "baseCommit": {
+      "type": "string"
+     },
+     "files": {
+      "type": "array",
+      "items": {
+       "$ref": "#/components/schemas/inspect.common.v1.FileDiff"
+      }
+     },
+     "headCommit": {
+      "type": "string"
+     },
+     "patch": {
+      "type": "string"
+     },
+     "truncated": {
+      "type": "boolean"
+     }
+    },
+    "additionalProperties": false
+   },
+   "inspect.common.v1.FileDiff": {
+    "type": "object",
+    "properties": {
+     "additions": {
+      "type": "integer",
+      "minimum": 0
+     },
+     "binary": {
+      "type": "boolean"
+     },
+     "deletions": {
+      "type": "integer",
+      "minimum": 0
+     },
+     "oldPath": {
+      "type": "string"
+     },
+     "path": {
+      "type": "string"
+     },
+     "status": {
+      "type": "string"
+     }
+    },
+    "additionalProperties": false
+   },
    "inspect.common.v1.RepositoryRef": {
     "type": "object",
     "properties": {
@@ -1791,6 +2050,25 @@ enum OpenAPIDocument {
       "type": "string"
      },
      "userId": {
+      "type": "string"
+     }
+    },
+    "additionalProperties": false
+   },
+   "inspect.model.v1.TranscribeResponse": {
+    "type": "object",
+    "properties": {
+     "duration": {
+      "type": "string",
+      "pattern": "^-?[0-9]+(\\.[0-9]{1,9})?s$"
+     },
+     "language": {
+      "type": "string"
+     },
+     "model": {
+      "type": "string"
+     },
+     "text": {
       "type": "string"
      }
     },
@@ -2154,6 +2432,21 @@ enum OpenAPIDocument {
     "properties": {
      "prompt": {
       "$ref": "#/components/schemas/inspect.session.v1.Prompt"
+     }
+    },
+    "additionalProperties": false
+   },
+   "inspect.session.v1.GetDiffResponse": {
+    "type": "object",
+    "properties": {
+     "baseBranch": {
+      "type": "string"
+     },
+     "branch": {
+      "type": "string"
+     },
+     "diff": {
+      "$ref": "#/components/schemas/inspect.common.v1.BranchDiff"
      }
     },
     "additionalProperties": false

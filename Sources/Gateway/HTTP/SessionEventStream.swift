@@ -112,7 +112,8 @@ struct SessionEventStream {
   }
 }
 
-/// The SSE frames of recent events, shared by every connection following the same session: each
+/// The SSE frames of recent events, shared by every connection following the same session (SSE
+/// and WebSocket): each
 /// event is encoded to JSON once, not once per watcher. Bounded by entries and by bytes: the
 /// oldest go first, and a frame larger than a sixteenth of the byte budget is not kept.
 final class FrameCache: Sendable {
@@ -137,6 +138,14 @@ final class FrameCache: Sendable {
 
   /// Entries and bytes held (for tests and metrics).
   var held: (entries: Int, bytes: Int) { state.withLock { ($0.frames.count, $0.bytes) } }
+
+  /// The event as JSON: the `data` of its SSE frame (WebSocket messages carry the same).
+  func json(for event: Inspect_Session_V1_SessionEvent, sessionID: String) -> Substring {
+    let frame = frame(for: event, sessionID: sessionID)
+    // The frame is `id: …\nevent: …\ndata: <json>\n\n`; the JSON has no line breaks.
+    guard let data = frame.range(of: "\ndata: "), frame.hasSuffix("\n\n") else { return "{}" }
+    return frame[data.upperBound..<frame.index(frame.endIndex, offsetBy: -2)]
+  }
 
   func frame(for event: Inspect_Session_V1_SessionEvent, sessionID: String) -> String {
     let key = "\(sessionID)/\(event.seq)"

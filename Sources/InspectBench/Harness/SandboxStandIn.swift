@@ -157,6 +157,10 @@ struct SandboxStandIn: Inspect_Sandbox_V1_SandboxService.SimpleServiceProtocol {
     request: Inspect_Sandbox_V1_MirrorRepositoryRequest, context: ServerContext
   ) async throws -> Inspect_Sandbox_V1_MirrorRepositoryResponse { throw Self.unimplemented("MirrorRepository") }
 
+  func compareBranches(
+    request: Inspect_Sandbox_V1_CompareBranchesRequest, context: ServerContext
+  ) async throws -> Inspect_Sandbox_V1_CompareBranchesResponse { throw Self.unimplemented("CompareBranches") }
+
   private static func unimplemented(_ method: String) -> RPCError {
     RPCError(
       code: .unimplemented,

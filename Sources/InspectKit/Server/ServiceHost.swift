@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Hummingbird
+import HummingbirdCore
 import Logging
 import ServiceLifecycle
 
@@ -35,12 +36,14 @@ public struct ServiceHost: Sendable {
     return router
   }
 
-  /// The HTTP server for `router` on the configured host and HTTP port.
-  public func makeHTTPServer<Context>(router: Router<Context>) -> some Service
+  /// The HTTP server for `router` on the configured host and HTTP port; `server` chooses the
+  /// channel (the Gateway's also upgrades to WebSocket).
+  public func makeHTTPServer<Context>(router: Router<Context>, server: HTTPServerBuilder = .http1()) -> some Service
   where Context: InitializableFromSource<ApplicationRequestContextSource> {
     let listening = self.listening
     return Application(
       router: router,
+      server: server,
       configuration: .init(
         address: .hostname(configuration.host, port: configuration.httpPort),
         serverName: configuration.service.rawValue

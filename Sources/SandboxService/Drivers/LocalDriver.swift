@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import InspectGitHub
 import InspectKit
+import InspectProtos
 import Logging
 import Synchronization
 
@@ -180,6 +181,20 @@ struct LocalDriver: SandboxDriver {
     return MirrorInfo(
       defaultBranch: head, headCommit: commit?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "",
       branches: branches)
+  }
+
+  /// Fetches the mirror, then compares `head` with `base` in it (``BranchComparison``).
+  func compareBranches(
+    _ repository: RepositoryName, base: String, head: String, maxPatchBytes: Int
+  ) async throws -> Inspect_Common_V1_BranchDiff {
+    try await BranchComparison.validate(branch: base, role: "base")
+    try await BranchComparison.validate(branch: head, role: "head")
+    _ = try await mirror(repository)
+    return try await mirrorLocks.withLock(repository.description) {
+      try await BranchComparison.compare(
+        gitDirectory: paths.mirror(repository), repository: repository, base: base, head: head,
+        maxPatchBytes: maxPatchBytes)
+    }
   }
 
   /// The repository's remote: `local/<name>` in `remotes/`, other owners on GitHub through the

@@ -1,5 +1,6 @@
 import Foundation
 import InspectKit
+import InspectProtos
 import Synchronization
 
 #if canImport(Glibc)
@@ -72,6 +73,11 @@ protocol SandboxDriver: Sendable {
   /// Clones or fetches the repository's bare mirror and describes it. Throws
   /// ``SandboxError/notFound(_:)`` when the repository cannot be fetched.
   func mirror(_ repository: RepositoryName) async throws -> MirrorInfo
+
+  /// Fetches the repository's mirror and compares two of its branches (`git diff base...head`).
+  func compareBranches(
+    _ repository: RepositoryName, base: String, head: String, maxPatchBytes: Int
+  ) async throws -> Inspect_Common_V1_BranchDiff
 }
 
 /// A repository's mirror after a fetch.
@@ -85,6 +91,12 @@ struct MirrorInfo: Sendable, Equatable {
 
 extension SandboxDriver {
   func mirror(_ repository: RepositoryName) async throws -> MirrorInfo {
+    throw SandboxError.unsupported("the \(name) driver keeps no repository mirrors")
+  }
+
+  func compareBranches(
+    _ repository: RepositoryName, base: String, head: String, maxPatchBytes: Int
+  ) async throws -> Inspect_Common_V1_BranchDiff {
     throw SandboxError.unsupported("the \(name) driver keeps no repository mirrors")
   }
 }

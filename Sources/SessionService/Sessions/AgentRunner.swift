@@ -24,10 +24,23 @@ protocol AgentRunner: Sendable {
   /// `RPCError` (NOT_FOUND when it cannot be fetched; UNAVAILABLE naming SandboxService when it
   /// is down).
   func mirror(repository: String) async throws -> Inspect_Sandbox_V1_MirrorRepositoryResponse
+
+  /// What `head` adds since it left `base` in the repository's mirror (SandboxService fetches it
+  /// first). Throws `RPCError` (NOT_FOUND for a missing repository or base; UNAVAILABLE naming
+  /// SandboxService when it is down).
+  func compareBranches(
+    repository: String, base: String, head: String, maxPatchBytes: UInt32
+  ) async throws -> Inspect_Common_V1_BranchDiff
 }
 
 extension AgentRunner {
   func mirror(repository: String) async throws -> Inspect_Sandbox_V1_MirrorRepositoryResponse {
+    throw RPCError(code: .unimplemented, message: "this agent runner keeps no repository mirrors")
+  }
+
+  func compareBranches(
+    repository: String, base: String, head: String, maxPatchBytes: UInt32
+  ) async throws -> Inspect_Common_V1_BranchDiff {
     throw RPCError(code: .unimplemented, message: "this agent runner keeps no repository mirrors")
   }
 }
@@ -115,6 +128,30 @@ struct SandboxAgentRunner: AgentRunner {
       throw RPCError(
         code: error.code,
         message: error.code == .unavailable ? "SandboxService (\(address)): \(error.message)" : error.message)
+    }
+  }
+
+  func compareBranches(
+    repository: String, base: String, head: String, maxPatchBytes: UInt32
+  ) async throws -> Inspect_Common_V1_BranchDiff {
+    var options = CallOptions.defaults
+    options.waitForReady = false
+    options.timeout = .seconds(120)
+    do {
+      return try await client.compareBranches(
+        .with {
+          $0.repository = repository
+          $0.base = base
+          $0.head = head
+          $0.maxPatchBytes = maxPatchBytes
+        }, options: options
+      ).diff
+    } catch let error as RPCError {
+      // Passed on without the downstream call's metadata, as for mirrors.
+      throw RPCError(
+        code: error.code == .deadlineExceeded ? .unavailable : error.code,
+        message: [.unavailable, .deadlineExceeded].contains(error.code)
+          ? "SandboxService (\(address)): \(error.message)" : error.message)
     }
   }
 
