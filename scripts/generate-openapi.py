@@ -259,9 +259,11 @@ def document(types) -> dict:
                 "(first within 10 s; later ones move the stream, without a token). Server messages: "
                 "`{\"type\":\"subscribed\",\"sessionId\",\"afterSeq\"}`, "
                 "`{\"type\":\"events\",\"events\":[SessionEvent JSON…]}` (every event after afterSeq exactly "
-                "once, in order), `{\"type\":\"error\",\"error\":{\"code\",\"message\"}}`. Close codes: 1000 the "
-                "stream ended, 1001 the Gateway is shutting down, 1008 no or bad first message, bad token or "
-                "unknown session, 1011 the upstream broke.")
+                "once, in order), `{\"type\":\"error\",\"error\":{\"code\",\"message\"}}`. Close codes: 1008 no or bad "
+                "first message, bad token, unknown session, or too many messages waiting; 1009 a message over "
+                "64 KiB; 1011 the upstream broke or the client stopped reading; 1012 SessionService is restarting; "
+                "1000 the Gateway is shutting down. After 1000, 1011 or 1012, reconnect and resume after the last "
+                "seq you have. Resume messages: five at once, then one a second.")
             op["responses"]["101"] = {"description": "Switching Protocols: the WebSocket conversation above"}
         elif response == "binary":
             ok = {"description": "the artifact's bytes, with its media type",

@@ -119,6 +119,9 @@ public nonisolated struct Inspect_Common_V1_BranchDiff: Sendable {
   /// Whether the patch was cut.
   public var truncated: Bool = false
 
+  /// Files left out of `files` (at most 3,000 are listed).
+  public var filesTruncated: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -295,7 +298,7 @@ nonisolated extension Inspect_Common_V1_FileDiff: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Inspect_Common_V1_BranchDiff: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BranchDiff"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}base_commit\0\u{3}head_commit\0\u{1}files\0\u{1}patch\0\u{1}truncated\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}base_commit\0\u{3}head_commit\0\u{1}files\0\u{1}patch\0\u{1}truncated\0\u{3}files_truncated\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -308,6 +311,7 @@ nonisolated extension Inspect_Common_V1_BranchDiff: SwiftProtobuf.Message, Swift
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.files) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.patch) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.truncated) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.filesTruncated) }()
       default: break
       }
     }
@@ -329,6 +333,9 @@ nonisolated extension Inspect_Common_V1_BranchDiff: SwiftProtobuf.Message, Swift
     if self.truncated != false {
       try visitor.visitSingularBoolField(value: self.truncated, fieldNumber: 5)
     }
+    if self.filesTruncated != 0 {
+      try visitor.visitSingularUInt32Field(value: self.filesTruncated, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -338,6 +345,7 @@ nonisolated extension Inspect_Common_V1_BranchDiff: SwiftProtobuf.Message, Swift
     if lhs.files != rhs.files {return false}
     if lhs.patch != rhs.patch {return false}
     if lhs.truncated != rhs.truncated {return false}
+    if lhs.filesTruncated != rhs.filesTruncated {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -996,7 +996,7 @@ public nonisolated struct Inspect_Sandbox_V1_CompareBranchesRequest: Sendable {
 
   public var head: String = String()
 
-  /// The largest patch returned, in bytes (0: 1 MiB; at most 8 MiB).
+  /// The largest patch returned, in bytes (0: 1 MiB; at most 2 MiB).
   public var maxPatchBytes: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

@@ -102,4 +102,17 @@ struct BranchComparisonTests {
     }
     try await BranchComparison.validate(branch: "inspect/ses-0-01jabcdefghjkmnpqrstvwxyz0", role: "head")
   }
+
+  @Test("a cut patch never splits a character or passes the limit, without line ends or with bytes that are not UTF-8")
+  func cutting() {
+    let accents = Data(String(repeating: "é", count: 100).utf8)
+    let cut = BranchComparison.cut(accents, to: 51)
+    #expect(cut.truncated && cut.text == String(repeating: "é", count: 25))
+    // Latin-1 `é` becomes U+FFFD (3 bytes); the cut is made after that, at the line's end.
+    let latin1 = Data([0x63, 0x61, 0x66, 0xE9, 0x0A] + Array(repeating: 0x41, count: 10))
+    let lossy = BranchComparison.cut(latin1, to: 8)
+    #expect(lossy.truncated && lossy.text == "caf\u{FFFD}\n" && lossy.text.utf8.count <= 8)
+    let whole = BranchComparison.cut(Data("short\n".utf8), to: 100)
+    #expect(!whole.truncated && whole.text == "short\n")
+  }
 }

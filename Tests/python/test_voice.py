@@ -19,6 +19,7 @@ import requests
 from selenium.webdriver.common.by import By
 
 from conftest import LOOPBACK, start_inspect
+from test_sse import read_frames
 from test_web_ui import browser, shot, sign_in, text_of, wait
 
 TIMEOUT_S = 30
@@ -178,12 +179,10 @@ def test_voice_prompt_in_the_browser(voice_system, stand_in):
         wait(driver, lambda d: SPOKEN in text_of(d, "#log"), message="the sent prompt")
     finally:
         driver.quit()
-    events = requests.get(
-        voice_system.http_url("Gateway", f"/v1/sessions/{session_id}/events"),
-        headers={"Authorization": f"Bearer {voice_system.token}"}, stream=True, timeout=TIMEOUT_S)
-    with events:
-        for line in events.iter_lines(decode_unicode=True):
-            if line and line.startswith("data: ") and "promptQueued" in line:
-                queued = json.loads(line[len("data: "):])["promptQueued"]
-                break
+    with requests.get(
+            voice_system.http_url("Gateway", f"/v1/sessions/{session_id}/events"),
+            headers={"Authorization": f"Bearer {voice_system.token}"}, stream=True, timeout=TIMEOUT_S) as events:
+        frames = read_frames(events, 50, until="prompt_queued")
+    assert frames[-1]["event"] == "prompt_queued", frames
+    queued = json.loads(frames[-1]["data"])["promptQueued"]
     assert queued["text"] == SPOKEN and queued["client"] == "voice"

@@ -145,7 +145,12 @@ def test_stream_queue_and_follow_up(inspect_system, driver):
 
 
 def test_edit_and_cancel_queued_prompts(inspect_system, driver):
-    model = write_transcript(inspect_system, "web-queue", SLOW)
+    # The first turn waits (a long command) until the test stops it, so the queue stays put
+    # however slow the machine; the stop leaves the queue, whose edited prompt runs next.
+    model = write_transcript(inspect_system, "web-queue", [
+        {"text": "Working on it.", "tool_calls": [{"name": "run_command", "arguments": {"command": "sleep 120"}}]},
+        {"text": "Follow-up handled."},
+    ])
     sign_in(driver, inspect_system, inspect_system.token)
     session = start_session(driver, model, "First, do the slow part")
     wait(driver, lambda d: "RUNNING" in text_of(d, "#log details.tool"), message="a running tool call")
@@ -168,6 +173,8 @@ def test_edit_and_cancel_queued_prompts(inspect_system, driver):
     assert "Drop this one (cancelled)" in text_of(driver, "#log")
 
     # Only the edited prompt runs next.
+    driver.find_element(By.ID, "stop").click()
+    wait(driver, lambda d: "Turn cancelled" in text_of(d, "#log"), message="the stopped first turn")
     wait(driver, lambda d: "Follow-up handled." in text_of(d, "#log"), message="the follow-up's answer")
     wait(driver, lambda d: text_of(d, "#queue").strip() == "", message="an empty queue")
     headers = {"Authorization": f"Bearer {inspect_system.token}"}

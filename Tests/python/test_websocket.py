@@ -8,7 +8,7 @@ import requests
 import websocket
 
 from test_sse import auth, create_session_with_prompt
-from test_web_ui import new_user
+from test_web_ui import new_user, write_transcript
 
 TIMEOUT_S = 15
 
@@ -208,6 +208,13 @@ def test_bad_first_messages_close_the_socket_with_the_reason(inspect_system):
     ws = connect(inspect_system, session_id, inspect_system.token)
     ws.send(json.dumps({"type": "resume", "token": "x" * (70 << 10)}))
     assert closed(ws)[0] == 1009
+    # ... also when it comes in fragments, each under the limit.
+    ws = connect(inspect_system, session_id, inspect_system.token)
+    piece = b"x" * (30 << 10)
+    ws.send_frame(websocket.ABNF.create_frame(b'{"type":"resume","token":"' + piece, websocket.ABNF.OPCODE_TEXT, fin=0))
+    ws.send_frame(websocket.ABNF.create_frame(piece, websocket.ABNF.OPCODE_CONT, fin=0))
+    ws.send_frame(websocket.ABNF.create_frame(piece + b'"}', websocket.ABNF.OPCODE_CONT, fin=1))
+    assert closed(ws)[0] == 1009
 
     # Nothing said: the socket is let go after 10 s.
     ws = connect(inspect_system, session_id, inspect_system.token)
@@ -237,4 +244,41 @@ def test_bad_messages_after_the_first_are_answered_and_the_stream_goes_on(inspec
     # Still open, still following.
     assert resume(ws, len(events) - 1)["type"] == "subscribed"
     assert events_until(ws, "turnFinished") == events[-1:]
+    ws.close()
+
+
+def test_a_resume_during_a_running_turn_moves_the_stream_exactly(inspect_system):
+    # A command that prints for a while: command output streams while the client moves.
+    model = write_transcript(inspect_system, "ws-stream", [
+        {"text": "Printing.", "tool_calls": [{"name": "run_command", "arguments": {
+            "command": "for i in $(seq 1 60); do echo line $i; sleep 0.05; done"}}]},
+        {"expect": "line 60", "text": "Printed."},
+    ])
+    created = requests.post(
+        inspect_system.http_url("Gateway", "/v1/sessions"), headers=auth(inspect_system.token),
+        json={"repository": "local/demo", "model": model, "prompt": "print"}, timeout=TIMEOUT_S)
+    assert created.status_code == 200, created.text
+    session_id = created.json()["session"]["id"]
+    ws = connect(inspect_system, session_id, inspect_system.token)
+    assert resume(ws, 0)["type"] == "subscribed"
+    # Wait for output to flow, then jump back a few events while more keep coming.
+    seen = events_until(ws, "commandOutput")
+    seen += events_until(ws, "commandOutput")
+    back = int(seen[-1]["seq"]) - 3
+    assert resume(ws, back) == {"type": "subscribed", "sessionId": session_id, "afterSeq": back}
+    after = events_until(ws, "turnFinished")
+    assert [int(event["seq"]) for event in after] == list(range(back + 1, back + 1 + len(after)))
+    assert after[-1]["turnFinished"]["outcome"] == "TURN_OUTCOME_SUCCEEDED"
+
+    # Resume messages are limited: five at once, then one a second.
+    for _ in range(7):
+        ws.send(json.dumps({"type": "resume", "afterSeq": back}))
+    answers = []
+    while len(answers) < 7:
+        message = receive(ws)
+        if message["type"] != "events":
+            answers.append(message)
+    refused = [answer for answer in answers if answer["type"] == "error"]
+    assert refused and all(answer["error"]["code"] == "RESOURCE_EXHAUSTED" for answer in refused), answers
+    assert "too many resume messages" in refused[0]["error"]["message"]
     ws.close()

@@ -1788,7 +1788,7 @@ enum OpenAPIDocument {
       }
      }
     ],
-    "description": "Upgrade with `Connection: Upgrade`, `Upgrade: websocket` (a plain GET is 426). Browsers, which cannot set headers on a WebSocket, leave out `Authorization` and send the token in the first message. Client messages are JSON text: `{\"type\":\"resume\",\"afterSeq\":N,\"token\":\"…\"}` (first within 10 s; later ones move the stream, without a token). Server messages: `{\"type\":\"subscribed\",\"sessionId\",\"afterSeq\"}`, `{\"type\":\"events\",\"events\":[SessionEvent JSON…]}` (every event after afterSeq exactly once, in order), `{\"type\":\"error\",\"error\":{\"code\",\"message\"}}`. Close codes: 1000 the stream ended, 1001 the Gateway is shutting down, 1008 no or bad first message, bad token or unknown session, 1011 the upstream broke."
+    "description": "Upgrade with `Connection: Upgrade`, `Upgrade: websocket` (a plain GET is 426). Browsers, which cannot set headers on a WebSocket, leave out `Authorization` and send the token in the first message. Client messages are JSON text: `{\"type\":\"resume\",\"afterSeq\":N,\"token\":\"…\"}` (first within 10 s; later ones move the stream, without a token). Server messages: `{\"type\":\"subscribed\",\"sessionId\",\"afterSeq\"}`, `{\"type\":\"events\",\"events\":[SessionEvent JSON…]}` (every event after afterSeq exactly once, in order), `{\"type\":\"error\",\"error\":{\"code\",\"message\"}}`. Close codes: 1008 no or bad first message, bad token, unknown session, or too many messages waiting; 1009 a message over 64 KiB; 1011 the upstream broke or the client stopped reading; 1012 SessionService is restarting; 1000 the Gateway is shutting down. After 1000, 1011 or 1012, reconnect and resume after the last seq you have. Resume messages: five at once, then one a second."
    }
   },
   "/v1/stats": {
@@ -1989,6 +1989,10 @@ enum OpenAPIDocument {
       "items": {
        "$ref": "#/components/schemas/inspect.common.v1.FileDiff"
       }
+     },
+     "filesTruncated": {
+      "type": "integer",
+      "minimum": 0
      },
      "headCommit": {
       "type": "string"

@@ -23,9 +23,11 @@ import Synchronization
 /// later resume message moves the stream: the events after its `afterSeq` follow, and nothing
 /// from before it. Problems are `{"type": "error", "error": {"code", "message"}}` (the gRPC code
 /// name, as in HTTP error bodies); a bad message after the first is answered and the socket stays
-/// open, while a missing or failed first message, a bad token or an unknown session closes it
-/// with 1008, a broken upstream with 1011, the end of the stream with 1000, a Gateway shutting
-/// down with 1001.
+/// open. Closes: 1008 for a missing or failed first message, a bad token, an unknown session or a
+/// flood (more than ``maxPendingMessages`` waiting); 1009 for a message over 64 KiB; 1011 when the
+/// upstream broke or the client stopped reading; 1012 when SessionService ended the stream (it is
+/// restarting); 1000 when the Gateway shuts down. After 1000, 1011 or 1012 a client reconnects and
+/// resumes after the last seq it has.
 struct SessionWebSocket {
   let sessions: Inspect_Session_V1_SessionService.Client<HTTP2ClientTransport.Posix>
   let authenticator: Authenticator
@@ -82,6 +84,17 @@ struct SessionWebSocket {
 
   // MARK: - The conversation
 
+  /// Client messages read ahead of their handling; past this the client is flooding.
+  static let maxPendingMessages = 32
+  /// Resume messages allowed in a burst; after it, one per second.
+  static let resumeBurst = 5.0
+  /// A message the client does not take within this long means it stopped reading.
+  static let writeTimeout: Duration = .seconds(30)
+  /// How long a close may take to go out.
+  static let closeTimeout: Duration = .seconds(5)
+  /// The upstream stream ended: SessionService is restarting (1012, "service restart").
+  static let serviceRestart = WebSocketErrorCode(codeNumber: 1012)
+
   /// What the connection reacts to, in order.
   private enum Command: Sendable {
     case message(ClientMessage)
@@ -90,6 +103,54 @@ struct SessionWebSocket {
     case firstMessageLate
     /// The subscription of `generation` ended (nil: cleanly).
     case ended(generation: Int, RPCError?)
+    /// More than ``maxPendingMessages`` messages were waiting.
+    case flooded
+    /// Reading failed (a protocol error, a message over the limit); the error closes the socket.
+    case readFailed(any Error)
+  }
+
+  /// How a conversation ends.
+  private enum Outcome {
+    /// Close with this code and reason.
+    case close(WebSocketErrorCode, String)
+    /// Rethrow a read error: the WebSocket handler closes with its code (1002, 1009…).
+    case failed(any Error)
+    /// The client left, or the Gateway is shutting down (the WebSocket handler closes).
+    case gone
+  }
+
+  /// Client messages read but not handled yet.
+  private final class PendingCount: Sendable {
+    private let count = Mutex(0)
+    /// Adds one; the new count.
+    func increment() -> Int {
+      count.withLock {
+        $0 += 1; return $0
+      }
+    }
+    func decrement() { count.withLock { $0 -= 1 } }
+  }
+
+  /// The client did not take a message in time.
+  struct SlowClient: Error, CustomStringConvertible {
+    var description: String { "the client did not read a message within \(SessionWebSocket.writeTimeout)" }
+  }
+
+  /// Runs `body`, giving up with `timeoutError` after `limit`.
+  static func within(
+    _ limit: Duration, _ timeoutError: any Error, _ body: @escaping @Sendable () async throws -> Void
+  )
+    async throws
+  {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await body() }
+      group.addTask {
+        try await Task.sleep(for: limit)
+        throw timeoutError
+      }
+      defer { group.cancelAll() }
+      try await group.next()
+    }
   }
 
   private func serve(
@@ -98,45 +159,62 @@ struct SessionWebSocket {
   ) async throws {
     let id = try context.requestContext.parameters.require("id")
     let (commands, continuation) = AsyncStream.makeStream(of: Command.self)
-    let timeout = firstMessageTimeout
-    try await withThrowingTaskGroup(of: Void.self) { group in
+    let (timeout, pending) = (firstMessageTimeout, PendingCount())
+    let outcome = await withTaskGroup(of: Void.self) { group in
       group.addTask {
         defer { continuation.finish() }
-        for try await message in inbound.messages(maxSize: Self.maxMessageBytes) {
-          do {
-            continuation.yield(.message(try ClientMessage(message)))
-          } catch {
-            continuation.yield(.invalid("\(error)"))
+        do {
+          for try await message in inbound.messages(maxSize: Self.maxMessageBytes) {
+            guard pending.increment() <= Self.maxPendingMessages else {
+              continuation.yield(.flooded)
+              return
+            }
+            do {
+              continuation.yield(.message(try ClientMessage(message)))
+            } catch {
+              continuation.yield(.invalid("\(error)"))
+            }
           }
+        } catch {
+          continuation.yield(.readFailed(error))
         }
       }
       group.addTask {
-        try await Task.sleep(for: timeout)
+        try? await Task.sleep(for: timeout)
         continuation.yield(.firstMessageLate)
       }
-      let closing = await converse(
+      let outcome = await converse(
         id: id, authorization: context.request.headers[.authorization], commands: commands,
-        continuation: continuation, outbound: outbound)
-      if let (code, reason) = closing {
-        try? await outbound.close(code, reason: reason)
-      }
+        continuation: continuation, outbound: outbound, pending: pending)
       group.cancelAll()
+      return outcome
+    }
+    switch outcome {
+    case .close(let code, let reason):
+      // Bounded: a client that stopped reading must not hold the handler.
+      try? await Self.within(Self.closeTimeout, SlowClient()) { try await outbound.close(code, reason: reason) }
+    case .failed(let error):
+      throw error
+    case .gone:
+      break
     }
   }
 
-  /// Follows the client's messages until the connection should end; returns how to close it
-  /// (nil when the client already left).
+  /// Follows the client's messages until the connection should end.
   private func converse(
     id: String, authorization: String?, commands: AsyncStream<Command>,
-    continuation: AsyncStream<Command>.Continuation, outbound: WebSocketOutboundWriter
-  ) async -> (WebSocketErrorCode, String)? {
+    continuation: AsyncStream<Command>.Continuation, outbound: WebSocketOutboundWriter, pending: PendingCount
+  ) async -> Outcome {
     var user: Inspect_Session_V1_User?
     var subscription: Task<Void, Never>?
     var generation = 0
+    var allowance = Self.resumeBurst
+    var lastResume = ContinuousClock.now
 
     func send(_ object: [String: Any]) async {
       guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-      try? await outbound.write(.text(String(decoding: data, as: UTF8.self)))
+      let text = String(decoding: data, as: UTF8.self)
+      try? await Self.within(Self.writeTimeout, SlowClient()) { try await outbound.write(.text(text)) }
     }
     func sendError(_ error: RPCError) async {
       await send(["type": "error", "error": ["code": RPCMetrics.statusName(error.code), "message": error.message]])
@@ -148,31 +226,56 @@ struct SessionWebSocket {
       subscription = nil
     }
 
-    var closing: (WebSocketErrorCode, String)?
+    var outcome = Outcome.gone
     conversation: for await command in commands.cancelOnGracefulShutdown() {
       switch command {
       case .firstMessageLate:
         guard generation == 0 else { continue }
         let seconds = firstMessageTimeout.components.seconds
         await sendError(RPCError(code: .unauthenticated, message: "no resume message within \(seconds) s"))
-        closing = (.policyViolation, "no resume message")
+        outcome = .close(.policyViolation, "no resume message")
+        break conversation
+      case .flooded:
+        await sendError(
+          RPCError(
+            code: .resourceExhausted,
+            message: "more than \(Self.maxPendingMessages) messages were waiting: wait for the answers"))
+        outcome = .close(.policyViolation, "too many messages")
+        break conversation
+      case .readFailed(let error):
+        outcome = .failed(error)
         break conversation
       case .invalid(let reason):
+        pending.decrement()
         await sendError(RPCError(code: .invalidArgument, message: reason))
         if generation == 0 {
-          closing = (.policyViolation, "the first message must be a resume message")
+          outcome = .close(.policyViolation, "the first message must be a resume message")
           break conversation
         }
       case .ended(let ended, let error):
         guard ended == generation else { continue }
         if let error {
           await sendError(error)
-          closing = (.unexpectedServerError, "the session's event stream broke")
+          outcome = .close(.unexpectedServerError, "the session's event stream broke: resume")
         } else {
-          closing = (.normalClosure, "the session's event stream ended")
+          // Subscribe streams end only when SessionService stops: the client reconnects.
+          outcome = .close(Self.serviceRestart, "SessionService is restarting: resume")
         }
         break conversation
       case .message(.resume(let after, let token)):
+        pending.decrement()
+        let now = ContinuousClock.now
+        let elapsed = (now - lastResume).components
+        allowance = min(Self.resumeBurst, allowance + Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18)
+        lastResume = now
+        guard allowance >= 1 else {
+          await sendError(
+            RPCError(
+              code: .resourceExhausted,
+              message: "too many resume messages: \(Int(Self.resumeBurst)) at once, then one a second"))
+          continue
+        }
+        allowance -= 1
         if generation == 0 {
           do throws(RPCError) {
             // The token of the message, else the upgrade's Authorization header.
@@ -189,7 +292,7 @@ struct SessionWebSocket {
             try await checkSession(id, user: user!)
           } catch {
             await sendError(error)
-            closing = (.policyViolation, "not subscribed")
+            outcome = .close(.policyViolation, "not subscribed")
             break conversation
           }
         } else if token != nil {
@@ -206,11 +309,7 @@ struct SessionWebSocket {
       }
     }
     await stopSubscription()
-    if closing == nil, Task.isShuttingDownGracefully {
-      // The client is still there: tell it why it is being let go.
-      closing = (.goingAway, "the Gateway is shutting down")
-    }
-    return closing
+    return outcome
   }
 
   /// Writes the session's events after `after` until the stream ends, then reports how.
@@ -233,7 +332,8 @@ struct SessionWebSocket {
           ) { response -> UInt64? in
             for try await message in response.messages {
               if !message.events.isEmpty {
-                try await outbound.write(.text(Self.eventsMessage(sessionID: id, message.events)))
+                let text = Self.eventsMessage(sessionID: id, message.events)
+                try await Self.within(Self.writeTimeout, SlowClient()) { try await outbound.write(.text(text)) }
               }
               if message.hasResync { return message.resync.afterSeq }
             }
@@ -241,6 +341,10 @@ struct SessionWebSocket {
           }
         }
         if !Task.isCancelled { report(.ended(generation: generation, nil)) }
+      } catch let error as SlowClient {
+        if !Task.isCancelled {
+          report(.ended(generation: generation, RPCError(code: .resourceExhausted, message: error.description)))
+        }
       } catch {
         if !Task.isCancelled { report(.ended(generation: generation, downstream.map(error))) }
       }
@@ -283,8 +387,12 @@ enum ClientMessage: Sendable, Equatable {
         afterSeq = 0
       } else if let number = try? container.decode(UInt64.self, forKey: .afterSeq) {
         afterSeq = number
+      } else if let text = try? container.decode(String.self, forKey: .afterSeq),
+        !text.isEmpty, text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+      {
+        afterSeq = UInt64(text)
       } else {
-        afterSeq = (try? container.decode(String.self, forKey: .afterSeq)).flatMap { UInt64($0) }
+        afterSeq = nil
       }
     }
   }
@@ -312,7 +420,7 @@ enum ClientMessage: Sendable, Equatable {
     guard let after = fields.afterSeq else {
       throw Invalid(description: "afterSeq must be a sequence number (a whole number from 0)")
     }
-    if object["token"] != nil, fields.token?.isEmpty ?? true {
+    if let given = object["token"], !(given is NSNull), fields.token?.isEmpty ?? true {
       throw Invalid(description: "token must be a non-empty string")
     }
     self = .resume(afterSeq: after, token: fields.token)

@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2
 import Hummingbird
 import InspectKit
 import InspectProtos
+import Synchronization
 
 /// `POST /v1/transcriptions`: a voice prompt. The body is the recording itself (its media type
 /// in `Content-Type`, e.g. `audio/webm;codecs=opus` from a browser's MediaRecorder);
@@ -18,6 +19,10 @@ struct TranscriptionController {
 
   /// ModelRouter's limit for one call (OpenAI's upload limit).
   static let maxAudioBytes = 25 << 20
+  /// Transcriptions in progress at once (each holds its recording, up to 25 MiB, two or three
+  /// times over); more are refused with 429 and `Retry-After`.
+  static let maxConcurrent = 4
+  private static let inProgress = Mutex(0)
 
   func register(on routes: RouterGroup<GatewayRequestContext>) {
     routes.post("transcriptions") { request, context in
@@ -47,6 +52,17 @@ struct TranscriptionController {
         throw APIError(sessionDownstream.map(error))
       }
     }
+    let admitted = Self.inProgress.withLock { count in
+      guard count < Self.maxConcurrent else { return false }
+      count += 1
+      return true
+    }
+    guard admitted else {
+      throw APIError(
+        .tooManyRequests, code: "RESOURCE_EXHAUSTED",
+        "\(Self.maxConcurrent) transcriptions are in progress; try again in a moment", headers: [.retryAfter: "1"])
+    }
+    defer { Self.inProgress.withLock { $0 -= 1 } }
     let audio = try await request.body.collect(upTo: Self.maxAudioBytes)
     guard audio.readableBytes > 0 else {
       throw APIError(.badRequest, "the body is empty: send the recording")

@@ -133,16 +133,23 @@ function voiceButton(textarea, note, sessionID, spoken) {
   const idle = "● Speak";
   const button = el("button", { type: "button", class: "secondary voice", title: "Record a prompt" }, idle);
   let recorder = null;
+  let stream = null;
+  let starting = false;
+  let released = false;
   button.addEventListener("click", async () => {
     if (recorder) { recorder.stop(); return; }
+    if (starting) return;
     note.textContent = "";
     if (!navigator.mediaDevices || !window.MediaRecorder) {
       note.textContent = "This browser cannot record audio here.";
       return;
     }
-    let stream;
+    starting = true;
+    button.disabled = true;
     try { stream = await navigator.mediaDevices.getUserMedia({ audio: true }); }
     catch (failure) { note.textContent = `No microphone: ${failure.message}`; return; }
+    finally { starting = false; button.disabled = false; }
+    if (released) { for (const track of stream.getTracks()) track.stop(); return; }
     const chunks = [];
     const active = new MediaRecorder(stream);
     recorder = active;
@@ -151,6 +158,7 @@ function voiceButton(textarea, note, sessionID, spoken) {
       for (const track of stream.getTracks()) track.stop();
       recorder = null;
       button.textContent = idle;
+      if (active.discarded) return;
       button.disabled = true;
       note.textContent = "Transcribing…";
       const type = active.mimeType || "audio/webm";
@@ -177,6 +185,12 @@ function voiceButton(textarea, note, sessionID, spoken) {
     button.textContent = "■ Stop recording";
     note.textContent = "Recording… click again to stop.";
   });
+  /** Leaving the page: the microphone goes off and nothing is sent. */
+  button.release = () => {
+    released = true;
+    if (recorder) { recorder.discarded = true; recorder.stop(); }
+    else if (stream) for (const track of stream.getTracks()) track.stop();
+  };
   return button;
 }
 
@@ -310,7 +324,7 @@ function listView() {
       await sleep(2000);
     }
   })();
-  return { close() { closed = true; } };
+  return { close() { closed = true; firstVoice.release(); } };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,6 +336,7 @@ function sessionView(id) {
     tools: new Map(), prompts: new Map(), live: null, urls: [],
     close() {
       this.closed = true;
+      if (this.release) this.release();
       if (this.connection) this.connection.abort();
       for (const url of this.urls) URL.revokeObjectURL(url);
     },
@@ -347,6 +362,7 @@ function sessionView(id) {
   let spoken = false;
   const voice = voiceButton(text, voiceNote, id, () => { spoken = true; });
   voice.id = "voice";
+  view.release = voice.release;
   const form = el("form", { class: "card", id: "prompt-form" }, text,
     el("div", { class: "row" }, send, voice, stop, status), voiceNote, error);
 
@@ -435,10 +451,15 @@ function sessionView(id) {
     }
   }
 
-  // The branch's changes against its base, as last pushed; loaded again after every push.
+  // The branch's changes against its base, as last pushed; loaded again after every push (one
+  // load at a time, and one more at most however many pushes come meanwhile, as in a replay).
   let diffLoads = Promise.resolve();
+  let diffQueued = false;
   function loadDiff() {
+    if (diffQueued) return diffLoads;
+    diffQueued = true;
     diffLoads = diffLoads.then(async () => {
+      diffQueued = false;
       if (view.closed) return;
       try {
         const got = await api("GET", `/v1/sessions/${id}/diff`);
@@ -459,6 +480,7 @@ function sessionView(id) {
             : text.startsWith("@@") ? "hunk" : text.startsWith("+") ? "add" : text.startsWith("-") ? "del" : "";
           return el("span", { class: kind }, text + "\n");
         }));
+        if (changes.filesTruncated) diffFiles.append(el("li", { class: "muted" }, `… and ${changes.filesTruncated} more files`));
         if (changes.truncated) diffPatch.append(el("span", { class: "muted" }, "… (cut: the patch is larger than shown)\n"));
       } catch (failure) {
         diffSummary.textContent = `Changes: ${failure.message}`;

@@ -190,11 +190,13 @@ struct LocalDriver: SandboxDriver {
     try await BranchComparison.validate(branch: base, role: "base")
     try await BranchComparison.validate(branch: head, role: "head")
     _ = try await mirror(repository)
-    return try await mirrorLocks.withLock(repository.description) {
-      try await BranchComparison.compare(
-        gitDirectory: paths.mirror(repository), repository: repository, base: base, head: head,
-        maxPatchBytes: maxPatchBytes)
+    let gitDirectory = paths.mirror(repository)
+    // The commits are resolved under the mirror's lock; diffing them (slow for big changes)
+    // needs no lock, as commits never change.
+    let tips = try await mirrorLocks.withLock(repository.description) {
+      try await BranchComparison.tips(gitDirectory: gitDirectory, repository: repository, base: base, head: head)
     }
+    return try await BranchComparison.diff(gitDirectory: gitDirectory, tips: tips, maxPatchBytes: maxPatchBytes)
   }
 
   /// The repository's remote: `local/<name>` in `remotes/`, other owners on GitHub through the
