@@ -14,7 +14,7 @@ struct InspectBench: AsyncParsableCommand {
       AckBenchmark.self, FanoutBenchmark.self, ReplayBenchmark.self, ScaleBenchmark.self, ClaimBenchmark.self,
       CreateBenchmark.self, RestoreBenchmark.self, SnapshotBenchmark.self, DensityBenchmark.self,
       RouterTTFTBenchmark.self, RouterThroughputBenchmark.self, RouterConcurrencyBenchmark.self,
-      AgentStepBenchmark.self, GatewayGetBenchmark.self, GatewaySSEFanoutBenchmark.self,
+      AgentStepBenchmark.self, GatewayGetBenchmark.self, GatewaySSEFanoutBenchmark.self, ClassifierBenchmark.self,
     ]
   )
 }

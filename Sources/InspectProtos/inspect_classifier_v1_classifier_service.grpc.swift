@@ -114,10 +114,11 @@ extension Inspect_Classifier_V1_RepoClassifierService {
         /// > Source IDL Documentation:
         /// >
         /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-        /// > whether the best one is certain.
+        /// > whether the best one is certain. When a rerank model is configured and the words alone are
+        /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+        /// > ranking stands (a model never makes Classify fail).
         /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
-        /// > catalog is empty; UNAVAILABLE if the model it relies on is unreachable and no rule
-        /// > decided.
+        /// > catalog is empty.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Inspect_Classifier_V1_ClassifyRequest` messages.
@@ -209,10 +210,11 @@ extension Inspect_Classifier_V1_RepoClassifierService {
         /// > Source IDL Documentation:
         /// >
         /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-        /// > whether the best one is certain.
+        /// > whether the best one is certain. When a rerank model is configured and the words alone are
+        /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+        /// > ranking stands (a model never makes Classify fail).
         /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
-        /// > catalog is empty; UNAVAILABLE if the model it relies on is unreachable and no rule
-        /// > decided.
+        /// > catalog is empty.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Classifier_V1_ClassifyRequest` message.
@@ -302,10 +304,11 @@ extension Inspect_Classifier_V1_RepoClassifierService {
         /// > Source IDL Documentation:
         /// >
         /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-        /// > whether the best one is certain.
+        /// > whether the best one is certain. When a rerank model is configured and the words alone are
+        /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+        /// > ranking stands (a model never makes Classify fail).
         /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
-        /// > catalog is empty; UNAVAILABLE if the model it relies on is unreachable and no rule
-        /// > decided.
+        /// > catalog is empty.
         ///
         /// - Parameters:
         ///   - request: A `Inspect_Classifier_V1_ClassifyRequest` message.
@@ -554,10 +557,11 @@ extension Inspect_Classifier_V1_RepoClassifierService {
         /// > Source IDL Documentation:
         /// >
         /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-        /// > whether the best one is certain.
+        /// > whether the best one is certain. When a rerank model is configured and the words alone are
+        /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+        /// > ranking stands (a model never makes Classify fail).
         /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
-        /// > catalog is empty; UNAVAILABLE if the model it relies on is unreachable and no rule
-        /// > decided.
+        /// > catalog is empty.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Classifier_V1_ClassifyRequest` message.
@@ -677,10 +681,11 @@ extension Inspect_Classifier_V1_RepoClassifierService {
         /// > Source IDL Documentation:
         /// >
         /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-        /// > whether the best one is certain.
+        /// > whether the best one is certain. When a rerank model is configured and the words alone are
+        /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+        /// > ranking stands (a model never makes Classify fail).
         /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
-        /// > catalog is empty; UNAVAILABLE if the model it relies on is unreachable and no rule
-        /// > decided.
+        /// > catalog is empty.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Inspect_Classifier_V1_ClassifyRequest` message.
@@ -827,10 +832,11 @@ extension Inspect_Classifier_V1_RepoClassifierService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-    /// > whether the best one is certain.
+    /// > whether the best one is certain. When a rerank model is configured and the words alone are
+    /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+    /// > ranking stands (a model never makes Classify fail).
     /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
-    /// > catalog is empty; UNAVAILABLE if the model it relies on is unreachable and no rule
-    /// > decided.
+    /// > catalog is empty.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Inspect_Classifier_V1_ClassifyRequest` message.
@@ -956,10 +962,11 @@ extension Inspect_Classifier_V1_RepoClassifierService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-    /// > whether the best one is certain.
+    /// > whether the best one is certain. When a rerank model is configured and the words alone are
+    /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+    /// > ranking stands (a model never makes Classify fail).
     /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
-    /// > catalog is empty; UNAVAILABLE if the model it relies on is unreachable and no rule
-    /// > decided.
+    /// > catalog is empty.
     ///
     /// - Parameters:
     ///   - message: request message to send.

@@ -49,6 +49,10 @@ public nonisolated struct Inspect_Classifier_V1_ClassifyResponse: Sendable {
 
   public var decision: Inspect_Classifier_V1_Decision = .unspecified
 
+  /// The rerank's model when it reordered the candidates (`classify` when ModelRouter routed
+  /// it); empty when the lexical ranking stands.
+  public var rerankedBy: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -199,7 +203,7 @@ nonisolated extension Inspect_Classifier_V1_ClassifyRequest: SwiftProtobuf.Messa
 
 nonisolated extension Inspect_Classifier_V1_ClassifyResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClassifyResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}candidates\0\u{1}decision\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}candidates\0\u{1}decision\0\u{3}reranked_by\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -209,6 +213,7 @@ nonisolated extension Inspect_Classifier_V1_ClassifyResponse: SwiftProtobuf.Mess
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.candidates) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.decision) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.rerankedBy) }()
       default: break
       }
     }
@@ -221,12 +226,16 @@ nonisolated extension Inspect_Classifier_V1_ClassifyResponse: SwiftProtobuf.Mess
     if self.decision != .unspecified {
       try visitor.visitSingularEnumField(value: self.decision, fieldNumber: 2)
     }
+    if !self.rerankedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.rerankedBy, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Inspect_Classifier_V1_ClassifyResponse, rhs: Inspect_Classifier_V1_ClassifyResponse) -> Bool {
     if lhs.candidates != rhs.candidates {return false}
     if lhs.decision != rhs.decision {return false}
+    if lhs.rerankedBy != rhs.rerankedBy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -2,10 +2,16 @@ import Foundation
 import GRPCCore
 import InspectKit
 import InspectProtos
+import ServiceLifecycle
 
 extension RepoClassifierApp {
   /// The variable naming the catalog file that seeds the catalog.
   static let catalogVariable = "INSPECT_CLASSIFIER_CATALOG"
+  /// `off` (the default), `on` (ModelRouter routes the `classify` task) or a model name: the
+  /// rerank of rankings the words alone do not decide.
+  static let rerankVariable = "INSPECT_CLASSIFIER_RERANK"
+  /// Milliseconds the rerank may take before the lexical ranking stands (default 3000).
+  static let rerankTimeoutVariable = "INSPECT_CLASSIFIER_RERANK_TIMEOUT_MS"
 
   /// Opens the catalog under `<data-dir>/classifier/` (seeded from `$INSPECT_CLASSIFIER_CATALOG`)
   /// and builds the service.
@@ -27,10 +33,24 @@ extension RepoClassifierApp {
         "catalog.file": "\(paths.catalog.path)", "catalog.seed": "\(seed?.path ?? "")",
         "catalog.repos": "\(catalog.repos.count)",
       ])
+    var service = RepoClassifierService(catalog: catalog, logger: host.logger)
+    var dependencies: [any Service] = []
+    let rerank = environment[rerankVariable]?.trimmingCharacters(in: .whitespaces) ?? ""
+    if !rerank.isEmpty, rerank.lowercased() != "off" {
+      let timeout = try environment.wholeNumber(rerankTimeoutVariable, in: 100...60_000) ?? 3000
+      let client = try GRPCClient.peer(configuration.peers[.modelRouter])
+      dependencies.append(GRPCClientService(client: client))
+      service.rerank = ModelRerank(
+        model: rerank.lowercased() == "on" ? "" : rerank, timeout: .milliseconds(timeout),
+        ask: ModelRerank.asking(Inspect_Model_V1_ModelRouterService.Client(wrapping: client)))
+      host.logger.info(
+        "model rerank on", metadata: ["model": "\(rerank)", "modelrouter": "\(configuration.peers[.modelRouter])"])
+    }
     return BuiltService(
       host: host,
-      grpcServer: try host.makeGRPCServer(services: [RepoClassifierService(catalog: catalog)]),
-      httpServer: host.makeHTTPServer(router: host.makeRouter()))
+      grpcServer: try host.makeGRPCServer(services: [service]),
+      httpServer: host.makeHTTPServer(router: host.makeRouter()),
+      dependencies: dependencies)
   }
 }
 

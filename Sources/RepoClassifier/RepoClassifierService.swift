@@ -1,12 +1,16 @@
 import Foundation
 import GRPCCore
 import InspectProtos
+import Logging
 
-/// `inspect.classifier.v1.RepoClassifierService`: the repository catalog and the lexical
-/// classification of a message (with its thread and channel) to a repository. Nothing here
-/// calls a model, so `Classify` never answers UNAVAILABLE.
+/// `inspect.classifier.v1.RepoClassifierService`: the repository catalog and the classification
+/// of a message (with its thread and channel) to a repository: lexical, with an optional model
+/// rerank (``ModelRerank``) when the words alone are not certain. A model failure is logged and
+/// the lexical ranking stands, so `Classify` never fails because of a model.
 struct RepoClassifierService: Inspect_Classifier_V1_RepoClassifierService.SimpleServiceProtocol {
   let catalog: RepoCatalog
+  var rerank: ModelRerank?
+  var logger = Logger(label: "inspect.classifier")
 
   // MARK: - Classify
 
@@ -17,9 +21,23 @@ struct RepoClassifierService: Inspect_Classifier_V1_RepoClassifierService.Simple
     guard !blank(request.text) || !request.thread.allSatisfy(blank) else { throw ClassifierError.emptyMessage }
     let index = catalog.index
     guard !index.repos.isEmpty else { throw ClassifierError.emptyCatalog }
-    let ranking = LexicalScorer.rank(
+    var ranking = LexicalScorer.rank(
       text: request.text, thread: request.thread, channel: request.channel, in: index)
+    var rerankedBy = ""
+    if let rerank, ranking.decision != .confident, !ranking.candidates.isEmpty {
+      let (reranked, failure) = await rerank.rerank(
+        ranking, text: request.text, thread: request.thread, channel: request.channel, index: index)
+      if let failure {
+        logger.warning(
+          "the rerank model's answer was not used; the lexical ranking stands",
+          metadata: ["model": "\(rerank.model.isEmpty ? "classify" : rerank.model)", "error": "\(failure)"])
+      } else {
+        ranking = reranked
+        rerankedBy = rerank.model.isEmpty ? "classify" : rerank.model
+      }
+    }
     return .with {
+      $0.rerankedBy = rerankedBy
       $0.candidates = ranking.candidates.map { candidate in
         .with {
           $0.repo = candidate.repo

@@ -39,6 +39,7 @@ typealias InProcessClassifierClient = Inspect_Classifier_V1_RepoClassifierServic
 /// `repos` in a temporary directory.
 func withClassifier<T: Sendable>(
   _ repos: [CatalogEntry] = ClassifierFixtures.repos,
+  rerank: ModelRerank? = nil,
   _ body: @Sendable (InProcessClassifierClient) async throws -> T
 ) async throws -> T {
   let directory = try TemporaryDirectory()
@@ -46,7 +47,8 @@ func withClassifier<T: Sendable>(
   let catalog = try RepoCatalog(file: ClassifierPaths(directory.url).catalog)
   for repo in repos { _ = try catalog.upsert(repo) }
   let transport = InProcessTransport()
-  let server = GRPCServer(transport: transport.server, services: [RepoClassifierService(catalog: catalog)])
+  let server = GRPCServer(
+    transport: transport.server, services: [RepoClassifierService(catalog: catalog, rerank: rerank)])
   return try await withThrowingTaskGroup(of: T?.self) { group in
     group.addTask {
       try await server.serve()

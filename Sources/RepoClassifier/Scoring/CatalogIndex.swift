@@ -36,6 +36,16 @@ struct CatalogIndex: Sendable {
   var repos: [Repo]
   /// For each description word, how many repositories' descriptions contain it.
   var descriptionFrequency: [String: Int]
+  /// For each (normalized) channel, how many repositories list it.
+  var channelListings: [String: Int]
+  /// For each word that can start evidence (the first word of a name, alias, bare name or hint,
+  /// and every description word), the repositories (positions in ``repos``) it may count for:
+  /// a message is scored only against repositories sharing a word with it (or its channel).
+  var reposByWord: [String: [Int]]
+  /// For each (normalized) channel, the repositories listing it.
+  var reposByChannel: [String: [Int]]
+  /// Each repository's position in ``repos`` by its key (picks are recorded by key).
+  var positionByKey: [String: Int]
   /// Picks per channel and repository key (see ``CatalogDocument/choices``).
   var choices: [String: [String: Int]]
 
@@ -46,6 +56,23 @@ struct CatalogIndex: Sendable {
       for word in repo.descriptionWords { frequency[word, default: 0] += 1 }
     }
     descriptionFrequency = frequency
+    var listings: [String: Int] = [:]
+    for repo in repos {
+      for channel in repo.channels { listings[channel, default: 0] += 1 }
+    }
+    channelListings = listings
+    var byWord: [String: Set<Int>] = [:]
+    var byChannel: [String: [Int]] = [:]
+    var byKey: [String: Int] = [:]
+    for (position, repo) in repos.enumerated() {
+      let starts = (repo.names + [repo.bareName] + repo.hints).compactMap(\.words.first)
+      for word in Set(starts).union(repo.descriptionWords) { byWord[word, default: []].insert(position) }
+      for channel in repo.channels { byChannel[channel, default: []].append(position) }
+      byKey[repo.entry.key] = position
+    }
+    reposByWord = byWord.mapValues { $0.sorted() }
+    reposByChannel = byChannel
+    positionByKey = byKey
     choices = document.choices
   }
 }

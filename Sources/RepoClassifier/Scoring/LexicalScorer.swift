@@ -11,7 +11,7 @@ import Foundation
 /// | the name without its owner (`demo`) | ``bareNameWeight`` |
 /// | each hint, as consecutive words | ``hintWeight`` |
 /// | each description word not already counted above | ``descriptionWordWeight`` ÷ number of repositories whose description has it, at most ``descriptionCap`` in all |
-/// | the channel is one of the repository's `channels` | ``listedChannelPrior`` |
+/// | the channel is one of the repository's `channels` | ``listedChannelPrior`` ÷ number of repositories listing the channel |
 /// | people picked it in this channel | ``choicePrior`` × picks ÷ (all picks in the channel + ``choiceSmoothing``) |
 ///
 /// The reported score is `points / (points + scoreHalfPoint)`: in [0, 1), 0.5 at one
@@ -32,8 +32,9 @@ enum LexicalScorer {
   static let descriptionCap = 0.45
   /// What evidence found only in the thread is worth, relative to the message itself.
   static let threadFactor = 0.4
-  /// The channel lists the repository as its usual one.
-  static let listedChannelPrior = 0.3
+  /// The channel lists the repository as its usual one; split among the repositories that list
+  /// it (a team's own channel says more than `#eng`).
+  static let listedChannelPrior = 0.45
   /// The most that recorded picks in the channel add (approached when every pick there chose
   /// it): a steady habit (three picks of three: 0.3) weighs as much as a listing, and with it
   /// breaks a tie between two hints.
@@ -46,6 +47,9 @@ enum LexicalScorer {
   /// CONFIDENT needs at least this many points: a hint and a description word, a bare name, or
   /// a channel's listing backed by its picks. Less is never more than AMBIGUOUS.
   static let confidentMinimum = 0.5
+  /// A leader with fewer points than this is NONE: a word or two of a description, or a
+  /// channel several repositories share, say nothing about which repository is meant.
+  static let minimumPoints = 0.25
   /// CONFIDENT needs the runner-up at most `1 - confidentLead` (65 %) of the leader's points.
   static let confidentLead = 0.35
   /// Points at which the reported score is 0.5.
@@ -79,37 +83,54 @@ enum LexicalScorer {
   static func rank(text: String, thread: [String], channel: String, in index: CatalogIndex) -> Ranking {
     let message = MessageWords(text: text, thread: thread)
     let channelKey = ChannelName.normalized(channel)
-    let ranked = index.repos
-      .map { repo in
-        var evidence = evidence(for: repo, in: message, frequency: index.descriptionFrequency)
-        if !channelKey.isEmpty {
-          evidence.addPriors(
-            for: repo, channel: channel.trimmingCharacters(in: .whitespaces), key: channelKey,
-            picks: index.choices[channelKey] ?? [:])
-        }
-        return Candidate(
-          repo: repo.entry.name, points: evidence.points, score: evidence.points / (evidence.points + scoreHalfPoint),
-          reason: evidence.reason)
+    // Only repositories sharing a word with the message, or listed or picked in its channel,
+    // can score.
+    var considered = Set<Int>()
+    for word in message.allWords { considered.formUnion(index.reposByWord[word] ?? []) }
+    if !channelKey.isEmpty {
+      considered.formUnion(index.reposByChannel[channelKey] ?? [])
+      for key in (index.choices[channelKey] ?? [:]).keys {
+        if let position = index.positionByKey[key] { considered.insert(position) }
       }
+    }
+    let channelName = channel.trimmingCharacters(in: .whitespaces)
+    let (listings, picks) = (index.channelListings[channelKey] ?? 1, index.choices[channelKey] ?? [:])
+    func score(_ repo: CatalogIndex.Repo, reasons: Bool) -> Evidence {
+      var evidence = evidence(for: repo, in: message, frequency: index.descriptionFrequency, reasons: reasons)
+      if !channelKey.isEmpty {
+        evidence.addPriors(
+          for: repo, channel: channelName, key: channelKey, listings: listings, picks: picks, reasons: reasons)
+      }
+      return evidence
+    }
+    // Points for every repository that can score; the reasons only for those returned.
+    let scored = considered.sorted()
+      .map { (position: $0, points: score(index.repos[$0], reasons: false).points) }
       .filter { $0.points > 0 }
-      .sorted { ($0.points, $1.repo) > ($1.points, $0.repo) }
+      .sorted { ($0.points, index.repos[$1.position].entry.name) > ($1.points, index.repos[$0.position].entry.name) }
+    let ranked = scored.enumerated().map { rank, scored in
+      let repo = index.repos[scored.position]
+      return Candidate(
+        repo: repo.entry.name, points: scored.points, score: scored.points / (scored.points + scoreHalfPoint),
+        reason: rank < maximumCandidates ? score(repo, reasons: true).reason : "")
+    }
     return Ranking(candidates: Array(ranked.prefix(maximumCandidates)), decision: decide(ranked))
   }
 
-  /// NONE when nothing scored; CONFIDENT when the leader has at least ``confidentMinimum``
+  /// NONE when nothing scored at least ``minimumPoints``; CONFIDENT when the leader has at least ``confidentMinimum``
   /// points and the runner-up (if any) at most `1 - confidentLead` of the leader's; otherwise
   /// AMBIGUOUS (several are close, or the only evidence is weak).
   static func decide(_ ranked: [Candidate]) -> Decision {
-    guard let leader = ranked.first else { return .none }
+    guard let leader = ranked.first, leader.points >= minimumPoints else { return .none }
     let runnerUp = ranked.dropFirst().first?.points ?? 0
     if leader.points >= confidentMinimum, runnerUp <= leader.points * (1 - confidentLead) { return .confident }
     return .ambiguous
   }
 
   private static func evidence(
-    for repo: CatalogIndex.Repo, in message: MessageWords, frequency: [String: Int]
+    for repo: CatalogIndex.Repo, in message: MessageWords, frequency: [String: Int], reasons: Bool
   ) -> Evidence {
-    var evidence = Evidence()
+    var evidence = Evidence(reasons: reasons)
     var counted: Set<String> = []
     // The name counts once: the best of the full name, an alias and the bare name.
     var best: (points: Double, factor: Double, label: String, words: [String])?
@@ -131,7 +152,7 @@ enum LexicalScorer {
       counted.formUnion(hint.words)
     }
     var descriptionPoints = 0.0
-    for word in repo.descriptionWords.subtracting(counted).sorted() {
+    for word in message.allWords where repo.descriptionWords.contains(word) && !counted.contains(word) {
       guard let factor = message.factor(of: word) else { continue }
       let points = descriptionWordWeight * factor / Double(max(frequency[word] ?? 1, 1))
       descriptionPoints += points
@@ -150,17 +171,22 @@ private struct MessageWords {
   let textSet: Set<String>
   let thread: [[String]]
   let threadSet: Set<String>
+  /// Every word of the message and the thread, sorted (for description words, in a stable order).
+  let allWords: [String]
 
   init(text: String, thread: [String]) {
     self.text = Tokenizer.words(text)
     self.thread = thread.map(Tokenizer.words)
     textSet = Set(self.text)
     threadSet = Set(self.thread.joined())
+    allWords = textSet.union(threadSet).sorted()
   }
 
   /// 1 when the message has `phrase`, ``LexicalScorer/threadFactor`` when only one message of
   /// the thread has it, nil when neither does.
   func factor(of phrase: [String]) -> Double? {
+    // Most phrases share no word with the message: they are turned away without a scan.
+    guard let first = phrase.first, textSet.contains(first) || threadSet.contains(first) else { return nil }
     if Tokenizer.contains(text, phrase: phrase) { return 1 }
     if thread.contains(where: { Tokenizer.contains($0, phrase: phrase) }) { return LexicalScorer.threadFactor }
     return nil
@@ -174,27 +200,32 @@ private struct MessageWords {
 
 /// Points and the words behind them, grouped by where they were found.
 private struct Evidence {
+  /// Whether the labels are kept (only for the candidates returned: they cost allocations).
+  var reasons: Bool
   var points = 0.0
   var inMessage: [String] = []
   var inThread: [String] = []
   var inChannel: [String] = []
 
-  mutating func add(_ points: Double, _ label: String, factor: Double) {
+  mutating func add(_ points: Double, _ label: @autoclosure () -> String, factor: Double) {
     self.points += points
-    if factor == 1 { inMessage.append(label) } else { inThread.append(label) }
+    guard reasons else { return }
+    if factor == 1 { inMessage.append(label()) } else { inThread.append(label()) }
   }
 
   /// The channel's listing and its recorded picks.
-  mutating func addPriors(for repo: CatalogIndex.Repo, channel: String, key: String, picks: [String: Int]) {
+  mutating func addPriors(
+    for repo: CatalogIndex.Repo, channel: String, key: String, listings: Int, picks: [String: Int], reasons: Bool
+  ) {
     if repo.channels.contains(key) {
-      points += LexicalScorer.listedChannelPrior
-      inChannel.append("usual repository of \(channel)")
+      points += LexicalScorer.listedChannelPrior / Double(max(listings, 1))
+      if reasons { inChannel.append("usual repository of \(channel)") }
     }
     let mine = picks[repo.entry.key] ?? 0
     guard mine > 0 else { return }
     let all = picks.values.reduce(0, +)
     points += LexicalScorer.choicePrior * Double(mine) / (Double(all) + LexicalScorer.choiceSmoothing)
-    inChannel.append("picked \(mine) of \(all) times in \(channel)")
+    if reasons { inChannel.append("picked \(mine) of \(all) times in \(channel)") }
   }
 
   /// E.g. `message: name 'local/demo', hint 'calculator'; thread: description word 'python'`.

@@ -45,7 +45,7 @@ enum Tokenizer {
   static func contains(_ words: [String], phrase: [String]) -> Bool {
     guard !phrase.isEmpty, phrase.count <= words.count else { return false }
     for start in 0...(words.count - phrase.count) where words[start] == phrase[0] {
-      if Array(words[start..<(start + phrase.count)]) == phrase { return true }
+      if words[start..<(start + phrase.count)].elementsEqual(phrase) { return true }
     }
     return false
   }

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import InspectKit
+import InspectProtos
+
+/// `classifier.classify`: `Classify` latency through a real RepoClassifier process with a catalog
+/// of `repos` repositories (the lexical path), beside an empty unary RPC to the same process (the
+/// gRPC floor: `grpc.health.v1.Health/Check`), alternating, in the same run.
+struct ClassifierBenchmark: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "classifier.classify", abstract: "Classify latency with a catalog of many repositories.")
+
+  @Option(help: "Repositories in the catalog.")
+  var repos = 100
+
+  @Option(help: "Classify calls (and as many empty calls).")
+  var runs = 2000
+
+  @Option(help: "RepoClassifier's --log-level.")
+  var logLevel = "warning"
+
+  /// Words the generated catalog and messages are made of: each repository gets a few of them
+  /// in its description and hints, so messages match several repositories, as in a real catalog.
+  static let vocabulary = """
+    invoice payment refund subscription checkout cart login session token oauth password search index query \
+    ranking email sms push notification template dashboard chart report export import upload download image \
+    video thumbnail cache queue worker cron deploy terraform kubernetes helm docker metrics alert log trace \
+    button modal form table theme color font mobile ios android webhook api gateway rate limit schema migration \
+    database postgres redis kafka airflow warehouse etl pipeline billing tax currency coupon discount price
+    """.split(whereSeparator: \.isWhitespace).map(String.init)
+
+  static func catalog(repos: Int) -> Data {
+    var generator = SystemRandomNumberGenerator()
+    var entries: [[String: Any]] = []
+    for index in 0..<repos {
+      func words(_ count: Int) -> [String] {
+        (0..<count).map { _ in vocabulary.randomElement(using: &generator)! }
+      }
+      entries.append([
+        "name": "acme/service-\(index)",
+        "description": "The \(words(6).joined(separator: " ")) service: \(words(10).joined(separator: " ")).",
+        "hints": (0..<5).map { _ in words(2).joined(separator: " ") },
+        "aliases": ["svc\(index)"],
+        "channels": ["#team-\(index % 20)"],
+      ])
+    }
+    return try! JSONSerialization.data(withJSONObject: ["repos": entries], options: [.sortedKeys])
+  }
+
+  static func messages(count: Int) -> [Inspect_Classifier_V1_ClassifyRequest] {
+    (0..<count).map { index in
+      .with {
+        $0.text =
+          "@inspect the \(vocabulary[index % vocabulary.count]) \(vocabulary[(index * 7) % vocabulary.count]) "
+          + "fails after the \(vocabulary[(index * 13) % vocabulary.count]) change, see the stack trace below"
+        $0.thread = ["we saw a \(vocabulary[(index * 3) % vocabulary.count]) error on the dashboard yesterday"]
+        $0.channel = "#team-\(index % 20)"
+      }
+    }
+  }
+
+  func run() async throws {
+    let work = FileManager.default.temporaryDirectory.appendingPathComponent("inspect-bench-classifier-\(getpid())")
+    let data = work.appendingPathComponent("data", isDirectory: true)
+    try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: work) }
+    let seed = work.appendingPathComponent("catalog.json")
+    try Self.catalog(repos: repos).write(to: seed)
+    let service = try await ServiceProcess.start(
+      "RepoClassifier", binDirectory: try await BinaryDirectory.resolve(), dataDirectory: data,
+      environment: ["INSPECT_CLASSIFIER_CATALOG": seed.path], logLevel: logLevel)
+    let (runs, repos) = (self.runs, self.repos)
+    do {
+      let line = try await withGRPCClient(
+        transport: .http2NIOPosix(
+          target: .ipv4(host: service.grpc.host, port: service.grpc.port), transportSecurity: .plaintext)
+      ) { grpc in
+        let classifier = Inspect_Classifier_V1_RepoClassifierService.Client(wrapping: grpc)
+        let health = Grpc_Health_V1_Health.Client(wrapping: grpc)
+        let listed = try await classifier.listRepos(.init()).repos.count
+        guard listed == repos else { throw BenchError("the catalog holds \(listed) repositories, not \(repos)") }
+        let messages = Self.messages(count: 97)
+        var (classify, empty) = (Samples(), Samples())
+        var matched = 0
+        let clock = ContinuousClock()
+        for round in 0..<(runs + 200) {
+          var started = clock.now
+          let answer = try await classifier.classify(messages[round % messages.count])
+          let took = clock.now - started
+          started = clock.now
+          _ = try await health.check(.init())
+          let floor = clock.now - started
+          // The first 200 rounds warm up.
+          guard round >= 200 else { continue }
+          classify.append(took)
+          empty.append(floor)
+          if !answer.candidates.isEmpty { matched += 1 }
+        }
+        guard matched > runs / 2 else { throw BenchError("only \(matched) of \(runs) messages matched a repository") }
+        return String(
+          format: "bench classifier.classify p50_ms=%.3f p99_ms=%.3f repos=%d baseline_p50_ms=%.3f runs=%d",
+          classify.p50, classify.p99, repos, empty.p50, runs)
+      }
+      await service.stop()
+      print(line)
+    } catch {
+      await service.stop()
+      throw BenchError("\(error)\n\(ServiceProcess.tail(of: service.log))")
+    }
+  }
+}
