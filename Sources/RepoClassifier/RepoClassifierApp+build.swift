@@ -33,7 +33,8 @@ extension RepoClassifierApp {
         "catalog.file": "\(paths.catalog.path)", "catalog.seed": "\(seed?.path ?? "")",
         "catalog.repos": "\(catalog.repos.count)",
       ])
-    var service = RepoClassifierService(catalog: catalog, logger: host.logger)
+    var service = RepoClassifierService(
+      catalog: catalog, thresholds: try thresholds(environment), logger: host.logger)
     var dependencies: [any Service] = []
     let rerank = environment[rerankVariable]?.trimmingCharacters(in: .whitespaces) ?? ""
     if !rerank.isEmpty, rerank.lowercased() != "off" {
@@ -51,6 +52,27 @@ extension RepoClassifierApp {
       grpcServer: try host.makeGRPCServer(services: [service]),
       httpServer: host.makeHTTPServer(router: host.makeRouter()),
       dependencies: dependencies)
+  }
+}
+
+extension RepoClassifierApp {
+  /// The decision's thresholds, each from its variable when set (a value out of range stops the
+  /// service at start, naming the variable).
+  static func thresholds(_ environment: [String: String]) throws -> LexicalScorer.Thresholds {
+    var thresholds = LexicalScorer.Thresholds.standard
+    func number(_ name: String, in range: ClosedRange<Double>) throws -> Double? {
+      guard let text = environment[name]?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
+      guard let value = Double(text), range.contains(value) else {
+        throw SettingsError(message: "\(name)='\(text)' is not a number in \(range.lowerBound)...\(range.upperBound)")
+      }
+      return value
+    }
+    if let value = try number("INSPECT_CLASSIFIER_CONFIDENT_POINTS", in: 0...100) {
+      thresholds.confidentMinimum = value
+    }
+    if let value = try number("INSPECT_CLASSIFIER_CONFIDENT_LEAD", in: 0...1) { thresholds.confidentLead = value }
+    if let value = try number("INSPECT_CLASSIFIER_MINIMUM_POINTS", in: 0...100) { thresholds.minimumPoints = value }
+    return thresholds
   }
 }
 

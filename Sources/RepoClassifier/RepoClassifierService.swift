@@ -10,6 +10,7 @@ import Logging
 struct RepoClassifierService: Inspect_Classifier_V1_RepoClassifierService.SimpleServiceProtocol {
   let catalog: RepoCatalog
   var rerank: ModelRerank?
+  var thresholds = LexicalScorer.Thresholds.standard
   var logger = Logger(label: "inspect.classifier")
 
   // MARK: - Classify
@@ -22,7 +23,7 @@ struct RepoClassifierService: Inspect_Classifier_V1_RepoClassifierService.Simple
     let index = catalog.index
     guard !index.repos.isEmpty else { throw ClassifierError.emptyCatalog }
     var ranking = LexicalScorer.rank(
-      text: request.text, thread: request.thread, channel: request.channel, in: index)
+      text: request.text, thread: request.thread, channel: request.channel, in: index, thresholds: thresholds)
     var rerankedBy = ""
     if let rerank, ranking.decision != .confident, !ranking.candidates.isEmpty {
       let (reranked, failure) = await rerank.rerank(

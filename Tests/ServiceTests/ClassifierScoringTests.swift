@@ -105,4 +105,36 @@ struct ClassifierScoringTests {
     #expect(ranking.candidates.map(\.score) == ranking.candidates.map(\.score).sorted(by: >))
     #expect(ranking.candidates.allSatisfy { $0.score > 0 && $0.score < 1 })
   }
+
+  @Test("the thresholds come from the environment when set; a value out of range is refused naming the variable")
+  func configurableThresholds() throws {
+    let set = try RepoClassifierApp.thresholds([
+      "INSPECT_CLASSIFIER_CONFIDENT_POINTS": "2", "INSPECT_CLASSIFIER_CONFIDENT_LEAD": "0.5",
+      "INSPECT_CLASSIFIER_MINIMUM_POINTS": " 0.1 ",
+    ])
+    #expect(set == .init(confidentMinimum: 2, confidentLead: 0.5, minimumPoints: 0.1))
+    #expect(try RepoClassifierApp.thresholds([:]) == .standard)
+    for (name, value) in [
+      ("INSPECT_CLASSIFIER_CONFIDENT_LEAD", "1.5"), ("INSPECT_CLASSIFIER_MINIMUM_POINTS", "-1"),
+      ("INSPECT_CLASSIFIER_CONFIDENT_POINTS", "lots"),
+    ] {
+      #expect {
+        _ = try RepoClassifierApp.thresholds([name: value])
+      } throws: { error in
+        "\(error)".contains(name) && "\(error)".contains(value)
+      }
+    }
+    // The same message under stricter lines: a named repository is no longer CONFIDENT, and
+    // weak evidence falls to NONE.
+    let strict = LexicalScorer.Thresholds(confidentMinimum: 5, confidentLead: 0.35, minimumPoints: 0.9)
+    let named = LexicalScorer.rank(
+      text: "Please fix the failing test in local/demo", thread: [], channel: "", in: Fixtures.index(),
+      thresholds: strict)
+    #expect(named.decision == .ambiguous && named.candidates.first?.repo == "local/demo")
+    #expect(rank("the deploy failed again").decision == .ambiguous)
+    #expect(
+      LexicalScorer.rank(
+        text: "the deploy failed again", thread: [], channel: "", in: Fixtures.index(), thresholds: strict
+      ).decision == .none)
+  }
 }

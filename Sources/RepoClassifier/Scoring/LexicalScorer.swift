@@ -44,14 +44,24 @@ enum LexicalScorer {
 
   // MARK: - Decision
 
-  /// CONFIDENT needs at least this many points: a hint and a description word, a bare name, or
-  /// a channel's listing backed by its picks. Less is never more than AMBIGUOUS.
-  static let confidentMinimum = 0.5
-  /// A leader with fewer points than this is NONE: a word or two of a description, or a
-  /// channel several repositories share, say nothing about which repository is meant.
-  static let minimumPoints = 0.25
-  /// CONFIDENT needs the runner-up at most `1 - confidentLead` (65 %) of the leader's points.
-  static let confidentLead = 0.35
+  /// Where the decision's lines fall; the defaults are the measured choice, each can be set from
+  /// the environment (`INSPECT_CLASSIFIER_CONFIDENT_POINTS`, `…_CONFIDENT_LEAD`, `…_MINIMUM_POINTS`).
+  struct Thresholds: Sendable, Equatable {
+    /// CONFIDENT needs at least this many points: a hint and a description word, a bare name,
+    /// or a channel's listing backed by its picks. Less is never more than AMBIGUOUS.
+    var confidentMinimum = 0.5
+    /// CONFIDENT needs the runner-up at most `1 - confidentLead` (65 %) of the leader's points.
+    var confidentLead = 0.35
+    /// A leader with fewer points than this is NONE: a word or two of a description, or a
+    /// channel several repositories share, say nothing about which repository is meant.
+    var minimumPoints = 0.25
+
+    static let standard = Thresholds()
+  }
+
+  static var confidentMinimum: Double { Thresholds.standard.confidentMinimum }
+  static var confidentLead: Double { Thresholds.standard.confidentLead }
+  static var minimumPoints: Double { Thresholds.standard.minimumPoints }
   /// Points at which the reported score is 0.5.
   static let scoreHalfPoint = 0.5
   /// Candidates returned, best first.
@@ -80,7 +90,9 @@ enum LexicalScorer {
 
   /// Ranks `index`'s repositories for `text`, the earlier messages of its `thread` and its
   /// `channel` (may be empty).
-  static func rank(text: String, thread: [String], channel: String, in index: CatalogIndex) -> Ranking {
+  static func rank(
+    text: String, thread: [String], channel: String, in index: CatalogIndex, thresholds: Thresholds = .standard
+  ) -> Ranking {
     let message = MessageWords(text: text, thread: thread)
     let channelKey = ChannelName.normalized(channel)
     // Only repositories sharing a word with the message, or listed or picked in its channel,
@@ -114,16 +126,18 @@ enum LexicalScorer {
         repo: repo.entry.name, points: scored.points, score: scored.points / (scored.points + scoreHalfPoint),
         reason: rank < maximumCandidates ? score(repo, reasons: true).reason : "")
     }
-    return Ranking(candidates: Array(ranked.prefix(maximumCandidates)), decision: decide(ranked))
+    return Ranking(candidates: Array(ranked.prefix(maximumCandidates)), decision: decide(ranked, thresholds))
   }
 
-  /// NONE when nothing scored at least ``minimumPoints``; CONFIDENT when the leader has at least ``confidentMinimum``
-  /// points and the runner-up (if any) at most `1 - confidentLead` of the leader's; otherwise
+  /// NONE when nothing scored at least the minimum points; CONFIDENT when the leader has at
+  /// least the confident minimum and the runner-up (if any) at most `1 - confidentLead` of the leader's; otherwise
   /// AMBIGUOUS (several are close, or the only evidence is weak).
-  static func decide(_ ranked: [Candidate]) -> Decision {
-    guard let leader = ranked.first, leader.points >= minimumPoints else { return .none }
+  static func decide(_ ranked: [Candidate], _ thresholds: Thresholds = .standard) -> Decision {
+    guard let leader = ranked.first, leader.points >= thresholds.minimumPoints else { return .none }
     let runnerUp = ranked.dropFirst().first?.points ?? 0
-    if leader.points >= confidentMinimum, runnerUp <= leader.points * (1 - confidentLead) { return .confident }
+    if leader.points >= thresholds.confidentMinimum, runnerUp <= leader.points * (1 - thresholds.confidentLead) {
+      return .confident
+    }
     return .ambiguous
   }
 
