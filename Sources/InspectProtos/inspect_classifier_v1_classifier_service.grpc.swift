@@ -114,8 +114,8 @@ extension Inspect_Classifier_V1_RepoClassifierService {
         /// > Source IDL Documentation:
         /// >
         /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-        /// > whether the best one is certain. When a rerank model is configured and the words alone are
-        /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+        /// > whether the best one is certain. When a rerank model is configured and the words leave it
+        /// > AMBIGUOUS, the model reorders the leading candidates; if it fails in any way the lexical
         /// > ranking stands (a model never makes Classify fail).
         /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
         /// > catalog is empty.
@@ -210,8 +210,8 @@ extension Inspect_Classifier_V1_RepoClassifierService {
         /// > Source IDL Documentation:
         /// >
         /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-        /// > whether the best one is certain. When a rerank model is configured and the words alone are
-        /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+        /// > whether the best one is certain. When a rerank model is configured and the words leave it
+        /// > AMBIGUOUS, the model reorders the leading candidates; if it fails in any way the lexical
         /// > ranking stands (a model never makes Classify fail).
         /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
         /// > catalog is empty.
@@ -304,8 +304,8 @@ extension Inspect_Classifier_V1_RepoClassifierService {
         /// > Source IDL Documentation:
         /// >
         /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-        /// > whether the best one is certain. When a rerank model is configured and the words alone are
-        /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+        /// > whether the best one is certain. When a rerank model is configured and the words leave it
+        /// > AMBIGUOUS, the model reorders the leading candidates; if it fails in any way the lexical
         /// > ranking stands (a model never makes Classify fail).
         /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
         /// > catalog is empty.
@@ -557,8 +557,8 @@ extension Inspect_Classifier_V1_RepoClassifierService {
         /// > Source IDL Documentation:
         /// >
         /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-        /// > whether the best one is certain. When a rerank model is configured and the words alone are
-        /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+        /// > whether the best one is certain. When a rerank model is configured and the words leave it
+        /// > AMBIGUOUS, the model reorders the leading candidates; if it fails in any way the lexical
         /// > ranking stands (a model never makes Classify fail).
         /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
         /// > catalog is empty.
@@ -681,8 +681,8 @@ extension Inspect_Classifier_V1_RepoClassifierService {
         /// > Source IDL Documentation:
         /// >
         /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-        /// > whether the best one is certain. When a rerank model is configured and the words alone are
-        /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+        /// > whether the best one is certain. When a rerank model is configured and the words leave it
+        /// > AMBIGUOUS, the model reorders the leading candidates; if it fails in any way the lexical
         /// > ranking stands (a model never makes Classify fail).
         /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
         /// > catalog is empty.
@@ -832,8 +832,8 @@ extension Inspect_Classifier_V1_RepoClassifierService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-    /// > whether the best one is certain. When a rerank model is configured and the words alone are
-    /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+    /// > whether the best one is certain. When a rerank model is configured and the words leave it
+    /// > AMBIGUOUS, the model reorders the leading candidates; if it fails in any way the lexical
     /// > ranking stands (a model never makes Classify fail).
     /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
     /// > catalog is empty.
@@ -962,8 +962,8 @@ extension Inspect_Classifier_V1_RepoClassifierService.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > Ranks the catalog's repositories for a message (with its thread and channel) and decides
-    /// > whether the best one is certain. When a rerank model is configured and the words alone are
-    /// > not certain, the model reorders the leading candidates; if it fails in any way the lexical
+    /// > whether the best one is certain. When a rerank model is configured and the words leave it
+    /// > AMBIGUOUS, the model reorders the leading candidates; if it fails in any way the lexical
     /// > ranking stands (a model never makes Classify fail).
     /// > Errors: INVALID_ARGUMENT if text and thread are both empty; FAILED_PRECONDITION if the
     /// > catalog is empty.

@@ -44,13 +44,14 @@ public nonisolated struct Inspect_Classifier_V1_ClassifyResponse: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Best first.
+  /// Best first (after a rerank, in the model's order: the scores are the words' and need not
+  /// descend).
   public var candidates: [Inspect_Classifier_V1_Candidate] = []
 
   public var decision: Inspect_Classifier_V1_Decision = .unspecified
 
-  /// The rerank's model when it reordered the candidates (`classify` when ModelRouter routed
-  /// it); empty when the lexical ranking stands.
+  /// The rerank's model when its answer was used (`classify` when ModelRouter routed the
+  /// `classify` task); empty when the lexical ranking stands.
   public var rerankedBy: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

@@ -10,7 +10,8 @@ extension RepoClassifierApp {
   /// `off` (the default), `on` (ModelRouter routes the `classify` task) or a model name: the
   /// rerank of rankings the words alone do not decide.
   static let rerankVariable = "INSPECT_CLASSIFIER_RERANK"
-  /// Milliseconds the rerank may take before the lexical ranking stands (default 3000).
+  /// Milliseconds the rerank may take before the lexical ranking stands (default 1500). A
+  /// caller's deadline should leave more than this, or it ends before the lexical answer.
   static let rerankTimeoutVariable = "INSPECT_CLASSIFIER_RERANK_TIMEOUT_MS"
 
   /// Opens the catalog under `<data-dir>/classifier/` (seeded from `$INSPECT_CLASSIFIER_CATALOG`)
@@ -36,17 +37,27 @@ extension RepoClassifierApp {
     var service = RepoClassifierService(
       catalog: catalog, thresholds: try thresholds(environment), logger: host.logger)
     var dependencies: [any Service] = []
-    let rerank = environment[rerankVariable]?.trimmingCharacters(in: .whitespaces) ?? ""
-    if !rerank.isEmpty, rerank.lowercased() != "off" {
-      let timeout = try environment.wholeNumber(rerankTimeoutVariable, in: 100...60_000) ?? 3000
+    if let model = try rerankModel(environment) {
+      let timeout = Duration.milliseconds(try environment.wholeNumber(rerankTimeoutVariable, in: 100...60_000) ?? 1500)
       let client = try GRPCClient.peer(configuration.peers[.modelRouter])
       dependencies.append(GRPCClientService(client: client))
       service.rerank = ModelRerank(
-        model: rerank.lowercased() == "on" ? "" : rerank, timeout: .milliseconds(timeout),
-        ask: ModelRerank.asking(Inspect_Model_V1_ModelRouterService.Client(wrapping: client)))
+        model: model, timeout: timeout,
+        ask: ModelRerank.asking(Inspect_Model_V1_ModelRouterService.Client(wrapping: client), timeout: timeout))
       host.logger.info(
-        "model rerank on", metadata: ["model": "\(rerank)", "modelrouter": "\(configuration.peers[.modelRouter])"])
+        "model rerank on",
+        metadata: [
+          "model": "\(model.isEmpty ? "classify" : model)", "timeout": "\(timeout)",
+          "modelrouter": "\(configuration.peers[.modelRouter])",
+        ])
     }
+    host.logger.info(
+      "thresholds",
+      metadata: [
+        "confident_points": "\(service.thresholds.confidentMinimum)",
+        "confident_lead": "\(service.thresholds.confidentLead)",
+        "minimum_points": "\(service.thresholds.minimumPoints)",
+      ])
     return BuiltService(
       host: host,
       grpcServer: try host.makeGRPCServer(services: [service]),
@@ -56,6 +67,25 @@ extension RepoClassifierApp {
 }
 
 extension RepoClassifierApp {
+  /// The rerank's model from `INSPECT_CLASSIFIER_RERANK`: nil when off (unset, `off`, `false`,
+  /// `no`, `0`), empty for ModelRouter's `classify` route (`on`, `true`, `yes`, `1`), else a
+  /// `provider:model` name; anything else stops the service naming the variable.
+  static func rerankModel(_ environment: [String: String]) throws -> String? {
+    let value = environment[rerankVariable]?.trimmingCharacters(in: .whitespaces) ?? ""
+    switch value.lowercased() {
+    case "", "off", "false", "no", "0": return nil
+    case "on", "true", "yes", "1": return ""
+    default:
+      guard let colon = value.firstIndex(of: ":"), colon != value.startIndex,
+        value.index(after: colon) != value.endIndex
+      else {
+        throw SettingsError(
+          message: "\(rerankVariable)='\(value)' is neither on, off nor a model name such as openai:gpt-4.1-mini")
+      }
+      return value
+    }
+  }
+
   /// The decision's thresholds, each from its variable when set (a value out of range stops the
   /// service at start, naming the variable).
   static func thresholds(_ environment: [String: String]) throws -> LexicalScorer.Thresholds {
@@ -70,8 +100,13 @@ extension RepoClassifierApp {
     if let value = try number("INSPECT_CLASSIFIER_CONFIDENT_POINTS", in: 0...100) {
       thresholds.confidentMinimum = value
     }
-    if let value = try number("INSPECT_CLASSIFIER_CONFIDENT_LEAD", in: 0...1) { thresholds.confidentLead = value }
+    if let value = try number("INSPECT_CLASSIFIER_CONFIDENT_LEAD", in: 0.01...1) { thresholds.confidentLead = value }
     if let value = try number("INSPECT_CLASSIFIER_MINIMUM_POINTS", in: 0...100) { thresholds.minimumPoints = value }
+    guard thresholds.minimumPoints <= thresholds.confidentMinimum else {
+      throw SettingsError(
+        message: "INSPECT_CLASSIFIER_MINIMUM_POINTS (\(thresholds.minimumPoints)) is above "
+          + "INSPECT_CLASSIFIER_CONFIDENT_POINTS (\(thresholds.confidentMinimum))")
+    }
     return thresholds
   }
 }

@@ -25,14 +25,16 @@ struct RepoClassifierService: Inspect_Classifier_V1_RepoClassifierService.Simple
     var ranking = LexicalScorer.rank(
       text: request.text, thread: request.thread, channel: request.channel, in: index, thresholds: thresholds)
     var rerankedBy = ""
-    if let rerank, ranking.decision != .confident, !ranking.candidates.isEmpty {
+    // Only AMBIGUOUS rankings are reranked: CONFIDENT needs no help, and NONE (nothing said
+    // enough) must not be talked into a repository.
+    if let rerank, ranking.decision == .ambiguous, !ranking.candidates.isEmpty {
       let (reranked, failure) = await rerank.rerank(
         ranking, text: request.text, thread: request.thread, channel: request.channel, index: index)
-      if let failure {
+      if let failure, !Task.isCancelled {
         logger.warning(
           "the rerank model's answer was not used; the lexical ranking stands",
           metadata: ["model": "\(rerank.model.isEmpty ? "classify" : rerank.model)", "error": "\(failure)"])
-      } else {
+      } else if failure == nil {
         ranking = reranked
         rerankedBy = rerank.model.isEmpty ? "classify" : rerank.model
       }

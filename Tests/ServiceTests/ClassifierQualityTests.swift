@@ -82,11 +82,14 @@ struct ClassifierQualityTests {
     #expect(examples.contains { !$0.thread.isEmpty } && examples.contains { $0.expected == nil })
   }
 
-  /// Measured: 0.651 lexical alone, 0.771 with the channels (docs/PERFORMANCE.md). The issue's
-  /// goal is 0.9 without a model; the misses are mostly words the catalog does not have
+  /// Measured: 0.651 lexical alone, 0.771 with the channels, 4 CONFIDENT and wrong
+  /// (docs/PERFORMANCE.md; in-sample: the scoring was adjusted while measuring on this set). The
+  /// issue's goal is 0.9 without a model; the misses are mostly words the catalog does not have
   /// (README text is not indexed yet) and fixes that belong in another repository than the one
-  /// named. This guards what is reached.
+  /// named. These guard what is reached.
   static let floor = 0.75
+  static let lexicalFloor = 0.63
+  static let mostConfidentWrong = 4
 
   @Test("top-1 accuracy without a model: lexical alone, and with the channels' priors (at least the measured floor)")
   func accuracy() throws {
@@ -97,6 +100,20 @@ struct ClassifierQualityTests {
     print("classifier quality mode=lexical+channels \(withChannels)")
     for miss in withChannels.misses { print("classifier miss \(miss)") }
     #expect(withChannels.accuracy >= Self.floor, "\(withChannels)")
+    #expect(lexical.accuracy >= Self.lexicalFloor, "\(lexical)")
+    #expect(withChannels.confidentWrong <= Self.mostConfidentWrong, "\(withChannels)")
     #expect(withChannels.accuracy >= lexical.accuracy)
+  }
+
+  @Test("scoring only the repositories that share a word or a channel ranks exactly as scoring all of them")
+  func indexIsExact() throws {
+    let (examples, index) = (try Self.examples(), try Self.index())
+    var messages = examples.map { ($0.text, $0.thread, $0.channel) }
+    messages += examples.map { ($0.text, $0.thread, "") }
+    for (text, thread, channel) in messages {
+      let fast = LexicalScorer.rank(text: text, thread: thread, channel: channel, in: index)
+      let all = LexicalScorer.rank(text: text, thread: thread, channel: channel, in: index, everyRepository: true)
+      #expect(fast.candidates == all.candidates && fast.decision == all.decision, "\(text.prefix(60))")
+    }
   }
 }

@@ -20,10 +20,15 @@ struct ClassifierRerankTests {
       "```json\n{\"repo\": \"ACME/Web\", \"confidence\": 1}\n```", allowed: Self.allowed)
     #expect(fenced == .init(repo: "acme/web", confidence: 1, reason: ""))
     #expect(try ModelRerank.parse(#"{"repo": null, "confidence": 0.8}"#, allowed: Self.allowed).repo == nil)
+    // The reason reaches people: one line, no markup or mentions.
+    let marked = try ModelRerank.parse(
+      #"{"repo": "acme/web", "confidence": 0.9, "reason": "<@U1> *bold*\nnext `code`"}"#, allowed: Self.allowed)
+    #expect(marked.reason == "  U1   bold  next  code ")
     for bad in [
       "acme/web", #"{"repo": "acme/other", "confidence": 0.9}"#, #"{"repo": "acme/web", "confidence": 1.5}"#,
       #"{"repo": "acme/web", "confidence": true}"#, #"{"repo": "acme/web"}"#, #"{"repo": 3, "confidence": 0.5}"#,
-      "", "[]",
+      // No repo key at all is not "none fits".
+      #"{"confidence": 0.9}"#, #"{"repository": "acme/web", "confidence": 0.9}"#, "", "[]",
     ] {
       #expect(throws: ModelRerank.Refused.self, "\(bad)") { try ModelRerank.parse(bad, allowed: Self.allowed) }
     }
@@ -62,8 +67,9 @@ struct ClassifierRerankTests {
     let request = try #require(sure.calls.withLock { $0.first })
     #expect(request.task == .classify && request.model == "scripted:rerank" && request.client == "classifier")
     let prompt = request.messages.last?.text ?? ""
+    // What people wrote is quoted as JSON strings (data, not instructions).
     for part in [
-      "Message: the deploy failed again", "- the checkout page is down", "Channel: #ops", "- acme/web:",
+      #"Message: "the deploy failed again""#, #"- "the checkout page is down""#, ##"Channel: "#ops""##, "- acme/web:",
       "- acme/payments-api:", "hints: stripe, refund, deploy",
     ] {
       #expect(prompt.contains(part), "\(part)")
@@ -75,29 +81,35 @@ struct ClassifierRerankTests {
     let neither = await Script { #"{"repo": null, "confidence": 0.95}"# }.rerank().rerank(
       lexical, text: "the deploy failed again", thread: [], channel: "", index: Fixtures.index())
     #expect(neither.ranking.decision == .none && neither.ranking.candidates == lexical.candidates)
+    // A doubtful "none" never makes a decision more certain than the words made it.
+    var weak = lexical
+    weak.decision = .none
+    let doubtfulNone = await Script { #"{"repo": null, "confidence": 0.4}"# }.rerank().rerank(
+      weak, text: "the deploy failed again", thread: [], channel: "", index: Fixtures.index())
+    #expect(doubtfulNone.ranking.decision == .none)
   }
 
   @Test("a model that fails, answers nonsense or takes too long leaves the lexical ranking, with the reason")
   func fallbacks() async throws {
     let lexical = ambiguous()
     struct Down: Error {}
-    for (script, words) in [
-      (Script { throw Down() }, "Down"),
-      (Script { "I think it is the web shop" }, "not a JSON object"),
-      (Script { #"{"repo": "acme/elsewhere", "confidence": 0.99}"# }, "not a candidate"),
+    for (script, words, timeout) in [
+      (Script { throw Down() }, "Down", Duration.seconds(10)),
+      (Script { "I think it is the web shop" }, "not a JSON object", .seconds(10)),
+      (Script { #"{"repo": "acme/elsewhere", "confidence": 0.99}"# }, "not a candidate", .seconds(10)),
       (
         Script {
           try await Task.sleep(for: .seconds(30))
           return "{}"
-        }, "no answer within"
+        }, "no answer within", .milliseconds(200)
       ),
     ] {
       let started = ContinuousClock.now
-      let (ranking, failure) = await script.rerank(timeout: .milliseconds(200)).rerank(
+      let (ranking, failure) = await script.rerank(timeout: timeout).rerank(
         lexical, text: "the deploy failed again", thread: [], channel: "", index: Fixtures.index())
       #expect(ranking.candidates == lexical.candidates && ranking.decision == lexical.decision)
       #expect(failure?.contains(words) == true, "\(failure ?? "nil")")
-      #expect(ContinuousClock.now - started < .seconds(10))
+      #expect(ContinuousClock.now - started < .seconds(15))
     }
   }
 
@@ -128,13 +140,32 @@ struct ClassifierRerankTests {
   func throughModelRouter() async throws {
     let line = #"{"text": "{\"repo\": \"acme/web\", \"confidence\": 0.85, \"reason\": \"checkout\"}"}"#
     try await withModelRouter(transcripts: ["rerank": line + "\n"]) { router, _ in
-      let rerank = ModelRerank(model: "scripted:rerank", timeout: .seconds(10), ask: ModelRerank.asking(router))
+      let rerank = ModelRerank(
+        model: "scripted:rerank", timeout: .seconds(10), ask: ModelRerank.asking(router, timeout: .seconds(10)))
       try await withClassifier(rerank: rerank) { client in
         let answer = try await client.classify(.message("the deploy failed again"))
         #expect(answer.rerankedBy == "scripted:rerank")
         #expect(answer.candidates.first?.repo == "acme/web" && answer.decision == .confident)
         #expect(answer.candidates.first?.reason.contains("model (0.85): checkout") == true)
       }
+    }
+  }
+
+  @Test("INSPECT_CLASSIFIER_RERANK: off, on, or a provider:model name; anything else is refused naming the variable")
+  func rerankSetting() throws {
+    for off in [nil, "", "off", "False", "no", "0"] {
+      #expect(try RepoClassifierApp.rerankModel(off.map { ["INSPECT_CLASSIFIER_RERANK": $0] } ?? [:]) == nil)
+    }
+    for on in ["on", "TRUE", "yes", "1"] {
+      #expect(try RepoClassifierApp.rerankModel(["INSPECT_CLASSIFIER_RERANK": on]) == "")
+    }
+    #expect(
+      try RepoClassifierApp.rerankModel(["INSPECT_CLASSIFIER_RERANK": " openai:gpt-4.1-mini "]) == "openai:gpt-4.1-mini"
+    )
+    for bad in ["enabled", "gpt-4", ":x", "openai:"] {
+      #expect {
+        _ = try RepoClassifierApp.rerankModel(["INSPECT_CLASSIFIER_RERANK": bad])
+      } throws: { "\($0)".contains("INSPECT_CLASSIFIER_RERANK") }
     }
   }
 }

@@ -115,8 +115,9 @@ struct ClassifierScoringTests {
     #expect(set == .init(confidentMinimum: 2, confidentLead: 0.5, minimumPoints: 0.1))
     #expect(try RepoClassifierApp.thresholds([:]) == .standard)
     for (name, value) in [
-      ("INSPECT_CLASSIFIER_CONFIDENT_LEAD", "1.5"), ("INSPECT_CLASSIFIER_MINIMUM_POINTS", "-1"),
-      ("INSPECT_CLASSIFIER_CONFIDENT_POINTS", "lots"),
+      ("INSPECT_CLASSIFIER_CONFIDENT_LEAD", "1.5"), ("INSPECT_CLASSIFIER_CONFIDENT_LEAD", "0"),
+      ("INSPECT_CLASSIFIER_MINIMUM_POINTS", "-1"), ("INSPECT_CLASSIFIER_CONFIDENT_POINTS", "lots"),
+      ("INSPECT_CLASSIFIER_MINIMUM_POINTS", "0.9"),
     ] {
       #expect {
         _ = try RepoClassifierApp.thresholds([name: value])
@@ -136,5 +137,19 @@ struct ClassifierScoringTests {
       LexicalScorer.rank(
         text: "the deploy failed again", thread: [], channel: "", in: Fixtures.index(), thresholds: strict
       ).decision == .none)
+  }
+
+  @Test("a channel listed by several repositories counts for each a share of what a team's own channel counts")
+  func sharedChannelIsSplit() {
+    let shared = CatalogEntry(
+      name: "acme/docs", description: "Product documentation site", hints: [], aliases: [], channels: ["#frontend"])
+    let index = Fixtures.index(Fixtures.repos + [shared])
+    let ranking = LexicalScorer.rank(text: "hello there", thread: [], channel: "#frontend", in: index)
+    #expect(
+      ranking.candidates.map(\.points) == [LexicalScorer.listedChannelPrior / 2, LexicalScorer.listedChannelPrior / 2])
+    #expect(ranking.decision == .none)  // under the minimum: a shared channel alone says nothing
+    let own = LexicalScorer.rank(text: "hello there", thread: [], channel: "#payments", in: index)
+    #expect(own.candidates.map(\.points) == [LexicalScorer.listedChannelPrior])
+    #expect(own.decision == .ambiguous)
   }
 }

@@ -90,14 +90,19 @@ enum LexicalScorer {
 
   /// Ranks `index`'s repositories for `text`, the earlier messages of its `thread` and its
   /// `channel` (may be empty).
+  ///
+  /// Only repositories that share a word with the message or its thread, or are tied to its
+  /// channel, can score, so only those are scored (`everyRepository` scores all of them: the
+  /// tests check that both rank the same).
   static func rank(
-    text: String, thread: [String], channel: String, in index: CatalogIndex, thresholds: Thresholds = .standard
+    text: String, thread: [String], channel: String, in index: CatalogIndex, thresholds: Thresholds = .standard,
+    everyRepository: Bool = false
   ) -> Ranking {
     let message = MessageWords(text: text, thread: thread)
     let channelKey = ChannelName.normalized(channel)
     // Only repositories sharing a word with the message, or listed or picked in its channel,
     // can score.
-    var considered = Set<Int>()
+    var considered = everyRepository ? Set(index.repos.indices) : Set<Int>()
     for word in message.allWords { considered.formUnion(index.reposByWord[word] ?? []) }
     if !channelKey.isEmpty {
       considered.formUnion(index.reposByChannel[channelKey] ?? [])

@@ -105,32 +105,12 @@ extension AgentLoop {
     _ messages: [Inspect_Model_V1_Message], turn: Inspect_Sandbox_V1_StartTurn, tokensBefore: Int,
     emit: @escaping @Sendable (Event) async throws -> Void
   ) async throws -> [Inspect_Model_V1_Message] {
-    let request = Inspect_Model_V1_GenerateRequest.with {
-      $0.model = compaction.model ?? turn.model
-      $0.task = .compact
-      $0.client = turn.client
-      $0.sessionID = turn.sessionID
-      $0.turnID = turn.turnID
-      $0.messages = [
-        .with {
-          $0.role = .system
-          $0.text = CompactionSettings.prompt
-        },
-        .with {
-          $0.role = .user
-          $0.text = CompactionSettings.render(messages.dropFirst())
-        },
-      ]
-    }
+    let request = Inspect_Model_V1_GenerateRequest.instructed(
+      task: .compact, model: compaction.model ?? turn.model, client: turn.client, system: CompactionSettings.prompt,
+      user: CompactionSettings.render(messages.dropFirst()), sessionID: turn.sessionID, turnID: turn.turnID)
     let summary: String
     do {
-      summary = try await model.generate(request) { response in
-        var text = ""
-        for try await message in response.messages {
-          if case .textDelta(let delta) = message.kind { text += delta.text }
-        }
-        return text
-      }
+      summary = try await model.text(of: request)
     } catch let error as RPCError {
       throw TurnEnd(
         finished: .failed(

@@ -99,32 +99,13 @@ struct ModelRouterDrafter: PullRequestDrafter {
     for prompt in input.prompts.suffix(20) { context += "- \(prompt.author): \(prompt.text.prefix(2000))\n" }
     if !input.summary.isEmpty { context += "\nThe agent's summary of its work:\n\(input.summary.prefix(4000))\n" }
     if !input.suggestedTitle.isEmpty { context += "\nThe agent suggested the title: \(input.suggestedTitle)\n" }
-    let request = Inspect_Model_V1_GenerateRequest.with {
-      $0.model = model
-      $0.task = .title
-      $0.client = "session"
-      $0.sessionID = input.sessionID
-      $0.messages = [
-        .with {
-          $0.role = .system
-          $0.text = Self.instructions
-        },
-        .with {
-          $0.role = .user
-          $0.text = context
-        },
-      ]
-    }
+    let request = Inspect_Model_V1_GenerateRequest.instructed(
+      task: .title, model: model, client: "session", system: Self.instructions, user: context,
+      sessionID: input.sessionID)
     var options = CallOptions.defaults
     options.timeout = Self.timeout
     options.waitForReady = false
-    let text = try await client.generate(request, options: options) { response in
-      var text = ""
-      for try await message in response.messages {
-        if case .textDelta(let delta) = message.kind { text += delta.text }
-      }
-      return text
-    }
+    let text = try await client.text(of: request, options: options)
     return try Self.split(text)
   }
 
