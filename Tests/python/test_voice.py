@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 
 from conftest import LOOPBACK, start_inspect
 from test_sse import read_frames
-from test_web_ui import browser, shot, sign_in, text_of, wait
+from test_web_ui import browser, new_user, shot, sign_in, text_of, wait
 
 TIMEOUT_S = 30
 SPOKEN = "Make the save button blue"
@@ -138,9 +138,20 @@ def test_transcription_bad_input(voice_system, inspect_system, stand_in):
         refused = transcribe(voice_system, body, content_type)
         assert refused.status_code == status, (content_type, refused.text)
         assert words in refused.json()["error"]["message"], refused.text
-    # A session that is not the caller's (or does not exist) is not charged.
+    # A session that is not the caller's (or does not exist) is not charged, nor one they only watch.
     missing = transcribe(voice_system, wav_bytes(), "audio/wav", "?sessionId=ses-0-01jabcdefghjkmnpqrstvwxyz0")
     assert missing.status_code == 404
+    viewer_id, viewer_token = new_user(voice_system, "Viewer Voice")
+    watched = new_session(voice_system)
+    added = requests.post(
+        voice_system.http_url("Gateway", f"/v1/sessions/{watched}/participants"),
+        headers={"Authorization": f"Bearer {voice_system.token}"},
+        json={"userId": viewer_id, "role": "ROLE_VIEWER"}, timeout=TIMEOUT_S)
+    assert added.status_code == 200, added.text
+    as_viewer = requests.post(
+        voice_system.http_url("Gateway", f"/v1/transcriptions?sessionId={watched}"), data=wav_bytes(),
+        headers={"Authorization": f"Bearer {viewer_token}", "Content-Type": "audio/wav"}, timeout=TIMEOUT_S)
+    assert as_viewer.status_code == 403 and as_viewer.json()["error"]["code"] == "PERMISSION_DENIED", as_viewer.text
     unauthenticated = requests.post(voice_system.http_url("Gateway", "/v1/transcriptions"), data=wav_bytes(),
                                     headers={"Content-Type": "audio/wav"}, timeout=TIMEOUT_S)
     assert unauthenticated.status_code == 401

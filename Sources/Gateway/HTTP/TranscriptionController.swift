@@ -44,12 +44,19 @@ struct TranscriptionController {
     let parameters = request.uri.queryParameters
     let sessionID = parameters["sessionId"].map(String.init) ?? ""
     if !sessionID.isEmpty {
-      // Usage is charged to the session: only to one the caller belongs to.
+      // Usage is charged to the session: only to one the caller may prompt in.
+      let session: Inspect_Session_V1_Session
       do {
-        _ = try await sessions.getSession(
-          .with { $0.sessionID = sessionID }, metadata: metadata, options: Downstream.callOptions)
+        session = try await sessions.getSession(
+          .with { $0.sessionID = sessionID }, metadata: metadata, options: Downstream.callOptions
+        ).session
       } catch {
         throw APIError(sessionDownstream.map(error))
+      }
+      if session.participants.contains(where: { $0.user.userID == user.id && $0.role == .viewer }) {
+        throw APIError(
+          .forbidden, code: "PERMISSION_DENIED",
+          "a viewer of session \(sessionID) cannot prompt in it, so no transcription is charged to it")
       }
     }
     let admitted = Self.inProgress.withLock { count in
