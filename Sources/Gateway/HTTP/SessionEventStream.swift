@@ -59,21 +59,8 @@ struct SessionEventStream {
         try await withThrowingTaskGroup(of: Void.self) { group in
           group.addTask {
             do {
-              // SessionService cuts off a subscriber that falls behind with a resync; the Gateway
-              // subscribes again from there, so the SSE client never notices.
-              var resumeAfter: UInt64? = after
-              while let cursor = resumeAfter {
-                resumeAfter = try await sessions.subscribe(
-                  .with {
-                    $0.sessionID = id; $0.afterSeq = cursor
-                  }, metadata: metadata
-                ) { response -> UInt64? in
-                  for try await message in response.messages {
-                    if !message.events.isEmpty { continuation.yield(.events(sessionID: id, message.events)) }
-                    if message.hasResync { return message.resync.afterSeq }
-                  }
-                  return nil
-                }
+              try await Self.follow(sessions: sessions, id: id, after: after, metadata: metadata) { events in
+                continuation.yield(.events(sessionID: id, events))
               }
               continuation.finish()
             } catch {
@@ -99,6 +86,30 @@ struct SessionEventStream {
         }
         try await writer.finish(nil)
       })
+  }
+
+  /// Follows session `id`'s events after `after` until the stream ends, giving each batch to
+  /// `deliver`. SessionService cuts off a subscriber that falls behind with a resync; this
+  /// subscribes again from there, so the client never notices. Shared by SSE and the WebSocket.
+  static func follow(
+    sessions: Inspect_Session_V1_SessionService.Client<HTTP2ClientTransport.Posix>, id: String, after: UInt64,
+    metadata: Metadata, deliver: @escaping @Sendable ([Inspect_Session_V1_SessionEvent]) async throws -> Void
+  ) async throws {
+    var resumeAfter: UInt64? = after
+    while let cursor = resumeAfter {
+      resumeAfter = try await sessions.subscribe(
+        .with {
+          $0.sessionID = id
+          $0.afterSeq = cursor
+        }, metadata: metadata
+      ) { response -> UInt64? in
+        for try await message in response.messages {
+          if !message.events.isEmpty { try await deliver(message.events) }
+          if message.hasResync { return message.resync.afterSeq }
+        }
+        return nil
+      }
+    }
   }
 
   /// The seq to resume after: `Last-Event-ID`, else `?after_seq=`, else 0.

@@ -136,23 +136,6 @@ struct SessionWebSocket {
     var description: String { "the client did not read a message within \(SessionWebSocket.writeTimeout)" }
   }
 
-  /// Runs `body`, giving up with `timeoutError` after `limit`.
-  static func within(
-    _ limit: Duration, _ timeoutError: any Error, _ body: @escaping @Sendable () async throws -> Void
-  )
-    async throws
-  {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask { try await body() }
-      group.addTask {
-        try await Task.sleep(for: limit)
-        throw timeoutError
-      }
-      defer { group.cancelAll() }
-      try await group.next()
-    }
-  }
-
   private func serve(
     inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter,
     context: WebSocketRouterContext<GatewayRequestContext>
@@ -192,7 +175,9 @@ struct SessionWebSocket {
     switch outcome {
     case .close(let code, let reason):
       // Bounded: a client that stopped reading must not hold the handler.
-      try? await Self.within(Self.closeTimeout, SlowClient()) { try await outbound.close(code, reason: reason) }
+      try? await withTimeout(Self.closeTimeout, timedOut: { SlowClient() }) {
+        try await outbound.close(code, reason: reason)
+      }
     case .failed(let error):
       throw error
     case .gone:
@@ -214,7 +199,7 @@ struct SessionWebSocket {
     func send(_ object: [String: Any]) async {
       guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
       let text = String(decoding: data, as: UTF8.self)
-      try? await Self.within(Self.writeTimeout, SlowClient()) { try await outbound.write(.text(text)) }
+      try? await withTimeout(Self.writeTimeout, timedOut: { SlowClient() }) { try await outbound.write(.text(text)) }
     }
     func sendError(_ error: RPCError) async {
       await send(["type": "error", "error": ["code": RPCMetrics.statusName(error.code), "message": error.message]])
@@ -320,24 +305,10 @@ struct SessionWebSocket {
     let (sessions, downstream, metadata) = (self.sessions, self.downstream, Self.metadata(user))
     return Task {
       do {
-        // A resync from SessionService (this subscriber fell behind) is followed from where it
-        // says, unseen by the client.
-        var resumeAfter: UInt64? = after
-        while let cursor = resumeAfter {
-          resumeAfter = try await sessions.subscribe(
-            .with {
-              $0.sessionID = id
-              $0.afterSeq = cursor
-            }, metadata: metadata
-          ) { response -> UInt64? in
-            for try await message in response.messages {
-              if !message.events.isEmpty {
-                let text = Self.eventsMessage(sessionID: id, message.events)
-                try await Self.within(Self.writeTimeout, SlowClient()) { try await outbound.write(.text(text)) }
-              }
-              if message.hasResync { return message.resync.afterSeq }
-            }
-            return nil
+        try await SessionEventStream.follow(sessions: sessions, id: id, after: after, metadata: metadata) { events in
+          let text = Self.eventsMessage(sessionID: id, events)
+          try await withTimeout(Self.writeTimeout, timedOut: { SlowClient() }) {
+            try await outbound.write(.text(text))
           }
         }
         if !Task.isCancelled { report(.ended(generation: generation, nil)) }

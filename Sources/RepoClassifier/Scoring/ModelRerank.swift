@@ -128,14 +128,9 @@ struct ModelRerank: Sendable {
     let request = request(text: text, thread: thread, channel: channel, candidates: entries)
     let verdict: Verdict
     do {
-      let answer = try await withThrowingTaskGroup(of: String.self) { group in
-        group.addTask { try await ask(request) }
-        group.addTask {
-          try await Task.sleep(for: timeout)
-          throw Refused(description: "no answer within \(timeout)")
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
+      let (ask, timeout) = (self.ask, self.timeout)
+      let answer = try await withTimeout(timeout, timedOut: { Refused(description: "no answer within \(timeout)") }) {
+        try await ask(request)
       }
       verdict = try Self.parse(answer, allowed: Set(entries.map(\.name)))
     } catch {

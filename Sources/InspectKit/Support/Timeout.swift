@@ -4,7 +4,7 @@ import Synchronization
 /// Runs `body` and returns its result, or throws `timedOut()` once `limit` has passed — at that
 /// moment, not when `body` gets round to noticing: `body` is cancelled, but a body that ignores
 /// cancellation (a hung server, a blocked read) is left behind rather than waited for.
-func withTimeout<T: Sendable>(
+public func withTimeout<T: Sendable>(
   _ limit: Duration, timedOut: @escaping @Sendable () -> any Error,
   _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
