@@ -19,17 +19,18 @@ extension GatewayApp {
 
   /// Connects to SessionService and builds the HTTP API and the public gRPC proxy.
   static func build(_ configuration: ServiceConfiguration) async throws -> BuiltService {
-    try await build(
-      configuration,
-      webhookSecret: try GitHubWebhookController.secret(environment: ProcessInfo.processInfo.environment))
+    let environment = ProcessInfo.processInfo.environment
+    return try await build(
+      configuration, webhookSecret: try GitHubWebhookController.secret(environment: environment),
+      slackSecret: try SlackController.secret(environment: environment))
   }
 
   /// Every HTTP route of the Gateway: the admin routes, `/openapi.json`, `/v1/*` behind bearer
-  /// authentication (with `/v1/sessions/{id}/ws`'s answer to a request that did not upgrade), signed artifact links, the web client and GitHub webhooks.
+  /// authentication (with `/v1/sessions/{id}/ws`'s answer to a request that did not upgrade), signed artifact links, the web client, GitHub webhooks and Slack's requests.
   static func makeRouter(
     host: ServiceHost, sessionClient: GRPCClient<HTTP2ClientTransport.Posix>, authenticator: Authenticator,
     downstream: Downstream, modelClient: GRPCClient<HTTP2ClientTransport.Posix>, modelDownstream: Downstream,
-    webhookSecret: SymmetricKey?
+    webhookSecret: SymmetricKey?, slackSecret: SymmetricKey? = nil
   ) -> Router<GatewayRequestContext> {
     let router = host.makeRouter(context: GatewayRequestContext.self)
     let sessions = Inspect_Session_V1_SessionService.Client(wrapping: sessionClient)
@@ -58,11 +59,18 @@ extension GatewayApp {
       secret: webhookSecret,
       webhooks: Inspect_Session_V1_GitHubWebhookService.Client(wrapping: sessionClient), downstream: downstream
     ).register(on: router)
+    SlackController(
+      secret: slackSecret, slack: Inspect_Session_V1_SlackService.Client(wrapping: sessionClient),
+      downstream: downstream
+    ).register(on: router)
     return router
   }
 
-  /// As ``build(_:)``, with the GitHub webhook secret given (nil: webhooks are not configured).
-  static func build(_ configuration: ServiceConfiguration, webhookSecret: SymmetricKey?) async throws -> BuiltService {
+  /// As ``build(_:)``, with the GitHub webhook secret and Slack signing secret given (nil: not
+  /// configured).
+  static func build(
+    _ configuration: ServiceConfiguration, webhookSecret: SymmetricKey?, slackSecret: SymmetricKey? = nil
+  ) async throws -> BuiltService {
     let host = ServiceHost(
       configuration: configuration,
       servedServices: [Inspect_Session_V1_SessionService.descriptor, Inspect_Session_V1_UserService.descriptor])
@@ -78,7 +86,7 @@ extension GatewayApp {
     let router = makeRouter(
       host: host, sessionClient: sessionClient, authenticator: authenticator, downstream: downstream,
       modelClient: modelClient, modelDownstream: Downstream(service: .modelRouter, address: modelAddress),
-      webhookSecret: webhookSecret)
+      webhookSecret: webhookSecret, slackSecret: slackSecret)
 
     let proxy = ProxyService(
       methods: publicMethods, client: sessionClient, authenticator: authenticator, downstream: downstream)

@@ -5239,6 +5239,406 @@ extension Inspect_Session_V1_GitHubWebhookService.ClientProtocol {
     }
 }
 
+// MARK: - inspect.session.v1.SlackService
+
+/// Namespace containing generated types for the "inspect.session.v1.SlackService" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Inspect_Session_V1_SlackService: Sendable {
+    /// Service descriptor for the "inspect.session.v1.SlackService" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.session.v1.SlackService")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "DeliverSlack" metadata.
+        public enum DeliverSlack: Sendable {
+            /// Request type for "DeliverSlack".
+            public typealias Input = Inspect_Session_V1_DeliverSlackRequest
+            /// Response type for "DeliverSlack".
+            public typealias Output = Inspect_Session_V1_DeliverSlackResponse
+            /// Descriptor for "DeliverSlack".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.session.v1.SlackService"),
+                method: "DeliverSlack",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "inspect.session.v1.SlackService" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            DeliverSlack.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "inspect.session.v1.SlackService" service.
+    public static let inspect_session_v1_SlackService = GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.session.v1.SlackService")
+}
+
+// MARK: inspect.session.v1.SlackService (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_SlackService {
+    /// Streaming variant of the service protocol for the "inspect.session.v1.SlackService" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Slack's Events API and interactivity requests, handed over by the Gateway after it verified
+    /// > their signature (and answered `url_verification` itself). Internal: the Gateway's public gRPC
+    /// > port does not expose it.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "DeliverSlack" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a request for processing (answering at once) unless its id was seen before, so that
+        /// > Slack's retries never act twice. Processing happens in the background and survives a
+        /// > restart: a mention starts a session in the thread's repository (asking with buttons when
+        /// > the RepoClassifier is not sure), later messages of the thread are queued as follow-ups, and
+        /// > the buttons stop a turn or choose a repository.
+        /// > Errors: INVALID_ARGUMENT if the kind or id is empty or unknown, or the payload is not a JSON
+        /// > object.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inspect_Session_V1_DeliverSlackRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inspect_Session_V1_DeliverSlackResponse` messages.
+        func deliverSlack(
+            request: GRPCCore.StreamingServerRequest<Inspect_Session_V1_DeliverSlackRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_DeliverSlackResponse>
+    }
+
+    /// Service protocol for the "inspect.session.v1.SlackService" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Slack's Events API and interactivity requests, handed over by the Gateway after it verified
+    /// > their signature (and answered `url_verification` itself). Internal: the Gateway's public gRPC
+    /// > port does not expose it.
+    public protocol ServiceProtocol: Inspect_Session_V1_SlackService.StreamingServiceProtocol {
+        /// Handle the "DeliverSlack" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a request for processing (answering at once) unless its id was seen before, so that
+        /// > Slack's retries never act twice. Processing happens in the background and survives a
+        /// > restart: a mention starts a session in the thread's repository (asking with buttons when
+        /// > the RepoClassifier is not sure), later messages of the thread are queued as follow-ups, and
+        /// > the buttons stop a turn or choose a repository.
+        /// > Errors: INVALID_ARGUMENT if the kind or id is empty or unknown, or the payload is not a JSON
+        /// > object.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_DeliverSlackRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inspect_Session_V1_DeliverSlackResponse` message.
+        func deliverSlack(
+            request: GRPCCore.ServerRequest<Inspect_Session_V1_DeliverSlackRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_DeliverSlackResponse>
+    }
+
+    /// Simple service protocol for the "inspect.session.v1.SlackService" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Slack's Events API and interactivity requests, handed over by the Gateway after it verified
+    /// > their signature (and answered `url_verification` itself). Internal: the Gateway's public gRPC
+    /// > port does not expose it.
+    public protocol SimpleServiceProtocol: Inspect_Session_V1_SlackService.ServiceProtocol {
+        /// Handle the "DeliverSlack" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a request for processing (answering at once) unless its id was seen before, so that
+        /// > Slack's retries never act twice. Processing happens in the background and survives a
+        /// > restart: a mention starts a session in the thread's repository (asking with buttons when
+        /// > the RepoClassifier is not sure), later messages of the thread are queued as follow-ups, and
+        /// > the buttons stop a turn or choose a repository.
+        /// > Errors: INVALID_ARGUMENT if the kind or id is empty or unknown, or the payload is not a JSON
+        /// > object.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inspect_Session_V1_DeliverSlackRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inspect_Session_V1_DeliverSlackResponse` to respond with.
+        func deliverSlack(
+            request: Inspect_Session_V1_DeliverSlackRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inspect_Session_V1_DeliverSlackResponse
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_SlackService.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Inspect_Session_V1_SlackService.Method.DeliverSlack.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_DeliverSlackRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_DeliverSlackResponse>(),
+            handler: { request, context in
+                try await self.deliverSlack(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_SlackService.ServiceProtocol {
+    public func deliverSlack(
+        request: GRPCCore.StreamingServerRequest<Inspect_Session_V1_DeliverSlackRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Session_V1_DeliverSlackResponse> {
+        let response = try await self.deliverSlack(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_SlackService.SimpleServiceProtocol {
+    public func deliverSlack(
+        request: GRPCCore.ServerRequest<Inspect_Session_V1_DeliverSlackRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inspect_Session_V1_DeliverSlackResponse> {
+        return GRPCCore.ServerResponse<Inspect_Session_V1_DeliverSlackResponse>(
+            message: try await self.deliverSlack(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: inspect.session.v1.SlackService (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_SlackService {
+    /// Generated client protocol for the "inspect.session.v1.SlackService" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Slack's Events API and interactivity requests, handed over by the Gateway after it verified
+    /// > their signature (and answered `url_verification` itself). Internal: the Gateway's public gRPC
+    /// > port does not expose it.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "DeliverSlack" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a request for processing (answering at once) unless its id was seen before, so that
+        /// > Slack's retries never act twice. Processing happens in the background and survives a
+        /// > restart: a mention starts a session in the thread's repository (asking with buttons when
+        /// > the RepoClassifier is not sure), later messages of the thread are queued as follow-ups, and
+        /// > the buttons stop a turn or choose a repository.
+        /// > Errors: INVALID_ARGUMENT if the kind or id is empty or unknown, or the payload is not a JSON
+        /// > object.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_DeliverSlackRequest` message.
+        ///   - serializer: A serializer for `Inspect_Session_V1_DeliverSlackRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Session_V1_DeliverSlackResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deliverSlack<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Session_V1_DeliverSlackRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Session_V1_DeliverSlackRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Session_V1_DeliverSlackResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_DeliverSlackResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "inspect.session.v1.SlackService" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Slack's Events API and interactivity requests, handed over by the Gateway after it verified
+    /// > their signature (and answered `url_verification` itself). Internal: the Gateway's public gRPC
+    /// > port does not expose it.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "DeliverSlack" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a request for processing (answering at once) unless its id was seen before, so that
+        /// > Slack's retries never act twice. Processing happens in the background and survives a
+        /// > restart: a mention starts a session in the thread's repository (asking with buttons when
+        /// > the RepoClassifier is not sure), later messages of the thread are queued as follow-ups, and
+        /// > the buttons stop a turn or choose a repository.
+        /// > Errors: INVALID_ARGUMENT if the kind or id is empty or unknown, or the payload is not a JSON
+        /// > object.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Session_V1_DeliverSlackRequest` message.
+        ///   - serializer: A serializer for `Inspect_Session_V1_DeliverSlackRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Session_V1_DeliverSlackResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deliverSlack<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Session_V1_DeliverSlackRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Session_V1_DeliverSlackRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Session_V1_DeliverSlackResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_DeliverSlackResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inspect_Session_V1_SlackService.Method.DeliverSlack.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_SlackService.ClientProtocol {
+    /// Call the "DeliverSlack" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stores a request for processing (answering at once) unless its id was seen before, so that
+    /// > Slack's retries never act twice. Processing happens in the background and survives a
+    /// > restart: a mention starts a session in the thread's repository (asking with buttons when
+    /// > the RepoClassifier is not sure), later messages of the thread are queued as follow-ups, and
+    /// > the buttons stop a turn or choose a repository.
+    /// > Errors: INVALID_ARGUMENT if the kind or id is empty or unknown, or the payload is not a JSON
+    /// > object.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inspect_Session_V1_DeliverSlackRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deliverSlack<Result>(
+        request: GRPCCore.ClientRequest<Inspect_Session_V1_DeliverSlackRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_DeliverSlackResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deliverSlack(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Session_V1_DeliverSlackRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Session_V1_DeliverSlackResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Inspect_Session_V1_SlackService.ClientProtocol {
+    /// Call the "DeliverSlack" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stores a request for processing (answering at once) unless its id was seen before, so that
+    /// > Slack's retries never act twice. Processing happens in the background and survives a
+    /// > restart: a mention starts a session in the thread's repository (asking with buttons when
+    /// > the RepoClassifier is not sure), later messages of the thread are queued as follow-ups, and
+    /// > the buttons stop a turn or choose a repository.
+    /// > Errors: INVALID_ARGUMENT if the kind or id is empty or unknown, or the payload is not a JSON
+    /// > object.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deliverSlack<Result>(
+        _ message: Inspect_Session_V1_DeliverSlackRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Session_V1_DeliverSlackResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inspect_Session_V1_DeliverSlackRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deliverSlack(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
 // MARK: - inspect.session.v1.UserService
 
 /// Namespace containing generated types for the "inspect.session.v1.UserService" service.

@@ -23,12 +23,13 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     }
     try checkPromptText(request.prompt, required: false)
     try Self.checkPermissionRules(request.permissionRules)
-    if request.externalKey.hasPrefix(WebhookProcessor.externalKeyPrefix) {
+    for prefix in [WebhookProcessor.externalKeyPrefix, SlackProcessor.externalKeyPrefix]
+    where request.externalKey.hasPrefix(prefix) {
       throw RPCError(
         code: .invalidArgument,
         message:
-          "external keys starting with '\(WebhookProcessor.externalKeyPrefix)' are Inspect's own (sessions started from "
-          + "GitHub comments); use another prefix")
+          "external keys starting with '\(prefix)' are Inspect's own (sessions started from GitHub comments and "
+          + "Slack threads); use another prefix")
     }
     if !request.externalKey.isEmpty, let existing = try await index.session(externalKey: request.externalKey) {
       // Someone else in the same thread or pull request joins the session as a collaborator.

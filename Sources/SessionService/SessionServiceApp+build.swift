@@ -13,7 +13,7 @@ extension SessionServiceApp {
       configuration: configuration,
       servedServices: [
         Inspect_Session_V1_SessionService.descriptor, Inspect_Session_V1_UserService.descriptor,
-        Inspect_Session_V1_GitHubWebhookService.descriptor,
+        Inspect_Session_V1_GitHubWebhookService.descriptor, Inspect_Session_V1_SlackService.descriptor,
       ])
     let index = try IndexDatabase.open(at: SessionPaths(configuration.dataDirectory).index)
     try await DevelopmentCredentials.ensure(in: index, dataDirectory: configuration.dataDirectory, logger: host.logger)
@@ -42,10 +42,16 @@ extension SessionServiceApp {
       pullRequests: pullRequests, artifactLinks: links, logger: host.logger)
     let webhooks = WebhookProcessor(
       registry: registry, secrets: secrets, settings: github, client: gitHubClient, logger: host.logger)
+    let classifierClient = try GRPCClient.peer(configuration.peers[.classifier])
+    let slack = SlackProcessor(
+      registry: registry, settings: try SlackSettings(environment: environment),
+      classifier: RepoClassifierClient(client: Inspect_Classifier_V1_RepoClassifierService.Client(wrapping: classifierClient)),
+      sessionURL: { [github] in github.sessionURL($0) }, logger: host.logger)
     let grpcServices: [any RegistrableRPCService] = [
       SessionRPCService(registry: registry),
       UserService(database: index, secrets: secrets),
       GitHubWebhookRPCService(processor: webhooks),
+      SlackRPCService(processor: slack),
     ]
     return BuiltService(
       host: host,
@@ -54,7 +60,8 @@ extension SessionServiceApp {
         services: grpcServices, maxRequestBytes: GitHubWebhookRPCService.maxDeliveryBytes + (64 << 10)),
       httpServer: host.makeHTTPServer(router: host.makeRouter()),
       dependencies: [
-        GRPCClientService(client: sandboxClient), GRPCClientService(client: modelClient), registry, webhooks,
+        GRPCClientService(client: sandboxClient), GRPCClientService(client: modelClient),
+        GRPCClientService(client: classifierClient), registry, webhooks, slack,
       ])
   }
 }

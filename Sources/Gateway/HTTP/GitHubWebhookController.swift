@@ -25,15 +25,21 @@ struct GitHubWebhookController: Sendable {
   /// `INSPECT_GITHUB_WEBHOOK_SECRET_FILE`; nil when neither is set (webhooks are then refused as
   /// not configured).
   static func secret(environment: [String: String]) throws -> SymmetricKey? {
-    if let value = environment["INSPECT_GITHUB_WEBHOOK_SECRET"], !value.isEmpty {
+    try secret(environment: environment, variable: "INSPECT_GITHUB_WEBHOOK_SECRET")
+  }
+
+  /// A shared secret from `variable`, else from the file named by `<variable>_FILE`; nil when
+  /// neither is set.
+  static func secret(environment: [String: String], variable: String) throws -> SymmetricKey? {
+    if let value = environment[variable], !value.isEmpty {
       return SymmetricKey(data: Data(value.utf8))
     }
-    if let path = environment["INSPECT_GITHUB_WEBHOOK_SECRET_FILE"], !path.isEmpty {
+    if let path = environment[variable + "_FILE"], !path.isEmpty {
       guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw ConfigurationError("INSPECT_GITHUB_WEBHOOK_SECRET_FILE=\(path) cannot be read")
+        throw ConfigurationError("\(variable)_FILE=\(path) cannot be read")
       }
       let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
-      guard !value.isEmpty else { throw ConfigurationError("INSPECT_GITHUB_WEBHOOK_SECRET_FILE=\(path) is empty") }
+      guard !value.isEmpty else { throw ConfigurationError("\(variable)_FILE=\(path) is empty") }
       return SymmetricKey(data: Data(value.utf8))
     }
     return nil

@@ -139,6 +139,30 @@ struct IndexDatabase: Sendable {
       try db.create(index: "webhookDelivery_on_state", on: "webhookDelivery", columns: ["state"])
       try db.create(index: "pullRequest_on_repository_number", on: "pullRequest", columns: ["repository", "number"])
     }
+    migrator.registerMigration("v5: slack threads") { db in
+      try db.create(table: "slackThread") { table in
+        // `slack:<team>:<channel>:<thread ts>`, the external key of the thread's session.
+        table.primaryKey("key", .text)
+        table.column("channel", .text).notNull()
+        table.column("threadTs", .text).notNull()
+        table.column("sessionId", .text)
+        // A question "which repository?" waiting for a button, and the request it is for.
+        table.column("questionTs", .text)
+        table.column("requestUser", .text).notNull().defaults(to: "")
+        table.column("requestTs", .text).notNull().defaults(to: "")
+        table.column("requestText", .text).notNull().defaults(to: "")
+        table.column("channelName", .text).notNull().defaults(to: "")
+        // The progress message of the turn being reported, and the event the report resumes after.
+        table.column("turnId", .text)
+        table.column("progressTs", .text)
+        table.column("finishedTurnId", .text)
+        table.column("followSeq", .integer).notNull().defaults(to: 0)
+        table.column("following", .boolean).notNull().defaults(to: false)
+        table.column("updatedAt", .datetime).notNull()
+      }
+      try db.create(index: "slackThread_on_sessionId", on: "slackThread", columns: ["sessionId"])
+      try db.create(index: "slackThread_on_question", on: "slackThread", columns: ["channel", "questionTs"])
+    }
     return migrator
   }
 

@@ -24,8 +24,23 @@ struct RepositoryRecord: Codable, Sendable, FetchableRecord, PersistableRecord, 
   }
 }
 
-/// A GitHub webhook delivery, kept from its arrival until it was processed (and after, so that a
-/// delivery id seen again is recognised).
+/// Where deliveries come from. They share one table: Slack's ids are stored with a `slack:`
+/// prefix (GitHub's delivery ids are GUIDs).
+enum DeliverySource: Sendable {
+  case github, slack
+
+  static let slackPrefix = "slack:"
+
+  var filter: String {
+    switch self {
+    case .github: "id NOT LIKE 'slack:%'"
+    case .slack: "id LIKE 'slack:%'"
+    }
+  }
+}
+
+/// A GitHub webhook delivery or a Slack request, kept from its arrival until it was processed
+/// (and after, so that an id seen again is recognised).
 struct WebhookDeliveryRecord: Codable, Sendable, FetchableRecord, PersistableRecord, Equatable {
   static let databaseTableName = "webhookDelivery"
   enum State: String, Codable, Sendable {
@@ -89,10 +104,12 @@ extension IndexDatabase {
 
   /// Deliveries not processed yet whose time has come, oldest first; and when the next of those
   /// waiting for a retry is due.
-  func pendingDeliveries(now: Date = Date()) async throws -> (due: [WebhookDeliveryRecord], next: Date?) {
+  func pendingDeliveries(
+    from source: DeliverySource = .github, now: Date = Date()
+  ) async throws -> (due: [WebhookDeliveryRecord], next: Date?) {
     try await writer.read { db in
-      let pending = try WebhookDeliveryRecord.filter(Column("state") == "pending").order(Column("receivedAt"))
-        .fetchAll(db)
+      let pending = try WebhookDeliveryRecord.filter(Column("state") == "pending")
+        .filter(sql: source.filter).order(Column("receivedAt")).fetchAll(db)
       let due = pending.filter { ($0.notBefore ?? .distantPast) <= now }
       let next = pending.compactMap(\.notBefore).filter { $0 > now }.min()
       return (due, next)

@@ -33,8 +33,7 @@ struct GitHubWebhookRPCService: Inspect_Session_V1_GitHubWebhookService.SimpleSe
   }
 }
 
-/// Acts on stored webhook deliveries in the background, oldest first, and on start on those a
-/// previous run left pending.
+/// Acts on stored GitHub webhook deliveries (through a ``DeliveryQueue``):
 ///
 /// - `issue_comment` (created, on a pull request, mentioning `@<app slug>`, by a person whose
 ///   GitHub login belongs to an Inspect user): the comment (without the mention) is queued as a
@@ -43,7 +42,7 @@ struct GitHubWebhookRPCService: Inspect_Session_V1_GitHubWebhookService.SimpleSe
 /// - `pull_request` closed: the session's pull request becomes MERGED or CLOSED (and counts in
 ///   the stats); the session takes no more prompts.
 /// Anything else is recorded as ignored, with the reason.
-final class WebhookProcessor: Service, Sendable {
+final class WebhookProcessor: Service, DeliveryHandler {
   static let actedOn: Set<String> = ["issue_comment", "pull_request"]
   /// `comment.author_association` values whose comments may become prompts.
   static let trustedAssociations: Set<String> = ["OWNER", "MEMBER", "COLLABORATOR"]
@@ -53,20 +52,18 @@ final class WebhookProcessor: Service, Sendable {
   let settings: GitHubSettings
   let client: GitHubUserClient
   let logger: Logger
-  private let wakeUps: AsyncStream<Void>
-  private let wake: AsyncStream<Void>.Continuation
+  let queue: DeliveryQueue
 
   init(
     registry: SessionRegistry, secrets: SecretsStore, settings: GitHubSettings, client: GitHubUserClient,
     retryDelay: Duration = .seconds(5), logger: Logger
   ) {
-    self.retryDelay = retryDelay
     self.registry = registry
     self.secrets = secrets
     self.settings = settings
     self.client = client
     self.logger = logger
-    (wakeUps, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    queue = DeliveryQueue(index: registry.index, source: .github, retryDelay: retryDelay, logger: logger)
   }
 
   var index: IndexDatabase { registry.index }
@@ -74,89 +71,25 @@ final class WebhookProcessor: Service, Sendable {
   func accept(id: String, event: String, payload: Data) async throws -> Inspect_Session_V1_DeliverWebhookResponse {
     let accepted = Self.actedOn.contains(event)
     // The payload of an event Inspect does not act on is not kept.
-    guard try await index.storeDelivery(id: id, event: event, payload: accepted ? payload : Data("{}".utf8)) else {
+    guard
+      try await queue.store(
+        id: id, event: event, payload: accepted ? payload : Data("{}".utf8), act: accepted,
+        ignoredBecause: "Inspect does not act on \(event) events")
+    else {
       logger.info("webhook delivery seen before", metadata: ["github.delivery": "\(id)"])
       return .with { $0.duplicate = true }
-    }
-    if accepted {
-      wake.yield()
-    } else {
-      try await index.finishDelivery(id: id, state: .ignored, outcome: "Inspect does not act on \(event) events")
     }
     return .with { $0.accepted = accepted }
   }
 
-  /// Transient failures are tried again this many times, after `retryDelay` × 2^(attempt − 1).
-  static let maxAttempts = 5
-  let retryDelay: Duration
+  func run() async throws { await queue.run(self) }
 
-  func run() async throws {
-    await withGracefulShutdownHandler {
-      var timer: Task<Void, Never>?
-      // Wakes the loop when the next retry is due.
-      func arm(_ date: Date?) {
-        timer?.cancel()
-        guard let date else { return }
-        let wake = self.wake
-        timer = Task {
-          try? await Task.sleep(for: .milliseconds(max(1, Int(date.timeIntervalSinceNow * 1000))))
-          if !Task.isCancelled { wake.yield() }
-        }
-      }
-      arm(await processPending())
-      for await _ in wakeUps { arm(await processPending()) }
-      timer?.cancel()
-    } onGracefulShutdown: {
-      self.wake.finish()
-    }
-  }
-
-  /// Processes every pending delivery that is due, oldest first; returns when the next retry is
-  /// due, if one waits.
+  /// Processes every pending delivery that is due (see ``DeliveryQueue/processPending(_:)``).
   @discardableResult
-  func processPending() async -> Date? {
-    let pending: (due: [WebhookDeliveryRecord], next: Date?)
-    do {
-      pending = try await index.pendingDeliveries()
-    } catch {
-      logger.error("could not read pending webhook deliveries", metadata: ["error": "\(error)"])
-      return Date().addingTimeInterval(retryDelay.seconds)
-    }
-    var next = pending.next
-    for delivery in pending.due {
-      let (state, outcome): (WebhookDeliveryRecord.State, String)
-      do {
-        (state, outcome) = try await process(delivery)
-      } catch  where Self.isTransient(error) && delivery.attempts + 1 < Self.maxAttempts {
-        let attempts = delivery.attempts + 1
-        let retryAt = Date().addingTimeInterval(retryDelay.seconds * Double(1 << (attempts - 1)))
-        logger.notice(
-          "webhook delivery will be tried again",
-          metadata: ["github.delivery": "\(delivery.id)", "attempt": "\(attempts)", "error": "\(error)"])
-        try? await index.retryDelivery(
-          id: delivery.id, attempts: attempts, notBefore: retryAt,
-          outcome: "attempt \(attempts) failed (\(error)); trying again")
-        next = min(next ?? retryAt, retryAt)
-        continue
-      } catch {
-        (state, outcome) = (.failed, "\(error)")
-      }
-      logger.info(
-        "webhook delivery processed",
-        metadata: [
-          "github.delivery": "\(delivery.id)", "github.event": "\(delivery.event)", "outcome": "\(state): \(outcome)",
-        ])
-      do {
-        try await index.finishDelivery(id: delivery.id, state: state, outcome: outcome)
-      } catch {
-        logger.error("could not record a webhook delivery's outcome", metadata: ["error": "\(error)"])
-      }
-    }
-    return next
-  }
+  func processPending() async -> Date? { await queue.processPending(self) }
 
   /// Failures worth trying again: GitHub or a peer unreachable, busy or rate limited.
-  static func isTransient(_ error: any Error) -> Bool {
+  func isTransient(_ error: any Error) -> Bool {
     switch error {
     case GitHubError.unavailable, GitHubError.rateLimited: true
     case let error as RPCError: [.unavailable, .deadlineExceeded, .resourceExhausted].contains(error.code)
@@ -164,7 +97,7 @@ final class WebhookProcessor: Service, Sendable {
     }
   }
 
-  private func process(_ delivery: WebhookDeliveryRecord) async throws -> (WebhookDeliveryRecord.State, String) {
+  func process(_ delivery: WebhookDeliveryRecord) async throws -> (WebhookDeliveryRecord.State, String) {
     guard let payload = try JSONSerialization.jsonObject(with: delivery.payload) as? [String: Any] else {
       return (.failed, "the payload is not a JSON object")
     }
