@@ -94,6 +94,13 @@ ROUTES = [
     ("post", "/github/webhooks", "githubWebhook",
      "GitHub webhook deliveries (X-Hub-Signature-256 over the raw body; X-GitHub-Event, X-GitHub-Delivery).",
      "webhook", "json", [], False),
+    ("post", "/slack/events", "slackEvents",
+     "Slack's Events API (X-Slack-Signature, v0 HMAC-SHA256 over the timestamp and raw body): url_verification "
+     "is answered with its challenge; event_callback is stored and acted on after the answer.",
+     "slack-event", "json", [], False),
+    ("post", "/slack/interactions", "slackInteractions",
+     "Slack's interactivity requests (a form with one field, payload=<JSON>), signed like events.",
+     "slack-form", "json", [], False),
 ]
 
 AUDIO_TYPES = ["audio/webm", "audio/ogg", "audio/wav", "audio/mpeg", "audio/mp4", "audio/flac"]
@@ -227,6 +234,15 @@ def document(types) -> dict:
                 {"name": "X-Hub-Signature-256", "in": "header", "required": True, "schema": {"type": "string"}},
             ]
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+        elif request in ("slack-event", "slack-form"):
+            op["parameters"] = [
+                {"name": "X-Slack-Request-Timestamp", "in": "header", "required": True, "schema": {"type": "string"}},
+                {"name": "X-Slack-Signature", "in": "header", "required": True, "schema": {"type": "string"}},
+            ]
+            media = "application/json" if request == "slack-event" else "application/x-www-form-urlencoded"
+            body = {"type": "object"} if request == "slack-event" else {
+                "type": "object", "properties": {"payload": {"type": "string"}}, "required": ["payload"]}
+            op["requestBody"] = {"required": True, "content": {media: {"schema": body}}}
         elif request == "audio":
             # The types ModelRouter transcribes (parameters such as `;codecs=opus` allowed).
             op["requestBody"] = {"required": True, "content": {
@@ -308,7 +324,7 @@ def document(types) -> dict:
     schemas = build_components(types, roots)
     # Fields the path fills are not part of the documented request bodies.
     for method, path, _operation, _summary, request, *_ in ROUTES:
-        if request and request not in ("webhook", "audio"):
+        if request and request not in ("webhook", "audio", "slack-event", "slack-form"):
             filled = {PATH_FIELDS[p[1:-1]] for p in path.split("/") if p.startswith("{") and p[1:-1] in PATH_FIELDS}
             body = dict(schemas[request])
             body["properties"] = {k: v for k, v in body["properties"].items() if k not in filled}

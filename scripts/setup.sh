@@ -4,8 +4,8 @@
 set -euo pipefail
 
 apt_packages=(libsqlite3-dev docker-compose curl git bubblewrap python3 tar zstd ripgrep chromium chromium-driver openssl)
-python_modules=(grpc grpc_tools grpc_health pytest yaml selenium schemathesis websocket)
-pip_packages=(grpcio grpcio-tools grpcio-health-checking pytest PyYAML selenium schemathesis websocket-client)
+python_modules=(grpc grpc_tools grpc_health pytest yaml selenium schemathesis websocket slack_sdk)
+pip_packages=(grpcio grpcio-tools grpcio-health-checking pytest PyYAML selenium schemathesis websocket-client slack_sdk)
 
 missing=()
 for package in "${apt_packages[@]}"; do

@@ -45,7 +45,8 @@ extension SessionServiceApp {
     let classifierClient = try GRPCClient.peer(configuration.peers[.classifier])
     let slack = SlackProcessor(
       registry: registry, settings: try SlackSettings(environment: environment),
-      classifier: RepoClassifierClient(client: Inspect_Classifier_V1_RepoClassifierService.Client(wrapping: classifierClient)),
+      classifier: RepoClassifierClient(
+        client: Inspect_Classifier_V1_RepoClassifierService.Client(wrapping: classifierClient)),
       sessionURL: { [github] in github.sessionURL($0) }, logger: host.logger)
     let grpcServices: [any RegistrableRPCService] = [
       SessionRPCService(registry: registry),

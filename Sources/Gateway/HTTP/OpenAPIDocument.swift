@@ -510,6 +510,148 @@ enum OpenAPIDocument {
     "security": []
    }
   },
+  "/slack/events": {
+   "post": {
+    "operationId": "slackEvents",
+    "summary": "Slack's Events API (X-Slack-Signature, v0 HMAC-SHA256 over the timestamp and raw body): url_verification is answered with its challenge; event_callback is stored and acted on after the answer.",
+    "responses": {
+     "200": {
+      "description": "JSON",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object"
+        }
+       }
+      }
+     },
+     "4XX": {
+      "description": "the request was refused; the body says why",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "5XX": {
+      "description": "a dependency is down or failed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    },
+    "security": [],
+    "parameters": [
+     {
+      "name": "X-Slack-Request-Timestamp",
+      "in": "header",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "X-Slack-Signature",
+      "in": "header",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "type": "object"
+       }
+      }
+     }
+    }
+   }
+  },
+  "/slack/interactions": {
+   "post": {
+    "operationId": "slackInteractions",
+    "summary": "Slack's interactivity requests (a form with one field, payload=<JSON>), signed like events.",
+    "responses": {
+     "200": {
+      "description": "JSON",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "object"
+        }
+       }
+      }
+     },
+     "4XX": {
+      "description": "the request was refused; the body says why",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "5XX": {
+      "description": "a dependency is down or failed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    },
+    "security": [],
+    "parameters": [
+     {
+      "name": "X-Slack-Request-Timestamp",
+      "in": "header",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "X-Slack-Signature",
+      "in": "header",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/x-www-form-urlencoded": {
+       "schema": {
+        "type": "object",
+        "properties": {
+         "payload": {
+          "type": "string"
+         }
+        },
+        "required": [
+         "payload"
+        ]
+       }
+      }
+     }
+    }
+   }
+  },
   "/stats": {
    "get": {
     "operationId": "webStats",

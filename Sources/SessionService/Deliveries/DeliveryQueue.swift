@@ -91,7 +91,7 @@ final class DeliveryQueue: Sendable {
       let (state, outcome): (WebhookDeliveryRecord.State, String)
       do {
         (state, outcome) = try await handler.process(delivery)
-      } catch where handler.isTransient(error) && delivery.attempts + 1 < Self.maxAttempts {
+      } catch  where handler.isTransient(error) && delivery.attempts + 1 < Self.maxAttempts {
         let attempts = delivery.attempts + 1
         let retryAt = Date().addingTimeInterval(retryDelay.seconds * Double(1 << (attempts - 1)))
         logger.notice(

@@ -100,7 +100,8 @@ actor SlackPoster {
         }
         return
       } catch SlackError.rateLimited(let seconds, let method) where attempt < Self.maxAttempts {
-        logger.notice("Slack rate-limited a call", metadata: ["slack.method": "\(method)", "retry_after": "\(seconds)"])
+        logger.notice(
+          "Slack rate-limited a call", metadata: ["slack.method": "\(method)", "retry_after": "\(seconds)"])
         nextAllowed[channel] = .now + .seconds(seconds)
       } catch SlackError.unavailable(let message) where attempt < Self.maxAttempts {
         logger.warning("Slack could not be reached", metadata: ["error": "\(message)"])

@@ -23,7 +23,8 @@ struct RepoClassifierClient: RepositoryClassifying {
     return options
   }()
 
-  func classify(text: String, thread: [String], channel: String) async throws -> Inspect_Classifier_V1_ClassifyResponse {
+  func classify(text: String, thread: [String], channel: String) async throws -> Inspect_Classifier_V1_ClassifyResponse
+  {
     try await client.classify(
       .with {
         $0.text = text
@@ -236,7 +237,8 @@ final class SlackProcessor: Service, DeliveryHandler {
     }
     let idempotencyKey = "slack:\(channel):\(ts)"
     if let existing {
-      return try await followUp(prompt, in: existing.id, by: user, idempotencyKey: idempotencyKey, channel: channel, root: root)
+      return try await followUp(
+        prompt, in: existing.id, by: user, idempotencyKey: idempotencyKey, channel: channel, root: root)
     }
     if let thread = try await index.slackThread(key: key), thread.questionTs != nil, thread.sessionId == nil {
       return (.ignored, "the thread's question about the repository is not answered yet")
@@ -358,12 +360,13 @@ final class SlackProcessor: Service, DeliveryHandler {
         channel: channel, thread: thread, text: "<@\(slackUser)> is not an Inspect user, so cannot stop this session.")
       return (.ignored, "Slack user \(slackUser) is not an Inspect user")
     }
-    let outcome: (Bool, String)? = try await registry.withSession(id: sessionID) { session in
-      guard await session.role(of: user)?.allows(.collaborator) == true else { return nil }
-      let stopped = try await session.stop(
-        by: user, reason: "stopped from Slack by \(user.displayName)", clearQueue: false)
-      return (stopped.wasRunning, stopped.turnID)
-    } ?? nil
+    let outcome: (Bool, String)? =
+      try await registry.withSession(id: sessionID) { session in
+        guard await session.role(of: user)?.allows(.collaborator) == true else { return nil }
+        let stopped = try await session.stop(
+          by: user, reason: "stopped from Slack by \(user.displayName)", clearQueue: false)
+        return (stopped.wasRunning, stopped.turnID)
+      } ?? nil
     guard let outcome else {
       _ = try await poster.post(
         channel: channel, thread: thread,

@@ -21,8 +21,9 @@ actor SlackProgress {
   /// Sessions being followed; true when asked to follow again after the current pass.
   private var active: [String: Bool] = [:]
 
-  init(registry: SessionRegistry, poster: SlackPoster, sessionURL: @escaping @Sendable (String) -> String, logger: Logger)
-  {
+  init(
+    registry: SessionRegistry, poster: SlackPoster, sessionURL: @escaping @Sendable (String) -> String, logger: Logger
+  ) {
     self.registry = registry
     self.poster = poster
     self.sessionURL = sessionURL
@@ -58,7 +59,8 @@ actor SlackProgress {
       do {
         try await report(sessionID)
       } catch {
-        logger.warning("a Slack thread's progress report stopped", metadata: ["session.id": "\(sessionID)", "error": "\(error)"])
+        logger.warning(
+          "a Slack thread's progress report stopped", metadata: ["session.id": "\(sessionID)", "error": "\(error)"])
       }
       if active[sessionID] == true {
         active[sessionID] = false
@@ -81,7 +83,8 @@ actor SlackProgress {
   private nonisolated func report(_ sessionID: String) async throws {
     guard var thread = try await registry.index.slackThread(sessionID: sessionID) else { return }
     thread = try await registry.index.updateSlackThread(key: thread.key) { $0.following = true } ?? thread
-    var reporter = TurnReporter(thread: thread, sessionURL: sessionURL(sessionID), poster: poster, index: registry.index)
+    var reporter = TurnReporter(
+      thread: thread, sessionURL: sessionURL(sessionID), poster: poster, index: registry.index)
     _ = try await registry.withSession(id: sessionID) { session in
       reporter.repository = await session.record.repository
       var after = UInt64(max(0, thread.followSeq))
@@ -164,11 +167,12 @@ struct TurnReporter {
           blocks: blocks(turn, now: time, final: nil))
         let seq = Int64(event.seq) - 1
         let key = thread.key
-        thread = try await index.updateSlackThread(key: key) {
-          $0.turnId = started.turnID
-          $0.progressTs = ts
-          $0.followSeq = seq
-        } ?? thread
+        thread =
+          try await index.updateSlackThread(key: key) {
+            $0.turnId = started.turnID
+            $0.progressTs = ts
+            $0.followSeq = seq
+          } ?? thread
       }
       turn.step = "Starting the sandbox"
       current = turn
@@ -198,7 +202,8 @@ struct TurnReporter {
     }
     guard let current, current.id == thread.turnId, let ts = thread.progressTs else { return }
     await poster.update(
-      channel: thread.channel, ts: ts, text: Self.summary(current, now: time), blocks: blocks(current, now: time, final: nil))
+      channel: thread.channel, ts: ts, text: Self.summary(current, now: time),
+      blocks: blocks(current, now: time, final: nil))
   }
 
   private mutating func finish(_ finished: Inspect_Session_V1_TurnFinished, seq: UInt64, at time: Date) async throws {
@@ -216,10 +221,11 @@ struct TurnReporter {
     _ = try await poster.post(channel: thread.channel, thread: thread.threadTs, text: message)
     let key = thread.key
     let id = turn.id
-    thread = try await index.updateSlackThread(key: key) {
-      $0.finishedTurnId = id
-      $0.followSeq = Int64(seq)
-    } ?? thread
+    thread =
+      try await index.updateSlackThread(key: key) {
+        $0.finishedTurnId = id
+        $0.followSeq = Int64(seq)
+      } ?? thread
   }
 
   // MARK: - Rendering
@@ -249,7 +255,8 @@ struct TurnReporter {
 
   static func summary(_ turn: Turn, now: Date) -> String {
     let step = turn.step.isEmpty ? "" : "\(turn.step) · "
-    return "Working: \(step)\(turn.toolCalls.count) tool calls · \(SlackText.duration(now.timeIntervalSince(turn.started)))"
+    return
+      "Working: \(step)\(turn.toolCalls.count) tool calls · \(SlackText.duration(now.timeIntervalSince(turn.started)))"
   }
 
   static func finalMessage(_ turn: Turn, _ finished: Inspect_Session_V1_TurnFinished) -> String {
@@ -263,7 +270,9 @@ struct TurnReporter {
       } else if let pushed = turn.pushed {
         lines.append("Pushed \(pushed)")
       }
-      if let error = turn.pullRequestError { lines.append("The pull request could not be opened: \(SlackText.escape(error))") }
+      if let error = turn.pullRequestError {
+        lines.append("The pull request could not be opened: \(SlackText.escape(error))")
+      }
       if !turn.lastText.isEmpty { lines.append(SlackText.cut(SlackText.escape(turn.lastText), 2500)) }
       return lines.joined(separator: "\n")
     case .cancelled:
