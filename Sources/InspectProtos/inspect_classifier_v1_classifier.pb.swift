@@ -90,6 +90,10 @@ public nonisolated struct Inspect_Classifier_V1_Repo: Sendable {
   /// Slack channels (names or ids) where it is the usual repository.
   public var channels: [String] = []
 
+  /// The text of its README (at most 64 KiB): its words count as weak evidence, weaker than
+  /// the description's.
+  public var readme: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -125,7 +129,7 @@ nonisolated extension Inspect_Classifier_V1_Decision: SwiftProtobuf._ProtoNamePr
 
 nonisolated extension Inspect_Classifier_V1_Repo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Repo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}description\0\u{1}hints\0\u{1}aliases\0\u{1}channels\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}description\0\u{1}hints\0\u{1}aliases\0\u{1}channels\0\u{1}readme\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -138,6 +142,7 @@ nonisolated extension Inspect_Classifier_V1_Repo: SwiftProtobuf.Message, SwiftPr
       case 3: try { try decoder.decodeRepeatedStringField(value: &self.hints) }()
       case 4: try { try decoder.decodeRepeatedStringField(value: &self.aliases) }()
       case 5: try { try decoder.decodeRepeatedStringField(value: &self.channels) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.readme) }()
       default: break
       }
     }
@@ -159,6 +164,9 @@ nonisolated extension Inspect_Classifier_V1_Repo: SwiftProtobuf.Message, SwiftPr
     if !self.channels.isEmpty {
       try visitor.visitRepeatedStringField(value: self.channels, fieldNumber: 5)
     }
+    if !self.readme.isEmpty {
+      try visitor.visitSingularStringField(value: self.readme, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -168,6 +176,7 @@ nonisolated extension Inspect_Classifier_V1_Repo: SwiftProtobuf.Message, SwiftPr
     if lhs.hints != rhs.hints {return false}
     if lhs.aliases != rhs.aliases {return false}
     if lhs.channels != rhs.channels {return false}
+    if lhs.readme != rhs.readme {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

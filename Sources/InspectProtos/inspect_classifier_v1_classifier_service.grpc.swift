@@ -59,6 +59,19 @@ public enum Inspect_Classifier_V1_RepoClassifierService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "DeleteRepo" metadata.
+        public enum DeleteRepo: Sendable {
+            /// Request type for "DeleteRepo".
+            public typealias Input = Inspect_Classifier_V1_DeleteRepoRequest
+            /// Response type for "DeleteRepo".
+            public typealias Output = Inspect_Classifier_V1_DeleteRepoResponse
+            /// Descriptor for "DeleteRepo".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inspect.classifier.v1.RepoClassifierService"),
+                method: "DeleteRepo",
+                type: .unary
+            )
+        }
         /// Namespace for "RecordChoice" metadata.
         public enum RecordChoice: Sendable {
             /// Request type for "RecordChoice".
@@ -77,6 +90,7 @@ public enum Inspect_Classifier_V1_RepoClassifierService: Sendable {
             Classify.descriptor,
             ListRepos.descriptor,
             UpsertRepo.descriptor,
+            DeleteRepo.descriptor,
             RecordChoice.descriptor
         ]
     }
@@ -169,6 +183,27 @@ extension Inspect_Classifier_V1_RepoClassifierService {
             request: GRPCCore.StreamingServerRequest<Inspect_Classifier_V1_UpsertRepoRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Classifier_V1_UpsertRepoResponse>
+
+        /// Handle the "DeleteRepo" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a catalog entry (and the picks recorded for it). A repository named in the seed
+        /// > file stays removed after a restart.
+        /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the catalog has no
+        /// > such repository.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inspect_Classifier_V1_DeleteRepoRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inspect_Classifier_V1_DeleteRepoResponse` messages.
+        func deleteRepo(
+            request: GRPCCore.StreamingServerRequest<Inspect_Classifier_V1_DeleteRepoRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Classifier_V1_DeleteRepoResponse>
 
         /// Handle the "RecordChoice" method.
         ///
@@ -266,6 +301,27 @@ extension Inspect_Classifier_V1_RepoClassifierService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Inspect_Classifier_V1_UpsertRepoResponse>
 
+        /// Handle the "DeleteRepo" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a catalog entry (and the picks recorded for it). A repository named in the seed
+        /// > file stays removed after a restart.
+        /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the catalog has no
+        /// > such repository.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Classifier_V1_DeleteRepoRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inspect_Classifier_V1_DeleteRepoResponse` message.
+        func deleteRepo(
+            request: GRPCCore.ServerRequest<Inspect_Classifier_V1_DeleteRepoRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inspect_Classifier_V1_DeleteRepoResponse>
+
         /// Handle the "RecordChoice" method.
         ///
         /// > Source IDL Documentation:
@@ -360,6 +416,27 @@ extension Inspect_Classifier_V1_RepoClassifierService {
             context: GRPCCore.ServerContext
         ) async throws -> Inspect_Classifier_V1_UpsertRepoResponse
 
+        /// Handle the "DeleteRepo" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a catalog entry (and the picks recorded for it). A repository named in the seed
+        /// > file stays removed after a restart.
+        /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the catalog has no
+        /// > such repository.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inspect_Classifier_V1_DeleteRepoRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inspect_Classifier_V1_DeleteRepoResponse` to respond with.
+        func deleteRepo(
+            request: Inspect_Classifier_V1_DeleteRepoRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inspect_Classifier_V1_DeleteRepoResponse
+
         /// Handle the "RecordChoice" method.
         ///
         /// > Source IDL Documentation:
@@ -421,6 +498,17 @@ extension Inspect_Classifier_V1_RepoClassifierService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Inspect_Classifier_V1_RepoClassifierService.Method.DeleteRepo.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Classifier_V1_DeleteRepoRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Classifier_V1_DeleteRepoResponse>(),
+            handler: { request, context in
+                try await self.deleteRepo(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Inspect_Classifier_V1_RepoClassifierService.Method.RecordChoice.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Classifier_V1_RecordChoiceRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Classifier_V1_RecordChoiceResponse>(),
@@ -464,6 +552,17 @@ extension Inspect_Classifier_V1_RepoClassifierService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Classifier_V1_UpsertRepoResponse> {
         let response = try await self.upsertRepo(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deleteRepo(
+        request: GRPCCore.StreamingServerRequest<Inspect_Classifier_V1_DeleteRepoRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inspect_Classifier_V1_DeleteRepoResponse> {
+        let response = try await self.deleteRepo(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -517,6 +616,19 @@ extension Inspect_Classifier_V1_RepoClassifierService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Inspect_Classifier_V1_UpsertRepoResponse> {
         return GRPCCore.ServerResponse<Inspect_Classifier_V1_UpsertRepoResponse>(
             message: try await self.upsertRepo(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deleteRepo(
+        request: GRPCCore.ServerRequest<Inspect_Classifier_V1_DeleteRepoRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inspect_Classifier_V1_DeleteRepoResponse> {
+        return GRPCCore.ServerResponse<Inspect_Classifier_V1_DeleteRepoResponse>(
+            message: try await self.deleteRepo(
                 request: request.message,
                 context: context
             ),
@@ -626,6 +738,32 @@ extension Inspect_Classifier_V1_RepoClassifierService {
             deserializer: some GRPCCore.MessageDeserializer<Inspect_Classifier_V1_UpsertRepoResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Classifier_V1_UpsertRepoResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeleteRepo" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a catalog entry (and the picks recorded for it). A repository named in the seed
+        /// > file stays removed after a restart.
+        /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the catalog has no
+        /// > such repository.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Classifier_V1_DeleteRepoRequest` message.
+        ///   - serializer: A serializer for `Inspect_Classifier_V1_DeleteRepoRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Classifier_V1_DeleteRepoResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deleteRepo<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Classifier_V1_DeleteRepoRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Classifier_V1_DeleteRepoRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Classifier_V1_DeleteRepoResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Classifier_V1_DeleteRepoResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "RecordChoice" method.
@@ -785,6 +923,43 @@ extension Inspect_Classifier_V1_RepoClassifierService {
             )
         }
 
+        /// Call the "DeleteRepo" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes a catalog entry (and the picks recorded for it). A repository named in the seed
+        /// > file stays removed after a restart.
+        /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the catalog has no
+        /// > such repository.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inspect_Classifier_V1_DeleteRepoRequest` message.
+        ///   - serializer: A serializer for `Inspect_Classifier_V1_DeleteRepoRequest` messages.
+        ///   - deserializer: A deserializer for `Inspect_Classifier_V1_DeleteRepoResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deleteRepo<Result>(
+            request: GRPCCore.ClientRequest<Inspect_Classifier_V1_DeleteRepoRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inspect_Classifier_V1_DeleteRepoRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inspect_Classifier_V1_DeleteRepoResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Classifier_V1_DeleteRepoResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inspect_Classifier_V1_RepoClassifierService.Method.DeleteRepo.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "RecordChoice" method.
         ///
         /// > Source IDL Documentation:
@@ -916,6 +1091,38 @@ extension Inspect_Classifier_V1_RepoClassifierService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Classifier_V1_UpsertRepoRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Classifier_V1_UpsertRepoResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteRepo" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes a catalog entry (and the picks recorded for it). A repository named in the seed
+    /// > file stays removed after a restart.
+    /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the catalog has no
+    /// > such repository.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inspect_Classifier_V1_DeleteRepoRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteRepo<Result>(
+        request: GRPCCore.ClientRequest<Inspect_Classifier_V1_DeleteRepoRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Classifier_V1_DeleteRepoResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deleteRepo(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inspect_Classifier_V1_DeleteRepoRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inspect_Classifier_V1_DeleteRepoResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1057,6 +1264,42 @@ extension Inspect_Classifier_V1_RepoClassifierService.ClientProtocol {
             metadata: metadata
         )
         return try await self.upsertRepo(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeleteRepo" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes a catalog entry (and the picks recorded for it). A repository named in the seed
+    /// > file stays removed after a restart.
+    /// > Errors: INVALID_ARGUMENT if the name is not `owner/name`; NOT_FOUND if the catalog has no
+    /// > such repository.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deleteRepo<Result>(
+        _ message: Inspect_Classifier_V1_DeleteRepoRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inspect_Classifier_V1_DeleteRepoResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inspect_Classifier_V1_DeleteRepoRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deleteRepo(
             request: request,
             options: options,
             onResponse: handleResponse

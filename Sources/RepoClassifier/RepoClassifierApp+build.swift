@@ -27,7 +27,7 @@ extension RepoClassifierApp {
       configuration: configuration, servedServices: [Inspect_Classifier_V1_RepoClassifierService.descriptor])
     let paths = ClassifierPaths(configuration.dataDirectory)
     let seed = environment[catalogVariable].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
-    let catalog = try RepoCatalog(file: paths.catalog, seed: seed)
+    let catalog = try RepoCatalog(file: paths.catalog, seed: seed, legacy: paths.legacyCatalog)
     host.logger.info(
       "catalog loaded",
       metadata: [
@@ -115,6 +115,8 @@ extension RepoClassifierApp {
 struct ClassifierPaths {
   let root: URL
   init(_ dataDirectory: URL) { root = dataDirectory.appendingPathComponent("classifier", isDirectory: true) }
-  /// The catalog and the channel picks (``CatalogDocument``); also the default seed.
-  var catalog: URL { root.appendingPathComponent("catalog.json") }
+  /// The catalog and the channel picks (``RepoCatalog``).
+  var catalog: URL { root.appendingPathComponent("catalog.sqlite") }
+  /// Where earlier versions kept the catalog (a ``CatalogDocument``); taken into a new database.
+  var legacyCatalog: URL { root.appendingPathComponent("catalog.json") }
 }

@@ -71,6 +71,13 @@ struct RepoClassifierService: Inspect_Classifier_V1_RepoClassifierService.Simple
     }
   }
 
+  func deleteRepo(
+    request: Inspect_Classifier_V1_DeleteRepoRequest, context: ServerContext
+  ) async throws -> Inspect_Classifier_V1_DeleteRepoResponse {
+    let entry = try catalog.delete(request.name.trimmingCharacters(in: .whitespacesAndNewlines))
+    return .with { $0.repo = entry.proto }
+  }
+
   func recordChoice(
     request: Inspect_Classifier_V1_RecordChoiceRequest, context: ServerContext
   ) async throws -> Inspect_Classifier_V1_RecordChoiceResponse {

@@ -82,13 +82,13 @@ struct ClassifierQualityTests {
     #expect(examples.contains { !$0.thread.isEmpty } && examples.contains { $0.expected == nil })
   }
 
-  /// Measured: 0.651 lexical alone, 0.771 with the channels, 4 CONFIDENT and wrong
-  /// (docs/PERFORMANCE.md; in-sample: the scoring was adjusted while measuring on this set). The
-  /// issue's goal is 0.9 without a model; the misses are mostly words the catalog does not have
-  /// (README text is not indexed yet) and fixes that belong in another repository than the one
-  /// named. These guard what is reached.
-  static let floor = 0.75
-  static let lexicalFloor = 0.63
+  /// Measured: 0.675 lexical alone, 0.795 with the channels, 4 CONFIDENT and wrong
+  /// (docs/PERFORMANCE.md; in-sample: the scoring was adjusted while measuring on this set; the
+  /// READMEs were written without reading the messages). The goal is 0.9 without a
+  /// model; the misses are mostly words neither the catalog nor the READMEs have, and fixes that
+  /// belong in another repository than the one named. These guard what is reached.
+  static let floor = 0.79
+  static let lexicalFloor = 0.67
   static let mostConfidentWrong = 4
 
   @Test("top-1 accuracy without a model: lexical alone, and with the channels' priors (at least the measured floor)")

@@ -29,7 +29,7 @@ struct ClassifierScoringTests {
     #expect(named.decision == .confident)
     let top = try #require(named.candidates.first)
     #expect(top.repo == "local/demo")
-    #expect(top.reason.contains("name 'local/demo'"))
+    #expect(top.reason.contains("mentioned 'local/demo'"))
     #expect(top.score > 0.5 && top.score < 1)
 
     let aliased = rank("the calc rounds 0.1 + 0.2 wrong")
@@ -151,5 +151,63 @@ struct ClassifierScoringTests {
     let own = LexicalScorer.rank(text: "hello there", thread: [], channel: "#payments", in: index)
     #expect(own.candidates.map(\.points) == [LexicalScorer.listedChannelPrior])
     #expect(own.decision == .ambiguous)
+  }
+}
+
+@Suite("RepoClassifier's explicit mentions and README text")
+struct ClassifierMentionTests {
+  typealias Fixtures = ClassifierFixtures
+
+  @Test("links and owner/name written out are found; longer paths and URL paths are not")
+  func mentions() {
+    #expect(Tokenizer.repositoryMentions("see https://github.com/Acme/Web/pull/1873 please") == ["acme/web"])
+    #expect(Tokenizer.repositoryMentions("clone git@github.com:acme/payments-api.git") == ["acme/payments-api"])
+    #expect(Tokenizer.repositoryMentions("(github.com/acme/web)") == ["acme/web"])
+    #expect(Tokenizer.repositoryMentions("fix `local/demo`, then acme/web.") == ["local/demo", "acme/web"])
+    #expect(Tokenizer.repositoryMentions("edit src/pages/cart.tsx") == [])
+    #expect(Tokenizer.repositoryMentions("GET /v1/search?q=a, https://example.com/acme/web") == [])
+    // Pairs that are not repositories are found too; only catalog keys count.
+    #expect(Tokenizer.repositoryMentions("and/or 1/2") == ["and/or", "1/2"])
+    #expect(Tokenizer.repositoryMentions("nothing here") == [])
+  }
+
+  @Test("a link to a repository outweighs another repository's hints; in the thread it counts less")
+  func explicitWins() throws {
+    let index = Fixtures.index()
+    // "refund" and "stripe" are acme/payments-api's hints, but the link names acme/web.
+    let linked = LexicalScorer.rank(
+      text: "the refund page from stripe is broken, see https://github.com/acme/web/issues/12", thread: [],
+      channel: "", in: index)
+    #expect(linked.candidates.first?.repo == "acme/web")
+    #expect(linked.candidates.first?.reason.contains("mentioned 'acme/web'") == true)
+    let inThread = LexicalScorer.rank(
+      text: "and the refund too", thread: ["see https://github.com/acme/web/issues/12"], channel: "", in: index)
+    let web = try #require(inThread.candidates.first { $0.repo == "acme/web" })
+    #expect(web.reason.contains("thread: mentioned 'acme/web'"))
+    #expect(web.points == LexicalScorer.explicitWeight * LexicalScorer.threadFactor)
+  }
+
+  @Test("README words count, less than description words, capped, and not when most READMEs use them")
+  func readmeWords() throws {
+    var demo = Fixtures.demo
+    demo.readme = "# demo\nRounding uses decimal arithmetic; run the tests with unittest. Build and run it."
+    var web = Fixtures.web
+    web.readme = "# web\nBuild and run it with npm; tests run with vitest."
+    var api = Fixtures.api
+    api.readme = "# payments\nBuild and run it with go; tests run with go test."
+    let index = Fixtures.index([demo, web, api])
+    let ranked = LexicalScorer.rank(text: "rounding is off by one", thread: [], channel: "", in: index)
+    let top = try #require(ranked.candidates.first)
+    #expect(top.repo == "local/demo")
+    #expect(top.reason.contains("README words 'rounding'"))
+    #expect(top.points == LexicalScorer.readmeWordWeight)
+    // "build" and "run" are in every README: they say nothing.
+    #expect(LexicalScorer.rank(text: "build run", thread: [], channel: "", in: index).candidates.isEmpty)
+    // Many README words cannot add up past the cap.
+    demo.readme = (0..<200).map { "word\($0)" }.joined(separator: " ")
+    let capped = LexicalScorer.rank(
+      text: (0..<200).map { "word\($0)" }.joined(separator: " "), thread: [], channel: "",
+      in: Fixtures.index([demo, web, api]))
+    #expect(capped.candidates.first?.points == LexicalScorer.readmeCap)
   }
 }

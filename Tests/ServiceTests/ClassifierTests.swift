@@ -50,6 +50,71 @@ struct ClassifierTests {
     }
   }
 
+  @Test("DeleteRepo removes an entry and its picks; the seed does not bring it back; upserting it again does")
+  func deleteRepo() async throws {
+    try await TemporaryDirectory.with { directory in
+      let seed = directory.appendingPathComponent("seed.json")
+      try Data(#"{"repos": [{"name": "acme/web", "hints": ["deploy"]}, {"name": "local/demo"}]}"#.utf8).write(to: seed)
+      let configuration = testConfiguration(.classifier, dataDirectory: directory)
+      let environment = [RepoClassifierApp.catalogVariable: seed.path]
+      try await withRunningService(RepoClassifierApp.build(configuration, environment: environment)) { addresses in
+        try await withClient(addresses.grpc) { client in
+          let classifier = Inspect_Classifier_V1_RepoClassifierService.Client(wrapping: client)
+          _ = try await classifier.recordChoice(
+            .with {
+              $0.channel = "#ops"; $0.repo = "acme/web"
+            })
+          let deleted = try await classifier.deleteRepo(.with { $0.name = "ACME/Web" })
+          #expect(deleted.repo.name == "acme/web" && deleted.repo.hints == ["deploy"])
+          #expect(try await classifier.listRepos(.init()).repos.map(\.name) == ["local/demo"])
+          let again = await #expect(throws: RPCError.self) {
+            try await classifier.deleteRepo(.with { $0.name = "acme/web" })
+          }
+          #expect(again?.code == .notFound)
+          let bad = await #expect(throws: RPCError.self) { try await classifier.deleteRepo(.with { $0.name = "web" }) }
+          #expect(bad?.code == .invalidArgument)
+        }
+      }
+      // A restart with the same seed: still deleted.
+      try await withRunningService(RepoClassifierApp.build(configuration, environment: environment)) { addresses in
+        try await withClient(addresses.grpc) { client in
+          let classifier = Inspect_Classifier_V1_RepoClassifierService.Client(wrapping: client)
+          #expect(try await classifier.listRepos(.init()).repos.map(\.name) == ["local/demo"])
+          _ = try await classifier.upsertRepo(.with { $0.repo = .with { $0.name = "acme/web" } })
+          // Its old picks went with it.
+          let ranked = try await classifier.classify(.message("hello there", channel: "#ops"))
+          #expect(ranked.candidates.isEmpty)
+        }
+      }
+      try await withRunningService(RepoClassifierApp.build(configuration, environment: environment)) { addresses in
+        try await withClient(addresses.grpc) { client in
+          let classifier = Inspect_Classifier_V1_RepoClassifierService.Client(wrapping: client)
+          let names = try await classifier.listRepos(.init()).repos.map(\.name)
+          #expect(names == ["acme/web", "local/demo"])
+        }
+      }
+    }
+  }
+
+  @Test("a catalog kept by an earlier version in catalog.json is taken into the new database once")
+  func legacyImport() async throws {
+    try await TemporaryDirectory.with { directory in
+      let legacy = ClassifierPaths(directory).legacyCatalog
+      try FileManager.default.createDirectory(at: legacy.deletingLastPathComponent(), withIntermediateDirectories: true)
+      try Data(
+        ##"{"repos": [{"name": "acme/web", "readme": "# web"}], "choices": {"#ops": {"acme/web": 3, "gone/repo": 1}}}"##
+          .utf8
+      ).write(to: legacy)
+      let catalog = try RepoCatalog(file: ClassifierPaths(directory).catalog, legacy: legacy)
+      #expect(catalog.repos.map(\.name) == ["acme/web"] && catalog.repos.first?.readme == "# web")
+      #expect(catalog.index.choices == ["ops": ["acme/web": 3]])
+      _ = try catalog.delete("acme/web")
+      // Opened again: the database is not new, the old file is not read again.
+      let reopened = try RepoCatalog(file: ClassifierPaths(directory).catalog, legacy: legacy)
+      #expect(reopened.repos.isEmpty)
+    }
+  }
+
   @Test("the catalog and the channel picks survive a rebuild in the same data directory")
   func persistence() async throws {
     try await TemporaryDirectory.with { directory in
@@ -191,12 +256,12 @@ struct ClassifierTests {
     ])
   func malformedCatalog(contents: String, problem: String) async throws {
     try await TemporaryDirectory.with { directory in
-      let file = ClassifierPaths(directory).catalog
-      try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+      let file = directory.appendingPathComponent("seed.json")
       try Data(contents.utf8).write(to: file)
       let error = await #expect(throws: ConfigurationError.self) {
         _ = try await RepoClassifierApp.build(
-          testConfiguration(.classifier, dataDirectory: directory), environment: [:])
+          testConfiguration(.classifier, dataDirectory: directory),
+          environment: [RepoClassifierApp.catalogVariable: file.path])
       }
       #expect(error?.description.contains("catalog file \(file.path) is malformed: ") == true)
       #expect(error?.description.contains(problem) == true, "\(error?.description ?? "no error")")

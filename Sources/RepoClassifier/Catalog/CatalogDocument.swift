@@ -1,12 +1,14 @@
 import Foundation
 import InspectKit
 
-/// The catalog as a JSON file: the seed a person writes and the copy the service keeps in
-/// `<data-dir>/classifier/catalog.json`.
+/// The catalog as a JSON file: the seed a person writes (`INSPECT_CLASSIFIER_CATALOG`), and the
+/// file earlier versions kept the catalog in (`<data-dir>/classifier/catalog.json`, taken into the
+/// database once); also the catalog in memory.
 ///
 /// ```json
 /// {
-///   "repos": [{"name": "local/demo", "description": "…", "hints": ["calculator"], "aliases": [], "channels": ["#demo"]}],
+///   "repos": [{"name": "local/demo", "description": "…", "hints": ["calculator"], "aliases": [], "channels": ["#demo"],
+///              "readme": "# demo\n…"}],
 ///   "choices": {"demo": {"local/demo": 2}}
 /// }
 /// ```

@@ -3,27 +3,38 @@ import InspectProtos
 
 /// One repository of the catalog, with the fields of `docs/CONTRACTS.md`: its `owner/name`, a
 /// description, hints (words, paths, product names that point at it), aliases (other names
-/// people use) and the channels where it is the usual repository.
+/// people use), the channels where it is the usual repository, and the text of its README.
 struct CatalogEntry: Sendable, Equatable {
+  /// A README longer than this is cut (its start says what the repository is).
+  static let readmeLimit = 64 << 10
+
   var name: String
   var description: String
   var hints: [String]
   var aliases: [String]
   var channels: [String]
+  var readme: String
 
   /// Trims every field and drops empty and repeated list items; the name is not checked here.
-  init(name: String, description: String = "", hints: [String] = [], aliases: [String] = [], channels: [String] = []) {
+  init(
+    name: String, description: String = "", hints: [String] = [], aliases: [String] = [], channels: [String] = [],
+    readme: String = ""
+  ) {
     self.name = name.trimmingCharacters(in: .whitespacesAndNewlines)
     self.description = description.trimmingCharacters(in: .whitespacesAndNewlines)
     self.hints = Self.cleaned(hints)
     self.aliases = Self.cleaned(aliases)
     self.channels = Self.cleaned(channels)
+    let readme = readme.trimmingCharacters(in: .whitespacesAndNewlines)
+    self.readme =
+      readme.utf8.count <= Self.readmeLimit
+      ? readme : String(decoding: readme.utf8.prefix(Self.readmeLimit), as: UTF8.self)
   }
 
   init(proto: Inspect_Classifier_V1_Repo) {
     self.init(
       name: proto.name, description: proto.description_p, hints: proto.hints, aliases: proto.aliases,
-      channels: proto.channels)
+      channels: proto.channels, readme: proto.readme)
   }
 
   var proto: Inspect_Classifier_V1_Repo {
@@ -33,6 +44,7 @@ struct CatalogEntry: Sendable, Equatable {
       $0.hints = hints
       $0.aliases = aliases
       $0.channels = channels
+      $0.readme = readme
     }
   }
 
@@ -72,7 +84,7 @@ struct CatalogEntry: Sendable, Equatable {
 
 extension CatalogEntry: Codable {
   enum CodingKeys: String, CodingKey, CaseIterable {
-    case name, description, hints, aliases, channels
+    case name, description, hints, aliases, channels, readme
   }
 
   /// Strict on purpose: a misspelt field (`hint`) in a hand-written catalog is an error, not a
@@ -84,7 +96,7 @@ extension CatalogEntry: Codable {
       throw DecodingError.dataCorruptedError(
         forKey: unknown, in: allFields,
         debugDescription: "unknown field '\(unknown.stringValue)' (a repository has name, description, hints, "
-          + "aliases and channels)")
+          + "aliases, channels and readme)")
     }
     let container = try decoder.container(keyedBy: CodingKeys.self)
     let name = try container.decode(String.self, forKey: .name)
@@ -96,7 +108,8 @@ extension CatalogEntry: Codable {
       description: try container.decodeIfPresent(String.self, forKey: .description) ?? "",
       hints: try container.decodeIfPresent([String].self, forKey: .hints) ?? [],
       aliases: try container.decodeIfPresent([String].self, forKey: .aliases) ?? [],
-      channels: try container.decodeIfPresent([String].self, forKey: .channels) ?? [])
+      channels: try container.decodeIfPresent([String].self, forKey: .channels) ?? [],
+      readme: try container.decodeIfPresent(String.self, forKey: .readme) ?? "")
   }
 }
 

@@ -17,6 +17,8 @@ struct CatalogIndex: Sendable {
     var bareName: Phrase
     var hints: [Phrase]
     var descriptionWords: Set<String>
+    /// Words of the README that are not description words.
+    var readmeWords: Set<String>
     /// Normalized with ``ChannelName/normalized(_:)``.
     var channels: Set<String>
 
@@ -28,6 +30,7 @@ struct CatalogIndex: Sendable {
       bareName = phrase(bare)
       hints = entry.hints.map(phrase).filter { !$0.words.isEmpty }
       descriptionWords = Set(Tokenizer.words(entry.description))
+      readmeWords = Set(Tokenizer.words(entry.readme)).subtracting(descriptionWords)
       channels = Set(entry.channels.map(ChannelName.normalized).filter { !$0.isEmpty })
     }
   }
@@ -36,10 +39,15 @@ struct CatalogIndex: Sendable {
   var repos: [Repo]
   /// For each description word, how many repositories' descriptions contain it.
   var descriptionFrequency: [String: Int]
+  /// For each README word, how many repositories' READMEs (and not descriptions) contain it.
+  var readmeFrequency: [String: Int]
+  /// README words in more READMEs than this say nothing about which repository is meant: a
+  /// quarter of the catalog, at least 2.
+  var commonReadmeWord: Int
   /// For each (normalized) channel, how many repositories list it.
   var channelListings: [String: Int]
   /// For each word that can start evidence (the first word of a name, alias, bare name or hint,
-  /// and every description word), the repositories (positions in ``repos``) it may count for:
+  /// and every description and README word), the repositories (positions in ``repos``) it may count for:
   /// a message is scored only against repositories sharing a word with it (or its channel).
   var reposByWord: [String: [Int]]
   /// For each (normalized) channel, the repositories listing it.
@@ -56,6 +64,12 @@ struct CatalogIndex: Sendable {
       for word in repo.descriptionWords { frequency[word, default: 0] += 1 }
     }
     descriptionFrequency = frequency
+    var readmeFrequency: [String: Int] = [:]
+    for repo in repos {
+      for word in repo.readmeWords { readmeFrequency[word, default: 0] += 1 }
+    }
+    self.readmeFrequency = readmeFrequency
+    commonReadmeWord = max(2, repos.count / 4)
     var listings: [String: Int] = [:]
     for repo in repos {
       for channel in repo.channels { listings[channel, default: 0] += 1 }
@@ -66,7 +80,9 @@ struct CatalogIndex: Sendable {
     var byKey: [String: Int] = [:]
     for (position, repo) in repos.enumerated() {
       let starts = (repo.names + [repo.bareName] + repo.hints).compactMap(\.words.first)
-      for word in Set(starts).union(repo.descriptionWords) { byWord[word, default: []].insert(position) }
+      for word in Set(starts).union(repo.descriptionWords).union(repo.readmeWords) {
+        byWord[word, default: []].insert(position)
+      }
       for channel in repo.channels { byChannel[channel, default: []].append(position) }
       byKey[repo.entry.key] = position
     }

@@ -7,10 +7,12 @@ import Foundation
 ///
 /// | evidence | points |
 /// |---|---|
+/// | `owner/name` written out, or a URL of the repository (`github.com/owner/name/…`) | ``explicitWeight`` |
 /// | `owner/name` or an alias, as consecutive words | ``nameWeight`` |
 /// | the name without its owner (`demo`) | ``bareNameWeight`` |
 /// | each hint, as consecutive words | ``hintWeight`` |
 /// | each description word not already counted above | ``descriptionWordWeight`` ÷ number of repositories whose description has it, at most ``descriptionCap`` in all |
+/// | each README word not already counted above | ``readmeWordWeight`` ÷ number of repositories whose README has it, at most ``readmeCap`` in all |
 /// | the channel is one of the repository's `channels` | ``listedChannelPrior`` ÷ number of repositories listing the channel |
 /// | people picked it in this channel | ``choicePrior`` × picks ÷ (all picks in the channel + ``choiceSmoothing``) |
 ///
@@ -20,7 +22,9 @@ import Foundation
 enum LexicalScorer {
   // MARK: - Weights
 
-  /// Naming the repository (`owner/name`) or an alias: the strongest evidence there is.
+  /// `owner/name` written as such, or a link to the repository: people said which one they mean.
+  static let explicitWeight = 2.0
+  /// Naming the repository (`owner/name` as words) or an alias.
   static let nameWeight = 1.0
   /// The name without its owner: almost as strong, but bare names are often ordinary words.
   static let bareNameWeight = 0.8
@@ -30,6 +34,11 @@ enum LexicalScorer {
   static let descriptionWordWeight = 0.15
   /// At most this much from description words, so a long description cannot outweigh a name.
   static let descriptionCap = 0.45
+  /// One README word shared by one repository: README text is long and general, so it weighs
+  /// a third of a description word.
+  static let readmeWordWeight = 0.05
+  /// At most this much from README words.
+  static let readmeCap = 0.3
   /// What evidence found only in the thread is worth, relative to the message itself.
   static let threadFactor = 0.4
   /// The channel lists the repository as its usual one; split among the repositories that list
@@ -113,7 +122,7 @@ enum LexicalScorer {
     let channelName = channel.trimmingCharacters(in: .whitespaces)
     let (listings, picks) = (index.channelListings[channelKey] ?? 1, index.choices[channelKey] ?? [:])
     func score(_ repo: CatalogIndex.Repo, reasons: Bool) -> Evidence {
-      var evidence = evidence(for: repo, in: message, frequency: index.descriptionFrequency, reasons: reasons)
+      var evidence = evidence(for: repo, in: message, index: index, reasons: reasons)
       if !channelKey.isEmpty {
         evidence.addPriors(
           for: repo, channel: channelName, key: channelKey, listings: listings, picks: picks, reasons: reasons)
@@ -147,12 +156,16 @@ enum LexicalScorer {
   }
 
   private static func evidence(
-    for repo: CatalogIndex.Repo, in message: MessageWords, frequency: [String: Int], reasons: Bool
+    for repo: CatalogIndex.Repo, in message: MessageWords, index: CatalogIndex, reasons: Bool
   ) -> Evidence {
     var evidence = Evidence(reasons: reasons)
     var counted: Set<String> = []
-    // The name counts once: the best of the full name, an alias and the bare name.
+    // The name counts once: the best of an explicit mention, the full name, an alias and the
+    // bare name.
     var best: (points: Double, factor: Double, label: String, words: [String])?
+    if let factor = message.explicitFactor(of: repo.entry.key) {
+      best = (explicitWeight * factor, factor, "mentioned '\(repo.entry.name)'", repo.names.first?.words ?? [])
+    }
     for (index, name) in repo.names.enumerated() {
       guard let factor = message.factor(of: name.words) else { continue }
       let label = index == 0 ? "name '\(name.text)'" : "alias '\(name.text)'"
@@ -173,11 +186,24 @@ enum LexicalScorer {
     var descriptionPoints = 0.0
     for word in message.allWords where repo.descriptionWords.contains(word) && !counted.contains(word) {
       guard let factor = message.factor(of: word) else { continue }
-      let points = descriptionWordWeight * factor / Double(max(frequency[word] ?? 1, 1))
+      let points = descriptionWordWeight * factor / Double(max(index.descriptionFrequency[word] ?? 1, 1))
       descriptionPoints += points
       evidence.add(0, "description word '\(word)'", factor: factor)
     }
     evidence.points += min(descriptionPoints, descriptionCap)
+    var readmePoints = 0.0
+    var readmeWords: [String] = []
+    for word in message.allWords where repo.readmeWords.contains(word) && !counted.contains(word) {
+      let frequency = index.readmeFrequency[word] ?? 1
+      // A word most READMEs use ("run", "test", "build") says nothing.
+      guard frequency <= index.commonReadmeWord, let factor = message.factor(of: word) else { continue }
+      readmePoints += readmeWordWeight * factor / Double(max(frequency, 1))
+      if reasons { readmeWords.append(word) }
+    }
+    if readmePoints > 0 {
+      evidence.points += min(readmePoints, readmeCap)
+      if reasons { evidence.inMessage.append("README words '\(readmeWords.prefix(5).joined(separator: "', '"))'") }
+    }
     return evidence
   }
 }
@@ -192,6 +218,10 @@ private struct MessageWords {
   let threadSet: Set<String>
   /// Every word of the message and the thread, sorted (for description words, in a stable order).
   let allWords: [String]
+  /// Repository keys (`owner/name`, lowercased) written out or linked in the message, and in the
+  /// thread.
+  let explicitInText: Set<String>
+  let explicitInThread: Set<String>
 
   init(text: String, thread: [String]) {
     self.text = Tokenizer.words(text)
@@ -199,6 +229,15 @@ private struct MessageWords {
     textSet = Set(self.text)
     threadSet = Set(self.thread.joined())
     allWords = textSet.union(threadSet).sorted()
+    explicitInText = Tokenizer.repositoryMentions(text)
+    explicitInThread = Set(thread.flatMap(Tokenizer.repositoryMentions))
+  }
+
+  /// 1 when the message names the repository explicitly, ``LexicalScorer/threadFactor`` when
+  /// only the thread does.
+  func explicitFactor(of key: String) -> Double? {
+    if explicitInText.contains(key) { return 1 }
+    return explicitInThread.contains(key) ? LexicalScorer.threadFactor : nil
   }
 
   /// 1 when the message has `phrase`, ``LexicalScorer/threadFactor`` when only one message of

@@ -49,4 +49,54 @@ enum Tokenizer {
     }
     return false
   }
+
+  /// `owner/name` pairs written out in `text` (lowercased): links to a repository
+  /// (`github.com/owner/name`, `…/pull/12`, `git@github.com:owner/name.git`) and `owner/name`
+  /// standing alone as a word. Only pairs that are catalog keys count, so a pair that is not a
+  /// repository (`and/or`) is harmless. Scanned by hand: it runs on every message.
+  static func repositoryMentions(_ text: String) -> Set<String> {
+    guard text.contains("/") else { return [] }
+    var found: Set<String> = []
+    let lower = Array(text.lowercased().unicodeScalars)
+    func isNameCharacter(_ scalar: Unicode.Scalar) -> Bool {
+      (scalar.properties.isAlphabetic && scalar.isASCII) || ("0"..."9").contains(scalar) || scalar == "-"
+        || scalar == "_" || scalar == "."
+    }
+    /// The name part starting at `start` (dots at its end and a `.git` suffix dropped).
+    func part(from start: Int) -> (String, end: Int)? {
+      var end = start
+      while end < lower.count, isNameCharacter(lower[end]) { end += 1 }
+      var name = String(String.UnicodeScalarView(lower[start..<end]))
+      if name.hasSuffix(".git") { name.removeLast(4) }
+      while name.hasSuffix(".") { name.removeLast() }
+      return name.isEmpty || name == "." || name == ".." ? nil : (name, end)
+    }
+    // Links: `github.com/owner/name…` or `github.com:owner/name`, wherever they are.
+    let host = Array("github.com".unicodeScalars)
+    var position = 0
+    while position + host.count < lower.count {
+      defer { position += 1 }
+      guard lower[position] == host[0], Array(lower[position..<(position + host.count)]) == host else { continue }
+      let after = position + host.count
+      guard lower[after] == "/" || lower[after] == ":", let (owner, afterOwner) = part(from: after + 1),
+        afterOwner < lower.count, lower[afterOwner] == "/", let (name, _) = part(from: afterOwner + 1)
+      else { continue }
+      found.insert("\(owner)/\(name)")
+    }
+    // `owner/name` standing alone as a word (not part of a longer path or a link).
+    position = 0
+    while position < lower.count {
+      let opensWord = position == 0 || " \t\n(<`'\"[*_|".unicodeScalars.contains(lower[position - 1])
+      guard opensWord, isNameCharacter(lower[position]), let (first, afterFirst) = part(from: position) else {
+        position += 1
+        continue
+      }
+      if afterFirst < lower.count, lower[afterFirst] == "/", let (name, afterName) = part(from: afterFirst + 1) {
+        let closes = afterName == lower.count || " \t\n)>`'\",;:!?*_|".unicodeScalars.contains(lower[afterName])
+        if closes, !first.contains("github.com") { found.insert("\(first)/\(name)") }
+      }
+      position = max(afterFirst, position + 1)
+    }
+    return found
+  }
 }
