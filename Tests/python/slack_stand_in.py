@@ -4,7 +4,8 @@ token, answered as Slack does (HTTP 200 with `{"ok": true, ...}` or `{"ok": fals
 told to answer a method's next calls with a 429 or an error.
 
 Methods: `chat.postMessage`, `chat.update`, `conversations.replies`, `conversations.info`,
-`users.info`. Anything else is `{"ok": false, "error": "unknown_method"}`.
+`users.info`. Anything else is `{"ok": false, "error": "unknown_method"}`. As Slack does, `chat.*`
+takes a JSON body and the read methods take form fields only (JSON arguments are not seen).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import itertools
 import json
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -38,6 +40,7 @@ class SlackStandIn:
         self.messages: dict[str, list[dict]] = {}  # channel id -> messages, oldest first
         self.scripted: dict[str, list[tuple]] = {}  # method -> answers to give first
         self.counter = itertools.count(1)
+        self.page_size = 4  # conversations.replies pages, small so that paging is exercised
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,10 +51,14 @@ class SlackStandIn:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
                 method = self.path.removeprefix("/api/")
-                try:
-                    body = json.loads(raw or b"{}")
-                except ValueError:
-                    body = {"unparsed": raw.decode(errors="replace")}
+                content_type = self.headers.get("Content-Type", "")
+                if content_type.startswith("application/x-www-form-urlencoded"):
+                    body = dict(urllib.parse.parse_qsl(raw.decode()))
+                else:
+                    try:
+                        body = json.loads(raw or b"{}")
+                    except ValueError:
+                        body = {"unparsed": raw.decode(errors="replace")}
                 status, answer, headers = stand_in.answer(method, body, self.headers.get("Authorization", ""),
                                                           self.headers.get("Content-Type", ""))
                 data = json.dumps(answer).encode()
@@ -83,8 +90,9 @@ class SlackStandIn:
     def next_ts(self) -> str:
         return f"{int(time.time())}.{next(self.counter):06d}"
 
-    def add_user(self, user: str, email: str, name: str, is_bot: bool = False):
-        self.users[user] = {"id": user, "name": name, "is_bot": is_bot, "profile": {"email": email, "real_name": name}}
+    def add_user(self, user: str, email: str, name: str, is_bot: bool = False, team: str = "T0001"):
+        self.users[user] = {"id": user, "team_id": team, "name": name, "is_bot": is_bot, "deleted": False,
+                            "profile": {"email": email, "real_name": name}}
 
     def add_channel(self, channel: str, name: str):
         self.channels[channel] = {"id": channel, "name": name, "is_channel": True}
@@ -131,8 +139,13 @@ class SlackStandIn:
     def _answer(self, method, body, authorization, content_type):
         if authorization != f"Bearer {self.token}":
             return 200, {"ok": False, "error": "invalid_auth"}, {}
-        if not content_type.startswith("application/json"):
-            return 200, {"ok": False, "error": "invalid_form_data"}, {}
+        # Write methods take JSON; read methods read only form fields (JSON arguments are
+        # ignored by Slack, as if none were sent).
+        if method.startswith("chat."):
+            if not content_type.startswith("application/json"):
+                return 200, {"ok": False, "error": "invalid_form_data"}, {}
+        elif not content_type.startswith("application/x-www-form-urlencoded"):
+            body = {}
         scripted = self.scripted.get(method)
         if scripted:
             kind, value = scripted.pop(0)
@@ -151,7 +164,13 @@ class SlackStandIn:
             thread = [m for m in self.messages.get(channel, []) if m["ts"] == ts or m.get("thread_ts") == ts]
             if not thread:
                 return 200, {"ok": False, "error": "thread_not_found"}, {}
-            return 200, {"ok": True, "messages": thread, "has_more": False}, {}
+            # Pages of at most `page_size` (Slack may return fewer than `limit`), oldest first.
+            start = int(body.get("cursor") or 0)
+            size = min(int(body.get("limit") or 1000), self.page_size)
+            page = thread[start:start + size]
+            more = start + size < len(thread)
+            return 200, {"ok": True, "messages": page, "has_more": more,
+                         "response_metadata": {"next_cursor": str(start + size) if more else ""}}, {}
         if method == "chat.postMessage":
             channel = body.get("channel")
             if channel not in self.channels:

@@ -58,6 +58,8 @@ def slack():
     stand_in = SlackStandIn(TOKEN, bot_user=BOT).start()
     stand_in.add_user("UADA", "ada@example.com", "ada")
     stand_in.add_user("USTRANGER", "stranger@elsewhere.example", "stranger")
+    # Another organisation's user in a shared channel, whose profile claims Ada's email.
+    stand_in.add_user("UGUEST", "ada@example.com", "not ada", team="T0OTHER")
     stand_in.add_channel("CDEMO", "inspect-demo")
     stand_in.add_channel("CRANDOM", "random")
     yield stand_in
@@ -204,10 +206,13 @@ def test_signatures_agree_with_slack_sdk(system):
 def test_bad_requests_are_refused_and_the_gateway_stays_up(system):
     events = system.http_url("Gateway", "/slack/events")
     interactions = system.http_url("Gateway", "/slack/interactions")
-    for body, fragment in [(b"{not json", "not a JSON object"), (b'{"type":"event_callback","event":{}}', "event_id"),
-                           (b'{"type":"app_rate_limited"}', "app_rate_limited")]:
+    for body, fragment in [(b"{not json", "not a JSON object"), (b'{"type":"event_callback","event":{}}', "event_id")]:
         answer = requests.post(events, data=body, headers=signed(body), timeout=TIMEOUT_S)
         assert answer.status_code == 400 and fragment in answer.json()["error"]["message"], answer.text
+    # A type Inspect does not act on is taken (Slack counts other answers against the app).
+    body = b'{"type":"app_rate_limited","team_id":"T0001","minute_rate_limited":1518467820}'
+    taken = requests.post(events, data=body, headers=signed(body), timeout=TIMEOUT_S)
+    assert taken.status_code == 200 and taken.json() == {"duplicate": False, "accepted": False}
     big = b'{"type":"event_callback","pad":"' + b"x" * (1 << 20) + b'"}'
     assert requests.post(events, data=big, headers=signed(big), timeout=TIMEOUT_S).status_code == 413
     for body in [b"nopayload=1", b"payload=%7Bnot-json"]:
@@ -308,11 +313,14 @@ def test_bots_are_never_answered(system, slack):
     assert len(slack.calls) == before, "nothing was said to a bot"
 
 
-def test_someone_inspect_does_not_know_is_told(system, slack):
-    event = mention(slack, "CDEMO", "USTRANGER", "fix average in calc.py")
-    assert post_event(system, event, "Ev0200STRANGER").json()["accepted"] is True
-    told = final_message(slack, "CDEMO", event["ts"], ("<@USTRANGER> is not an Inspect user",))
-    assert "email" in told.body["text"]
+@pytest.mark.parametrize("user", ["USTRANGER", "UGUEST"])
+def test_someone_inspect_does_not_know_is_told(system, slack, user):
+    """No Inspect user has the email, or the account belongs to another workspace (a shared
+    channel's guest whose profile claims a member's email)."""
+    event = mention(slack, "CDEMO", user, "fix average in calc.py")
+    assert post_event(system, event, f"Ev0200{user}").json()["accepted"] is True
+    told = final_message(slack, "CDEMO", event["ts"], (f"<@{user}> is not an Inspect user",))
+    assert "inspect admin users add" in told.body["text"]
     assert not [c for c in posts_in_thread(slack.calls, "CDEMO", event["ts"]) if c.body["text"] == "Working on it…"]
 
 
@@ -368,9 +376,14 @@ def test_ambiguous_repository_is_asked_with_buttons_and_the_choice_is_recorded(s
     assert ranking.candidates[0].repo == "local/demo", ranking
 
 
-def test_stop_button_stops_the_turn(system, slack):
-    event = mention(slack, "CDEMO", "UADA", "make average([]) in calc.py return 0")
-    thread = event["ts"]
+def test_stop_button_stops_the_turn_and_the_thread_is_the_context(system, slack):
+    # A thread with more earlier messages than one page of conversations.replies.
+    root = slack.say("CDEMO", "USTRANGER", "average([]) raises ZeroDivisionError in prod")
+    thread = root["ts"]
+    for n in range(6):
+        slack.say("CDEMO", "USTRANGER", f"still broken {n}", thread)
+    event = mention(slack, "CDEMO", "UADA", "make average([]) in calc.py return 0", thread)
+    slack.say("CDEMO", "USTRANGER", "said after the mention", thread)
     assert post_event(system, event, "Ev0500STOP").json()["accepted"] is True
     progress = slack.wait_for(
         lambda calls: next((c for c in posts_in_thread(calls, "CDEMO", thread) if c.body["text"] == "Working on it…"),
@@ -385,3 +398,16 @@ def test_stop_button_stops_the_turn(system, slack):
     assert "stopped from Slack by Ada Lovelace" in stopped.body["text"]
     refused = [c for c in posts_in_thread(slack.calls, "CDEMO", thread) if "USTRANGER" in c.body["text"]]
     assert refused and "not an Inspect user" in refused[0].body["text"]
+
+    # The prompt is the request, then the thread's earlier messages (every page, oldest first;
+    # nothing said after it, no bot's message).
+    with requests.get(system.http_url("Gateway", f"/v1/sessions/{session_id}/events"), headers=auth(system.token),
+                      stream=True, timeout=TIMEOUT_S) as events:
+        frames = read_frames(events, 50, until="prompt_queued")
+    prompt = json.loads(frames[-1]["data"])["promptQueued"]["text"]
+    assert prompt.startswith("make average([]) in calc.py return 0\n\nEarlier in the Slack thread (oldest first):\n")
+    assert "> <@USTRANGER>: average([]) raises ZeroDivisionError in prod\n" in prompt
+    assert prompt.endswith("> <@USTRANGER>: still broken 5"), prompt
+    assert "said after the mention" not in prompt and "Working on it" not in prompt
+    replies = slack.calls_of("conversations.replies", channel="CDEMO", ts=thread)
+    assert len(replies) >= 3, "every page was read"

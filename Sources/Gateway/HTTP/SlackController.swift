@@ -63,7 +63,12 @@ struct SlackController: Sendable {
       guard envelope["event"] is [String: Any] else { throw APIError(.badRequest, "the event_callback has no event") }
       return try await deliver(kind: "event", id: id, payload: body)
     default:
-      throw APIError(.badRequest, "Inspect does not take Events API requests of type '\(type)'")
+      // E.g. `app_rate_limited`: Slack counts answers other than 2xx against the app, so any
+      // signed request of a type Inspect does not act on is taken and set aside.
+      let json = #"{"duplicate":false,"accepted":false}"#
+      return Response(
+        status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+        body: .init(byteBuffer: ByteBuffer(string: json)))
     }
   }
 

@@ -89,11 +89,12 @@ extension IndexDatabase {
   }
 
   /// Stores a delivery as pending; false when its id was stored before (nothing is changed),
-  /// except a delivery that failed: GitHub's "Redeliver" makes it pending again.
-  func storeDelivery(id: String, event: String, payload: Data) async throws -> Bool {
+  /// except a delivery that failed when `repeatFailed`: GitHub's "Redeliver" (a person's choice)
+  /// makes it pending again. Slack's retries are automatic and never repeat a failure.
+  func storeDelivery(id: String, event: String, payload: Data, repeatFailed: Bool = true) async throws -> Bool {
     try await writer.write { db in
       if let existing = try WebhookDeliveryRecord.fetchOne(db, key: id) {
-        guard existing.state == .failed else { return false }
+        guard repeatFailed, existing.state == .failed else { return false }
       }
       try WebhookDeliveryRecord(
         id: id, event: event, payload: payload, receivedAt: Date(), state: .pending, outcome: "", processedAt: nil

@@ -103,7 +103,9 @@ actor SlackPoster {
         logger.notice(
           "Slack rate-limited a call", metadata: ["slack.method": "\(method)", "retry_after": "\(seconds)"])
         nextAllowed[channel] = .now + .seconds(seconds)
-      } catch SlackError.unavailable(let message) where attempt < Self.maxAttempts {
+      } catch SlackError.unavailable(let message) where attempt < Self.maxAttempts && operation.updatedTs != nil {
+        // Only updates are sent again: they are idempotent, while a post that timed out may have
+        // been posted, and a second would show twice.
         logger.warning("Slack could not be reached", metadata: ["error": "\(message)"])
         nextAllowed[channel] = .now + interval * attempt
       } catch {

@@ -93,6 +93,8 @@ final class SlackProcessor: Service, DeliveryHandler {
   /// newest kept, and at most this many characters in all.
   static let contextMessages = 30
   static let contextCharacters = 6000
+  /// Pages of `conversations.replies` read at most.
+  static let contextPages = 10
 
   let registry: SessionRegistry
   let settings: SlackSettings
@@ -124,7 +126,10 @@ final class SlackProcessor: Service, DeliveryHandler {
   func accept(
     kind: Kind, id: String, payload: JSONValue, bytes: Data
   ) async throws -> Inspect_Session_V1_DeliverSlackResponse {
-    let ignored = kind == .event ? Self.ignoredEvent(payload) : Self.ignoredInteraction(payload)
+    var ignored = kind == .event ? Self.ignoredEvent(payload) : Self.ignoredInteraction(payload)
+    if ignored == nil, settings.botToken?.isEmpty != false {
+      ignored = "Slack is not configured on SessionService: set INSPECT_SLACK_BOT_TOKEN"
+    }
     let stored = try await queue.store(
       id: "\(DeliverySource.slackPrefix)\(kind.rawValue):\(id)", event: "slack.\(kind.rawValue)",
       payload: ignored == nil ? bytes : Data("{}".utf8), act: ignored == nil, ignoredBecause: ignored ?? "")
@@ -143,6 +148,10 @@ final class SlackProcessor: Service, DeliveryHandler {
     if event["bot_id"] != nil || event["subtype"]?.stringValue == "bot_message" { return "a bot's message" }
     if let subtype = event["subtype"]?.stringValue, !["thread_broadcast", "file_share"].contains(subtype) {
       return "a \(subtype) message"
+    }
+    if type == "message", event["channel_type"]?.stringValue != "im", event["thread_ts"] == nil {
+      // Channel messages matter only as follow-ups in a thread; their text is not kept.
+      return "a channel message outside a thread"
     }
     return nil
   }
@@ -171,6 +180,24 @@ final class SlackProcessor: Service, DeliveryHandler {
     case let error as RPCError: [.unavailable, .deadlineExceeded, .resourceExhausted].contains(error.code)
     default: false
     }
+  }
+
+  func retryAfter(_ error: any Error) -> TimeInterval? {
+    if case SlackError.rateLimited(let seconds, _) = error { TimeInterval(seconds) } else { nil }
+  }
+
+  /// Requests of one thread are acted on in order; threads do not wait for each other.
+  func serialKey(_ delivery: WebhookDeliveryRecord) -> String? {
+    guard let payload = try? JSONValue.decode(delivery.payload) else { return nil }
+    if let event = payload["event"], let channel = event["channel"]?.stringValue {
+      return "\(channel):\(event["thread_ts"]?.stringValue ?? event["ts"]?.stringValue ?? "")"
+    }
+    guard let channel = payload["channel"]?["id"]?.stringValue ?? payload["container"]?["channel_id"]?.stringValue
+    else { return nil }
+    let thread =
+      payload["message"]?["thread_ts"]?.stringValue ?? payload["container"]?["thread_ts"]?.stringValue
+      ?? payload["container"]?["message_ts"]?.stringValue ?? ""
+    return "\(channel):\(thread)"
   }
 
   func process(_ delivery: WebhookDeliveryRecord) async throws -> (WebhookDeliveryRecord.State, String) {
@@ -220,20 +247,27 @@ final class SlackProcessor: Service, DeliveryHandler {
       guard !mentions else { return (.ignored, "a mention: its app_mention event acts on it") }
       guard !settings.requireMention else { return (.ignored, "follow-ups must mention the app") }
     }
+    // Only someone who spoke to the app (a mention, a direct message) is answered when their
+    // message cannot be acted on; chatter in a followed thread is passed over quietly.
+    let addressed = mentions || isDirect
     let prompt = Self.stripMentions(text, of: botUser)
     guard !prompt.isEmpty else {
-      _ = try await poster.post(
-        channel: channel, thread: root,
-        text: "Tell me what to change, e.g. _@Inspect the checkout test is flaky, fix it_.")
+      if addressed {
+        _ = try await poster.post(
+          channel: channel, thread: root,
+          text: "Tell me what to change, e.g. _@Inspect the checkout test is flaky, fix it_.")
+      }
       return (.ignored, "the message says nothing but the mention")
     }
-    guard let user = try await inspectUser(slackUser) else {
-      _ = try await poster.post(
-        channel: channel, thread: root,
-        text:
-          "<@\(slackUser)> is not an Inspect user yet: an Inspect admin adds you with the email of your Slack profile "
-          + "(`inspect admin users create`), then mention me again.")
-      return (.ignored, "Slack user \(slackUser) is not an Inspect user")
+    guard let user = try await inspectUser(slackUser, team: team) else {
+      if addressed {
+        _ = try await poster.post(
+          channel: channel, thread: root,
+          text:
+            "<@\(slackUser)> is not an Inspect user yet: an Inspect admin adds you with the email of your Slack "
+            + "profile (`inspect admin users add \"Your Name\" --email you@example.com`), then mention me again.")
+      }
+      return (.ignored, "Slack user \(slackUser) is not an Inspect user of this workspace")
     }
     let idempotencyKey = "slack:\(channel):\(ts)"
     if let existing {
@@ -295,7 +329,10 @@ final class SlackProcessor: Service, DeliveryHandler {
           + "Mention me again naming the repository (`owner/name`).")
       return (.done, "no repository fits; asked to name one")
     }
-    let text = "Which repository is this about? Choose one and I'll start."
+    let text =
+      ranking.decision == .none
+      ? "I couldn't tell which repository this is about. Is it one of these? If not, mention me again naming it."
+      : "Which repository is this about? Choose one and I'll start."
     let blocks = SlackText.question(text, candidates: candidates)
     let ts = try await poster.post(channel: thread.channel, thread: thread.threadTs, text: text, blocks: blocks)
     thread.questionTs = ts
@@ -304,22 +341,32 @@ final class SlackProcessor: Service, DeliveryHandler {
   }
 
   /// Starts the thread's session in `repository` with the request as its first prompt.
+  ///
+  /// Every step can be taken again: a retry after a partial success (the session created, its
+  /// prompt not sent yet) finishes the work without a second session or prompt. The thread's
+  /// record (with the request and its context) is saved before the session exists, so the
+  /// reporter always finds it.
   private func start(_ thread: inout SlackThreadRecord, repository: String, by user: UserRecord) async throws -> String
   {
-    if let existing = try await index.session(externalKey: thread.key) { return existing.id }
-    let id = Identifier.make(.session)
-    let now = Date()
-    let record = SessionRecord(
-      id: id, title: "", repository: repository, baseBranch: "main", branch: "inspect/\(id)", state: .idle,
-      model: settings.model, client: "slack", externalKey: thread.key, createdBy: user.id, createdAt: now,
-      updatedAt: now, lastSeq: 0, currentTurnId: nil, queuedPrompts: 0)
-    let session = try await registry.create(record, creator: user)
-    thread.sessionId = id
     thread.following = true
+    try await index.saveSlackThread(thread)
+    let id: String
+    if let existing = try await index.session(externalKey: thread.key) {
+      id = existing.id
+    } else {
+      id = Identifier.make(.session)
+      let now = Date()
+      let record = SessionRecord(
+        id: id, title: "", repository: repository, baseBranch: "main", branch: "inspect/\(id)", state: .idle,
+        model: settings.model, client: "slack", externalKey: thread.key, createdBy: user.id, createdAt: now,
+        updatedAt: now, lastSeq: 0, currentTurnId: nil, queuedPrompts: 0)
+      _ = try await registry.create(record, creator: user)
+    }
+    thread.sessionId = id
     try await index.saveSlackThread(thread)
     let text = thread.requestText
     let idempotencyKey = "slack:\(thread.channel):\(thread.requestTs)"
-    _ = try await registry.withSession(id: session.id) { session in
+    _ = try await registry.withSession(id: id) { session in
       _ = try await session.sendPrompt(text: text, author: user, client: "slack", idempotencyKey: idempotencyKey)
       await registry.scheduleTurns(for: session)
     }
@@ -339,23 +386,29 @@ final class SlackProcessor: Service, DeliveryHandler {
     else { return (.failed, "the interaction names no user, channel or message") }
     let threadTs = payload["message"]?["thread_ts"]?.stringValue ?? payload["container"]?["thread_ts"]?.stringValue
     let value = action["value"]?.stringValue ?? ""
+    let team = payload["team"]?["id"]?.stringValue ?? payload["user"]?["team_id"]?.stringValue ?? ""
     switch actionID {
     case Self.openAction:
       return (.ignored, "a link button")
     case Self.stopAction:
-      return try await stop(sessionID: value, slackUser: slackUser, channel: channel, thread: threadTs ?? messageTs)
+      return try await stop(
+        sessionID: value, slackUser: slackUser, team: team, channel: channel, thread: threadTs ?? messageTs)
     case let id where id.hasPrefix(Self.repositoryActionPrefix):
       return try await choose(
-        repository: value, slackUser: slackUser, channel: channel, questionTs: messageTs)
+        repository: value, slackUser: slackUser, team: team, channel: channel, questionTs: messageTs)
     default:
       return (.ignored, "Inspect has no button '\(actionID)'")
     }
   }
 
   private func stop(
-    sessionID: String, slackUser: String, channel: String, thread: String
+    sessionID: String, slackUser: String, team: String, channel: String, thread: String
   ) async throws -> (WebhookDeliveryRecord.State, String) {
-    guard let user = try await inspectUser(slackUser) else {
+    // The button stops the session of this channel's thread, whatever its value says.
+    guard let record = try await index.session(id: sessionID),
+      record.externalKey?.hasPrefix("\(Self.externalKeyPrefix)\(team):\(channel):") == true
+    else { return (.ignored, "session \(sessionID) is not a session of a thread in \(channel)") }
+    guard let user = try await inspectUser(slackUser, team: team) else {
       _ = try await poster.post(
         channel: channel, thread: thread, text: "<@\(slackUser)> is not an Inspect user, so cannot stop this session.")
       return (.ignored, "Slack user \(slackUser) is not an Inspect user")
@@ -378,22 +431,26 @@ final class SlackProcessor: Service, DeliveryHandler {
   }
 
   private func choose(
-    repository: String, slackUser: String, channel: String, questionTs: String
+    repository: String, slackUser: String, team: String, channel: String, questionTs: String
   ) async throws -> (WebhookDeliveryRecord.State, String) {
     guard var thread = try await index.slackThread(channel: channel, questionTs: questionTs) else {
       return (.ignored, "no question of Inspect's is message \(questionTs)")
     }
-    if let sessionID = thread.sessionId { return (.ignored, "the thread's session \(sessionID) already started") }
-    guard let chooser = try await inspectUser(slackUser) else {
+    guard let chooser = try await inspectUser(slackUser, team: team) else {
       _ = try await poster.post(
         channel: channel, thread: thread.threadTs, text: "<@\(slackUser)> is not an Inspect user, so cannot choose.")
       return (.ignored, "Slack user \(slackUser) is not an Inspect user")
     }
     // The session is the asker's: their request, their pull request.
-    let requester = try await inspectUser(thread.requestUser) ?? chooser
+    let requester = try await inspectUser(thread.requestUser, team: team) ?? chooser
+    if thread.sessionId != nil {
+      // Chosen before: finish what a failed attempt may have left undone, nothing more.
+      let id = try await start(&thread, repository: repository, by: requester)
+      return (.ignored, "the thread's session \(id) already started")
+    }
     let id = try await start(&thread, repository: repository, by: requester)
     await poster.update(
-      channel: channel, ts: questionTs, text: "Working in \(repository), chosen by <@\(slackUser)>.",
+      channel: channel, ts: questionTs, text: "Working in \(SlackText.escape(repository)), chosen by <@\(slackUser)>.",
       blocks: [SlackText.section("Working in *\(SlackText.escape(repository))*, chosen by <@\(slackUser)>.")])
     do {
       try await classifier.recordChoice(
@@ -406,12 +463,15 @@ final class SlackProcessor: Service, DeliveryHandler {
 
   // MARK: - Slack lookups
 
-  /// The Inspect user whose email is the Slack user's profile email.
-  private func inspectUser(_ slackUser: String) async throws -> UserRecord? {
+  /// The Inspect user whose email is the Slack user's profile email, for a member of the
+  /// workspace `team` only: a guest from another organisation in a shared channel (whose profile
+  /// that organisation controls), a deleted account or a bot is nobody.
+  private func inspectUser(_ slackUser: String, team: String) async throws -> UserRecord? {
     let info = try await client.call("users.info", ["user": .string(slackUser)])
-    guard info["user"]?["is_bot"]?.boolValue != true,
-      let email = info["user"]?["profile"]?["email"]?.stringValue
+    guard let user = info["user"], user["is_bot"]?.boolValue != true, user["deleted"]?.boolValue != true,
+      user["is_stranger"]?.boolValue != true, let email = user["profile"]?["email"]?.stringValue
     else { return nil }
+    if let home = user["team_id"]?.stringValue, !team.isEmpty, home != team { return nil }
     return try await index.user(email: email)
   }
 
@@ -423,18 +483,25 @@ final class SlackProcessor: Service, DeliveryHandler {
     return "#" + name
   }
 
-  /// The text of the thread's earlier messages (people's, not bots'), oldest first.
+  /// The text of the thread's earlier messages (people's, not bots'), oldest first: Slack pages
+  /// a thread oldest first, so every page is read (at most ``contextPages``) to keep the newest.
   private func threadContext(channel: String, root: String, before ts: String) async throws -> [String] {
-    let answer = try await client.call(
-      "conversations.replies", ["channel": .string(channel), "ts": .string(root), "limit": 100])
     var texts: [String] = []
-    for message in answer["messages"]?.arrayValue ?? [] {
-      guard message["bot_id"] == nil, message["subtype"]?.stringValue != "bot_message",
-        let text = message["text"]?.stringValue, !text.isEmpty, let at = message["ts"]?.stringValue,
-        Double(at) ?? 0 < Double(ts) ?? 0
-      else { continue }
-      let author = message["user"]?.stringValue.map { "<@\($0)>" } ?? "someone"
-      texts.append("\(author): \(text)")
+    var cursor = ""
+    for _ in 0..<Self.contextPages {
+      var arguments: [String: JSONValue] = ["channel": .string(channel), "ts": .string(root), "limit": 200]
+      if !cursor.isEmpty { arguments["cursor"] = .string(cursor) }
+      let answer = try await client.call("conversations.replies", arguments)
+      for message in answer["messages"]?.arrayValue ?? [] {
+        guard message["bot_id"] == nil, message["subtype"]?.stringValue != "bot_message",
+          let text = message["text"]?.stringValue, !text.isEmpty, let at = message["ts"]?.stringValue,
+          Double(at) ?? 0 < Double(ts) ?? 0
+        else { continue }
+        let author = message["user"]?.stringValue.map { "<@\($0)>" } ?? "someone"
+        texts.append("\(author): \(text)")
+      }
+      cursor = answer["response_metadata"]?["next_cursor"]?.stringValue ?? ""
+      guard answer["has_more"]?.boolValue == true, !cursor.isEmpty else { break }
     }
     var kept: [String] = []
     var characters = 0

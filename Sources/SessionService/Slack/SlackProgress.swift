@@ -54,19 +54,39 @@ actor SlackProgress {
   /// True while the session is being followed (for tests).
   func isFollowing(_ sessionID: String) -> Bool { active[sessionID] != nil }
 
+  /// Failed passes (Slack refusing a post, a peer gone) are tried again this many times, with
+  /// a growing pause, before the report gives up.
+  static let maxFailures = 8
+
   private func loop(_ sessionID: String) async {
+    var failures = 0
     while true {
+      let outcome: PassOutcome
       do {
-        try await report(sessionID)
+        outcome = try await report(sessionID)
+        failures = 0
       } catch {
+        failures += 1
         logger.warning(
-          "a Slack thread's progress report stopped", metadata: ["session.id": "\(sessionID)", "error": "\(error)"])
+          "a Slack thread's progress report failed",
+          metadata: ["session.id": "\(sessionID)", "error": "\(error)", "failures": "\(failures)"])
+        if failures < Self.maxFailures {
+          try? await Task.sleep(for: .seconds(min(60, 1 << failures)))
+          continue
+        }
+        outcome = .done
+      }
+      if outcome == .interrupted {
+        // The service is stopping: the report carries on from `followSeq` at the next start.
+        active[sessionID] = nil
+        return
       }
       if active[sessionID] == true {
         active[sessionID] = false
         continue
       }
-      active[sessionID] = nil
+      // Recorded before the session leaves `active`, so a follow() arriving now starts a pass
+      // whose `following = true` comes after this.
       do {
         if let thread = try await registry.index.slackThread(sessionID: sessionID) {
           try await registry.index.updateSlackThread(key: thread.key) { $0.following = false }
@@ -74,61 +94,96 @@ actor SlackProgress {
       } catch {
         logger.warning("could not record the end of a Slack report", metadata: ["error": "\(error)"])
       }
+      if active[sessionID] == true {
+        active[sessionID] = false
+        continue
+      }
+      active[sessionID] = nil
       return
     }
   }
 
+  enum PassOutcome: Sendable { case done, interrupted }
+
   /// One pass: replays the session's events after the thread's `followSeq`, then follows live
-  /// ones, until no turn is running and nothing is queued.
-  private nonisolated func report(_ sessionID: String) async throws {
-    guard var thread = try await registry.index.slackThread(sessionID: sessionID) else { return }
+  /// ones, until no turn is running, nothing is queued and every event was read (`done`), or the
+  /// session closed under it (`interrupted`: the service is stopping).
+  private nonisolated func report(_ sessionID: String) async throws -> PassOutcome {
+    guard var thread = try await registry.index.slackThread(sessionID: sessionID) else { return .done }
     thread = try await registry.index.updateSlackThread(key: thread.key) { $0.following = true } ?? thread
-    var reporter = TurnReporter(
-      thread: thread, sessionURL: sessionURL(sessionID), poster: poster, index: registry.index)
-    _ = try await registry.withSession(id: sessionID) { session in
-      reporter.repository = await session.record.repository
+    let pullRequest = try await registry.index.pullRequest(sessionID: sessionID)
+    let reporter = TurnReporter(
+      thread: thread, sessionURL: sessionURL(sessionID), pullRequest: pullRequest?.url, poster: poster,
+      index: registry.index)
+    let outcome: PassOutcome? = try await registry.withSession(id: sessionID) { session in
+      await reporter.setRepository(await session.record.repository)
+      // Keeps the elapsed time moving while a step takes long without events.
+      let ticker = Task {
+        while !Task.isCancelled {
+          try? await Task.sleep(for: Self.tick)
+          await reporter.tick()
+        }
+      }
+      defer { ticker.cancel() }
       var after = UInt64(max(0, thread.followSeq))
       while true {
         let (subscription, replayThrough) = try await session.subscribe(after: after)
-        defer { Task { await session.unsubscribe(subscription) } }
-        while after < replayThrough {
-          let page = try await session.database.events(after: after, through: replayThrough, limit: 500)
-          guard let last = page.last else { break }
-          for event in page { try await reporter.handle(event) }
-          after = last.seq
-        }
-        if try await Self.isDone(session, reporter) { return }
-        var resynced = false
-        while let item = await subscription.next() {
-          switch item {
-          case .events(let events):
-            for event in events {
-              try await reporter.handle(event)
-              after = event.seq
-            }
-            if try await Self.isDone(session, reporter) { return }
-          case .resync(let seq):
-            after = seq
-            resynced = true
+        do {
+          while after < replayThrough {
+            let page = try await session.database.events(after: after, through: replayThrough, limit: 500)
+            guard let last = page.last else { break }
+            for event in page { try await reporter.handle(event) }
+            after = last.seq
           }
+          if try await Self.isDone(session, reporter, after: after) {
+            await session.unsubscribe(subscription)
+            return .done
+          }
+          var resynced = false
+          reading: while let item = await subscription.next() {
+            switch item {
+            case .events(let events):
+              for event in events {
+                try await reporter.handle(event)
+                after = event.seq
+              }
+              if try await Self.isDone(session, reporter, after: after) {
+                await session.unsubscribe(subscription)
+                return .done
+              }
+            case .resync(let seq):
+              after = seq
+              resynced = true
+              break reading
+            }
+          }
+          await session.unsubscribe(subscription)
+          // Fell behind: subscribe again from where the report is. Otherwise the session closed
+          // (the service is stopping).
+          if !resynced { return .interrupted }
+        } catch {
+          await session.unsubscribe(subscription)
+          throw error
         }
-        // Fell behind: subscribe again from where the report is. Otherwise the session closed
-        // (the service is stopping); the next start resumes from the stored `followSeq`.
-        if !resynced || Task.isCancelled { return }
       }
     }
+    return outcome ?? .done
   }
 
-  /// Nothing left to report: no turn in progress and nothing queued.
-  private static func isDone(_ session: SessionActor, _ reporter: TurnReporter) async throws -> Bool {
-    guard reporter.current == nil else { return false }
+  /// How often the progress message's elapsed time moves while nothing happens.
+  static let tick = Duration.seconds(15)
+
+  /// Nothing left to report: no turn in progress, nothing queued, and every event read (the
+  /// session's record can be ahead of the events handled so far).
+  private static func isDone(_ session: SessionActor, _ reporter: TurnReporter, after: UInt64) async throws -> Bool {
+    guard await reporter.current == nil else { return false }
     let record = await session.record
-    return record.queuedPrompts == 0 && (record.currentTurnId == nil || record.currentTurnId == reporter.lastFinished)
+    return record.queuedPrompts == 0 && after >= UInt64(max(0, record.lastSeq))
   }
 }
 
 /// The state of the turn being reported, and the messages that show it.
-struct TurnReporter {
+actor TurnReporter {
   struct Turn {
     var id: String
     var started: Date
@@ -140,23 +195,38 @@ struct TurnReporter {
     var pushed: String?
   }
 
+  /// The turn in progress, if any.
+  var inProgress: Bool { current != nil }
+
   var thread: SlackThreadRecord
   let sessionURL: String
   let poster: SlackPoster
   let index: IndexDatabase
   var repository = ""
   var current: Turn?
-  var lastFinished: String?
+  /// The session's pull request: opened by one turn, it is every later turn's too.
+  var pullRequest: String?
 
-  init(thread: SlackThreadRecord, sessionURL: String, poster: SlackPoster, index: IndexDatabase) {
+  init(thread: SlackThreadRecord, sessionURL: String, pullRequest: String?, poster: SlackPoster, index: IndexDatabase) {
     self.thread = thread
     self.sessionURL = sessionURL
+    self.pullRequest = pullRequest.flatMap { $0.isEmpty ? nil : $0 }
     self.poster = poster
     self.index = index
-    lastFinished = thread.finishedTurnId
   }
 
-  mutating func handle(_ event: Inspect_Session_V1_SessionEvent) async throws {
+  func setRepository(_ repository: String) { self.repository = repository }
+
+  /// Updates the progress message with the time elapsed so far.
+  func tick() async {
+    guard let current, current.id == thread.turnId, let ts = thread.progressTs else { return }
+    let now = Date()
+    await poster.update(
+      channel: thread.channel, ts: ts, text: Self.summary(current, now: now),
+      blocks: blocks(current, now: now, final: nil))
+  }
+
+  func handle(_ event: Inspect_Session_V1_SessionEvent) async throws {
     let time = event.hasTime ? event.time.date : Date()
     switch event.kind {
     case .turnStarted(let started):
@@ -187,12 +257,12 @@ struct TurnReporter {
       current?.toolCalls.insert(call.toolCallID)
       current?.step = Self.toolStep(call)
     case .branchPushed(let pushed):
-      current?.pushed = "`\(pushed.branch)` (\(pushed.commit.prefix(7)))"
+      current?.pushed = "`\(SlackText.escape(pushed.branch))` (\(pushed.commit.prefix(7)))"
     case .pullRequest(let pull):
       if pull.state == .failed {
         current?.pullRequestError = pull.error
       } else if !pull.url.isEmpty {
-        current?.pullRequest = pull.url
+        pullRequest = pull.url
       }
     case .turnFinished(let finished):
       try await finish(finished, seq: event.seq, at: time)
@@ -206,11 +276,11 @@ struct TurnReporter {
       blocks: blocks(current, now: time, final: nil))
   }
 
-  private mutating func finish(_ finished: Inspect_Session_V1_TurnFinished, seq: UInt64, at time: Date) async throws {
+  private func finish(_ finished: Inspect_Session_V1_TurnFinished, seq: UInt64, at time: Date) async throws {
     guard var turn = current else { return }
     current = nil
-    lastFinished = turn.id
     guard thread.finishedTurnId != turn.id else { return }
+    turn.pullRequest = pullRequest
     turn.step = ""
     if let ts = thread.progressTs, thread.turnId == turn.id {
       await poster.update(
@@ -254,7 +324,7 @@ struct TurnReporter {
   }
 
   static func summary(_ turn: Turn, now: Date) -> String {
-    let step = turn.step.isEmpty ? "" : "\(turn.step) · "
+    let step = turn.step.isEmpty ? "" : "\(SlackText.escape(turn.step)) · "
     return
       "Working: \(step)\(turn.toolCalls.count) tool calls · \(SlackText.duration(now.timeIntervalSince(turn.started)))"
   }
@@ -266,7 +336,7 @@ struct TurnReporter {
     case .succeeded:
       var lines = [":white_check_mark: Done in \(took) · \(calls)"]
       if let url = turn.pullRequest {
-        lines.append("Pull request: \(url)")
+        lines.append("Pull request: <\(url)>")
       } else if let pushed = turn.pushed {
         lines.append("Pushed \(pushed)")
       }

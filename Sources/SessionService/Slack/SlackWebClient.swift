@@ -25,8 +25,10 @@ enum SlackError: Error, CustomStringConvertible, Equatable {
   }
 }
 
-/// Slack's Web API with the bot token: `POST <base>/<method>` with a JSON body; Slack answers
-/// HTTP 200 with `{"ok": true, …}` or `{"ok": false, "error": …}`, and 429 with `Retry-After`.
+/// Slack's Web API with the bot token: `POST <base>/<method>`; Slack answers HTTP 200 with
+/// `{"ok": true, …}` or `{"ok": false, "error": …}`, and 429 with `Retry-After`. Write methods
+/// (`chat.*`) take a JSON body; read methods (`users.info`, `conversations.*`) read only form
+/// fields, so their arguments are sent form-encoded.
 struct SlackWebClient: Sendable {
   let apiBaseURL: String
   let token: String?
@@ -38,15 +40,41 @@ struct SlackWebClient: Sendable {
     self.http = http
   }
 
+  /// Whether `method` takes a JSON body.
+  static func takesJSON(_ method: String) -> Bool { method.hasPrefix("chat.") }
+
+  /// `arguments` as `application/x-www-form-urlencoded` (strings and numbers; anything else as
+  /// its JSON).
+  static func form(_ arguments: [String: JSONValue]) -> String {
+    var allowed = CharacterSet.alphanumerics
+    allowed.insert(charactersIn: "-._~")
+    func encode(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: allowed) ?? "" }
+    return arguments.sorted { $0.key < $1.key }.map { key, value in
+      let text: String
+      switch value {
+      case .string(let string): text = string
+      case .integer(let number): text = String(number)
+      case .bool(let flag): text = flag ? "true" : "false"
+      default: text = String(decoding: (try? JSONEncoder().encode(value)) ?? Data(), as: UTF8.self)
+      }
+      return "\(encode(key))=\(encode(text))"
+    }.joined(separator: "&")
+  }
+
   /// Calls `method` with `arguments`; the answer's JSON object when `ok` is true.
   func call(_ method: String, _ arguments: [String: JSONValue]) async throws -> JSONValue {
     guard let token, !token.isEmpty else { throw SlackError.notConfigured }
     var request = HTTPClientRequest(url: "\(apiBaseURL)/\(method)")
     request.method = .POST
     request.headers.add(name: "Authorization", value: "Bearer \(token)")
-    request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
     request.headers.add(name: "User-Agent", value: "inspect/\(InspectVersion.current)")
-    request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(arguments)))
+    if Self.takesJSON(method) {
+      request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
+      request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(arguments)))
+    } else {
+      request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+      request.body = .bytes(ByteBuffer(string: Self.form(arguments)))
+    }
     let status: UInt
     let retryAfter: String?
     let data: Data
