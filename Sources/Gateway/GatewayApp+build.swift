@@ -17,6 +17,23 @@ extension GatewayApp {
       }
   }
 
+  /// RepoClassifier's catalog on the public gRPC port: anyone signed in may list it, only
+  /// administrators change it. `Classify` and `RecordChoice` stay internal (SessionService's).
+  static var catalogMethods: [MethodDescriptor] {
+    [
+      Inspect_Classifier_V1_RepoClassifierService.Method.ListRepos.descriptor,
+      Inspect_Classifier_V1_RepoClassifierService.Method.UpsertRepo.descriptor,
+      Inspect_Classifier_V1_RepoClassifierService.Method.DeleteRepo.descriptor,
+    ]
+  }
+
+  static var catalogAdminMethods: Set<MethodDescriptor> {
+    [
+      Inspect_Classifier_V1_RepoClassifierService.Method.UpsertRepo.descriptor,
+      Inspect_Classifier_V1_RepoClassifierService.Method.DeleteRepo.descriptor,
+    ]
+  }
+
   /// Connects to SessionService and builds the HTTP API and the public gRPC proxy.
   static func build(_ configuration: ServiceConfiguration) async throws -> BuiltService {
     let environment = ProcessInfo.processInfo.environment
@@ -90,13 +107,22 @@ extension GatewayApp {
 
     let proxy = ProxyService(
       methods: publicMethods, client: sessionClient, authenticator: authenticator, downstream: downstream)
+    // RepoClassifier's catalog, for `inspect catalog …`; the Gateway's readiness does not wait for it.
+    let classifierAddress = configuration.peers[.classifier]
+    let classifierClient = try GRPCClient.peer(classifierAddress)
+    let catalogProxy = ProxyService(
+      methods: catalogMethods, client: classifierClient, authenticator: authenticator,
+      downstream: Downstream(service: .classifier, address: classifierAddress), adminOnly: catalogAdminMethods)
     let webSocket = SessionWebSocket(
       sessions: Inspect_Session_V1_SessionService.Client(wrapping: sessionClient), authenticator: authenticator,
       downstream: downstream)
     return BuiltService(
       host: host,
-      grpcServer: try host.makeGRPCServer(services: [proxy], trustCallerMetadata: false),
+      grpcServer: try host.makeGRPCServer(services: [proxy, catalogProxy], trustCallerMetadata: false),
       httpServer: host.makeHTTPServer(router: router, server: webSocket.serverBuilder()),
-      dependencies: [GRPCClientService(client: sessionClient), GRPCClientService(client: modelClient)])
+      dependencies: [
+        GRPCClientService(client: sessionClient), GRPCClientService(client: modelClient),
+        GRPCClientService(client: classifierClient),
+      ])
   }
 }

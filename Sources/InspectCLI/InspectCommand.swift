@@ -13,7 +13,7 @@ struct InspectCommand: AsyncParsableCommand {
     subcommands: [
       UpCommand.self, DownCommand.self, StatusCommand.self, RunCommand.self, FollowCommand.self, DemoCommand.self,
       SessionsCommand.self, PromptCommand.self, StopCommand.self, JoinCommand.self, ReposCommand.self,
-      SecretsCommand.self, AdminCommand.self,
+      SecretsCommand.self, CatalogCommand.self, AdminCommand.self,
     ]
   )
 }

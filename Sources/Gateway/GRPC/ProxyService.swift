@@ -16,6 +16,9 @@ struct ProxyService: RegistrableRPCService {
   let client: GRPCClient<HTTP2ClientTransport.Posix>
   let authenticator: Authenticator
   let downstream: Downstream
+  /// Methods only administrators may call (checked here: the service behind does not know
+  /// users).
+  var adminOnly: Set<MethodDescriptor> = []
 
   func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
     for method in methods {
@@ -24,6 +27,11 @@ struct ProxyService: RegistrableRPCService {
       ) { (request: StreamingServerRequest<[UInt8]>, context) -> StreamingServerResponse<[UInt8]> in
         let authorization = request.metadata[stringValues: "authorization"].first(where: { _ in true })
         let user = try await authenticator.authenticate(authorization: authorization)
+        if adminOnly.contains(method), !user.admin {
+          throw RPCError(
+            code: .permissionDenied,
+            message: "\(method.fullyQualifiedMethod) is for administrators; \(user.displayName) is not one")
+        }
         var metadata = Self.forwardable(request.metadata)
         metadata.replaceOrAddString(user.id, forKey: InspectCaller.metadataKey)
         var messages: [[UInt8]] = []
