@@ -11,6 +11,8 @@ struct CatalogIndex: Sendable {
   /// One repository, prepared.
   struct Repo: Sendable {
     var entry: CatalogEntry
+    /// ``CatalogEntry/key``, computed once (it is read for every message).
+    var key: String
     /// `owner/name` and each alias.
     var names: [Phrase]
     /// The part after `/`, which people use alone ("the demo repo").
@@ -24,6 +26,7 @@ struct CatalogIndex: Sendable {
 
     init(_ entry: CatalogEntry) {
       self.entry = entry
+      key = entry.key
       let phrase = { (text: String) in Phrase(text: text, words: Tokenizer.words(text)) }
       names = ([entry.name] + entry.aliases).map(phrase).filter { !$0.words.isEmpty }
       let bare = String(entry.name.split(separator: "/").last ?? "")
@@ -84,7 +87,7 @@ struct CatalogIndex: Sendable {
         byWord[word, default: []].insert(position)
       }
       for channel in repo.channels { byChannel[channel, default: []].append(position) }
-      byKey[repo.entry.key] = position
+      byKey[repo.key] = position
     }
     reposByWord = byWord.mapValues { $0.sorted() }
     reposByChannel = byChannel

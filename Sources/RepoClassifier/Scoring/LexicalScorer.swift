@@ -163,7 +163,7 @@ enum LexicalScorer {
     // The name counts once: the best of an explicit mention, the full name, an alias and the
     // bare name.
     var best: (points: Double, factor: Double, label: String, words: [String])?
-    if let factor = message.explicitFactor(of: repo.entry.key) {
+    if let factor = message.explicitFactor(of: repo.key) {
       best = (explicitWeight * factor, factor, "mentioned '\(repo.entry.name)'", repo.names.first?.words ?? [])
     }
     for (index, name) in repo.names.enumerated() {
@@ -236,6 +236,7 @@ private struct MessageWords {
   /// 1 when the message names the repository explicitly, ``LexicalScorer/threadFactor`` when
   /// only the thread does.
   func explicitFactor(of key: String) -> Double? {
+    if explicitInText.isEmpty && explicitInThread.isEmpty { return nil }
     if explicitInText.contains(key) { return 1 }
     return explicitInThread.contains(key) ? LexicalScorer.threadFactor : nil
   }
@@ -279,7 +280,7 @@ private struct Evidence {
       points += LexicalScorer.listedChannelPrior / Double(max(listings, 1))
       if reasons { inChannel.append("usual repository of \(channel)") }
     }
-    let mine = picks[repo.entry.key] ?? 0
+    let mine = picks[repo.key] ?? 0
     guard mine > 0 else { return }
     let all = picks.values.reduce(0, +)
     points += LexicalScorer.choicePrior * Double(mine) / (Double(all) + LexicalScorer.choiceSmoothing)
