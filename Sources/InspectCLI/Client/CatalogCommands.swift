@@ -16,9 +16,10 @@ struct CatalogCommand: AsyncParsableCommand {
 extension ClientOptions {
   /// Runs `body` with a RepoClassifier client through the Gateway.
   func withCatalog<T: Sendable>(
-    _ body: @Sendable (
-      Inspect_Classifier_V1_RepoClassifierService.Client<HTTP2ClientTransport.Posix>, Metadata
-    ) async throws -> T
+    _ body:
+      @Sendable (
+        Inspect_Classifier_V1_RepoClassifierService.Client<HTTP2ClientTransport.Posix>, Metadata
+      ) async throws -> T
   ) async throws -> T {
     try await withGateway { client, metadata in try await body(.init(wrapping: client), metadata) }
   }
