@@ -3,7 +3,7 @@
 # Safe to run again. Needs root (or sudo) for apt.
 set -euo pipefail
 
-apt_packages=(libsqlite3-dev docker-compose curl git bubblewrap python3 tar zstd ripgrep chromium chromium-driver openssl)
+apt_packages=(libsqlite3-dev docker-compose curl git bubblewrap python3 tar zstd ripgrep chromium chromium-driver openssl node-react node-react-dom zip)
 python_modules=(grpc grpc_tools grpc_health pytest yaml selenium schemathesis websocket slack_sdk)
 pip_packages=(grpcio grpcio-tools grpcio-health-checking pytest PyYAML selenium schemathesis websocket-client slack_sdk)
 
