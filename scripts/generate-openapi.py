@@ -101,6 +101,11 @@ ROUTES = [
     ("post", "/slack/interactions", "slackInteractions",
      "Slack's interactivity requests (a form with one field, payload=<JSON>), signed like events.",
      "slack-form", "json", [], False),
+    ("get", "/chrome/updates.xml", "chromeExtensionUpdates",
+     "The Chrome extension's update manifest, for managed rollout (INSPECT_CHROME_EXTENSION_DIR); no token.",
+     None, "xml", [], False),
+    ("get", "/chrome/inspect.crx", "chromeExtensionPackage", "The Chrome extension's signed package; no token.",
+     None, "crx", [], False),
 ]
 
 AUDIO_TYPES = ["audio/webm", "audio/ogg", "audio/wav", "audio/mpeg", "audio/mp4", "audio/flac"]
@@ -284,8 +289,9 @@ def document(types) -> dict:
         elif response == "binary":
             ok = {"description": "the artifact's bytes, with its media type",
                   "content": {"*/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}}
-        elif response in ("html", "js", "css"):
-            media = {"html": "text/html", "js": "text/javascript", "css": "text/css"}[response]
+        elif response in ("html", "js", "css", "xml", "crx"):
+            media = {"html": "text/html", "js": "text/javascript", "css": "text/css", "xml": "application/xml",
+                     "crx": "application/x-chrome-extension"}[response]
             ok = {"description": media, "content": {media: {"schema": {"type": "string"}}}}
         elif response == "text":
             ok = {"description": "text", "content": {"text/plain": {"schema": {"type": "string"}}}}

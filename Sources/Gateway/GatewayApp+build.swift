@@ -80,6 +80,7 @@ extension GatewayApp {
       secret: slackSecret, slack: Inspect_Session_V1_SlackService.Client(wrapping: sessionClient),
       downstream: downstream
     ).register(on: router)
+    ChromeExtensionController(environment: ProcessInfo.processInfo.environment).register(on: router)
     return router
   }
 

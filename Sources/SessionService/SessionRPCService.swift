@@ -22,6 +22,10 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
         code: .invalidArgument, message: "repository '\(request.repository)' is not 'owner/name' (e.g. local/demo)")
     }
     try checkPromptText(request.prompt, required: false)
+    try PromptAttachments.check(request.attachments)
+    if !request.attachments.isEmpty, request.prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+      throw RPCError(code: .invalidArgument, message: "attachments need a prompt to go with")
+    }
     try Self.checkPermissionRules(request.permissionRules)
     for prefix in [WebhookProcessor.externalKeyPrefix, SlackProcessor.externalKeyPrefix]
     where request.externalKey.hasPrefix(prefix) {
@@ -44,7 +48,8 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
             message: "\(caller.displayName) is a viewer of \(existing.id), which this external key names")
         }
         return try await respond(
-          session: session, created: false, prompt: request.prompt, caller: caller, client: request.client)
+          session: session, created: false, prompt: request.prompt, attachments: request.attachments, caller: caller,
+          client: request.client)
       }
       if let response { return response }
     }
@@ -102,19 +107,22 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
     let response: Inspect_Session_V1_CreateSessionResponse? = try await registry.withSession(id: id) { session in
       try await session.addPermissionRules(rules)
       return try await respond(
-        session: session, created: true, prompt: request.prompt, caller: caller, client: request.client)
+        session: session, created: true, prompt: request.prompt, attachments: request.attachments, caller: caller,
+        client: request.client)
     }
     guard let response else { throw RPCError(code: .internalError, message: "session \(id) vanished after creation") }
     return response
   }
 
   private func respond(
-    session: SessionActor, created: Bool, prompt: String, caller: UserRecord, client: String
+    session: SessionActor, created: Bool, prompt: String, attachments: [Inspect_Session_V1_Attachment],
+    caller: UserRecord, client: String
   ) async throws -> Inspect_Session_V1_CreateSessionResponse {
     var response = Inspect_Session_V1_CreateSessionResponse()
     response.created = created
     if !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-      let queued = try await session.sendPrompt(text: prompt, author: caller, client: client, idempotencyKey: nil)
+      let queued = try await session.sendPrompt(
+        text: prompt, author: caller, client: client, idempotencyKey: nil, attachments: attachments)
       response.promptID = queued.prompt.id
       response.queuePosition = UInt32(queued.position)
       await registry.scheduleTurns(for: session)
@@ -172,9 +180,11 @@ struct SessionRPCService: Inspect_Session_V1_SessionService.SimpleServiceProtoco
   ) async throws -> Inspect_Session_V1_SendPromptResponse {
     let caller = try await requireCaller()
     try checkPromptText(request.text, required: true)
+    try PromptAttachments.check(request.attachments)
     return try await withAccess(request.sessionID, caller: caller, needs: .collaborator) { session in
       let queued = try await session.sendPrompt(
-        text: request.text, author: caller, client: request.client, idempotencyKey: request.idempotencyKey)
+        text: request.text, author: caller, client: request.client, idempotencyKey: request.idempotencyKey,
+        attachments: request.attachments)
       await registry.scheduleTurns(for: session)
       return .with {
         $0.promptID = queued.prompt.id
@@ -627,6 +637,7 @@ extension PromptRecord {
       $0.updatedAt = .init(date: updatedAt)
       $0.turnID = turnId ?? ""
       $0.client = client
+      $0.attachments = PromptAttachments.references(storedAttachments)
     }
   }
 }

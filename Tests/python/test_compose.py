@@ -26,7 +26,7 @@ SERVICES = {
 # Who calls whom (docs/ARCHITECTURE.md §1), as compose start-up dependencies.
 CALL_GRAPH = {
     "gateway": {"session", "classifier", "model-router"},
-    "session": {"sandbox", "model-router"},
+    "session": {"sandbox", "model-router", "classifier"},  # RepoClassifier for Slack (issue 10)
     "sandbox": {"model-router"},
     "model-router": set(),
     "classifier": {"model-router"},

@@ -209,6 +209,84 @@ enum OpenAPIDocument {
     "security": []
    }
   },
+  "/chrome/inspect.crx": {
+   "get": {
+    "operationId": "chromeExtensionPackage",
+    "summary": "The Chrome extension's signed package; no token.",
+    "responses": {
+     "200": {
+      "description": "application/x-chrome-extension",
+      "content": {
+       "application/x-chrome-extension": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "4XX": {
+      "description": "the request was refused; the body says why",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "5XX": {
+      "description": "a dependency is down or failed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    },
+    "security": []
+   }
+  },
+  "/chrome/updates.xml": {
+   "get": {
+    "operationId": "chromeExtensionUpdates",
+    "summary": "The Chrome extension's update manifest, for managed rollout (INSPECT_CHROME_EXTENSION_DIR); no token.",
+    "responses": {
+     "200": {
+      "description": "application/xml",
+      "content": {
+       "application/xml": {
+        "schema": {
+         "type": "string"
+        }
+       }
+      }
+     },
+     "4XX": {
+      "description": "the request was refused; the body says why",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "5XX": {
+      "description": "a dependency is down or failed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    },
+    "security": []
+   }
+  },
   "/github/webhooks": {
    "post": {
     "operationId": "githubWebhook",

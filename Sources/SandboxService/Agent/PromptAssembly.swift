@@ -166,15 +166,21 @@ extension AgentLoop {
     "\(prompt.author.displayName.isEmpty ? "Someone" : prompt.author.displayName): \(prompt.text)"
   }
 
-  /// The new prompts as one user message: each with its author, text attachments quoted after
-  /// it, image attachments as images.
+  /// The new prompts as one user message: each with its author, an element picked with the
+  /// Chrome extension rendered compactly (``ElementCaptureText``), other text attachments quoted
+  /// after it, image attachments as images; attachments of earlier turns only named.
   static func prompt(_ prompts: [Inspect_Sandbox_V1_TurnPrompt]) -> Inspect_Model_V1_Message {
     var texts: [String] = []
     var images: [Inspect_Model_V1_Image] = []
     for prompt in prompts {
       var text = said(prompt)
       for attachment in prompt.attachments {
-        if attachment.mediaType.hasPrefix("image/") {
+        if attachment.data.isEmpty {
+          // An earlier turn's attachment: that turn saw its content.
+          text += "\n[attached earlier: \(attachment.name) (\(attachment.mediaType))]"
+        } else if attachment.mediaType == ElementCaptureText.mediaType {
+          text += "\n\n" + ElementCaptureText.render(attachment.data, name: attachment.name)
+        } else if attachment.mediaType.hasPrefix("image/") {
           images.append(
             .with {
               $0.mediaType = attachment.mediaType

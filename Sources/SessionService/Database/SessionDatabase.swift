@@ -116,6 +116,12 @@ struct SessionDatabase: Sendable {
       // The newest event of a kind (the session's pull request) without scanning the log.
       try db.create(index: "event_on_kind_seq", on: "event", columns: ["kind", "seq"])
     }
+    migrator.registerMigration("v5: prompt attachments") { db in
+      // The prompt's attachments (``PromptAttachments/Stored`` as JSON); their content is in artifacts.
+      try db.alter(table: "prompt") { table in
+        table.add(column: "attachments", .text).notNull().defaults(to: "[]")
+      }
+    }
     return migrator
   }
 
@@ -376,6 +382,10 @@ struct PromptRecord: Codable, Sendable, FetchableRecord, PersistableRecord, Equa
   var createdAt: Date
   var updatedAt: Date
   var idempotencyKey: String?
+  /// ``PromptAttachments/Stored`` as JSON.
+  var attachments = "[]"
+
+  var storedAttachments: [PromptAttachments.Stored] { PromptAttachments.decode(attachments) }
 }
 
 /// A tool call as projected from its `tool_call` events: its latest state, attempt, arguments and

@@ -42,6 +42,8 @@ actor SessionActor {
   let indexWriter: IndexWriter
   let settings: SessionSettings
   let pullRequests: PullRequestOpener?
+  /// The data directory (artifacts live under it); nil in tests that keep no files.
+  let dataDirectory: URL?
   let logger: Logger
 
   /// Every event up to this seq is stored and has been handed to delivery (`pending` or sent).
@@ -67,9 +69,10 @@ actor SessionActor {
   init(
     record: SessionRecord, participants: [ParticipantRecord], database: SessionDatabase, index: IndexDatabase,
     indexWriter: IndexWriter, settings: SessionSettings, pullRequests: PullRequestOpener? = nil, lastSeq: UInt64,
-    logger: Logger
+    dataDirectory: URL? = nil, logger: Logger
   ) {
     self.pullRequests = pullRequests
+    self.dataDirectory = dataDirectory
     self.id = record.id
     self.record = record
     self.participants = Dictionary(participants.map { ($0.userId, $0) }, uniquingKeysWith: { $1 })
@@ -313,17 +316,32 @@ actor SessionActor {
   /// Queues a prompt (never injected into a running turn) and returns it with its position in
   /// the queue and the seq of its `prompt_queued` event. The same idempotency key returns the
   /// prompt it first created (and seq 0).
+  ///
+  /// `attachments` (checked by ``PromptAttachments/check(_:)``) are stored as the session's
+  /// artifacts first; the prompt and its `artifact_added` events are then stored together.
   func sendPrompt(
-    text: String, author: UserRecord, client: String, idempotencyKey: String?
+    text: String, author: UserRecord, client: String, idempotencyKey: String?,
+    attachments: [Inspect_Session_V1_Attachment] = []
   ) async throws -> (prompt: PromptRecord, position: Int, seq: UInt64) {
     guard record.state != .archived else {
       throw RPCError(code: .failedPrecondition, message: "session \(id) is archived and takes no more prompts")
     }
     let key = idempotencyKey?.isEmpty == false ? idempotencyKey : nil
     let now = Date()
+    var stored: [(artifact: Inspect_Session_V1_Artifact, stored: PromptAttachments.Stored)] = []
+    if !attachments.isEmpty {
+      guard let dataDirectory else {
+        throw RPCError(
+          code: .failedPrecondition, message: "this SessionService keeps no files: attachments are refused")
+      }
+      stored = try PromptAttachments.store(attachments, sessionID: id, dataDirectory: dataDirectory)
+    }
     let fresh = PromptRecord(
       id: Identifier.make(.message), authorId: author.id, authorName: author.displayName, text: text,
-      state: .queued, client: client, turnId: nil, createdAt: now, updatedAt: now, idempotencyKey: key)
+      state: .queued, client: client, turnId: nil, createdAt: now, updatedAt: now, idempotencyKey: key,
+      attachments: PromptAttachments.encode(stored.map(\.stored)))
+    let references = PromptAttachments.references(stored.map(\.stored))
+    let artifacts = stored.map(\.artifact)
     let authorRef = author.ref
     let (events, (prompt, position)) = try await transact { db in
       if let key, let existing = try PromptRecord.filter(Column("idempotencyKey") == key).fetchOne(db) {
@@ -338,9 +356,11 @@ actor SessionActor {
           $0.text = text
           $0.queuePosition = UInt32(position)
           $0.client = client
+          $0.attachments = references
         }
       }
-      return ([event], (fresh, position))
+      let added = artifacts.map { artifact in Event.with { $0.artifactAdded = .with { $0.artifact = artifact } } }
+      return ([event] + added, (fresh, position))
     }
     guard let seq = events.first?.seq else { return (prompt, position, 0) }
     record.queuedPrompts += 1
@@ -831,6 +851,10 @@ actor SessionActor {
             $0.displayName = prompt.authorName
           }
           $0.text = prompt.text
+          if let dataDirectory {
+            $0.attachments = PromptAttachments.load(
+              prompt.storedAttachments, sessionID: id, dataDirectory: dataDirectory)
+          }
         }
       }
     }

@@ -103,7 +103,8 @@ final class SessionRegistry: Service, Sendable {
     current.queuedPrompts = try database.writer.read { try PromptRecord.all(in: [.queued]).fetchCount($0) }
     return SessionActor(
       record: current, participants: participants, database: database, index: index, indexWriter: indexWriter,
-      settings: settings, pullRequests: pullRequests, lastSeq: lastSeq, logger: logger)
+      settings: settings, pullRequests: pullRequests, lastSeq: lastSeq,
+      dataDirectory: paths.root.deletingLastPathComponent(), logger: logger)
   }
 
   /// Creates a session (its file, its index row with its participants, and its
@@ -118,7 +119,8 @@ final class SessionRegistry: Service, Sendable {
     try await index.insert(record, participants: everyone, childLimit: settings.maxChildren)
     let session = SessionActor(
       record: record, participants: everyone, database: database, index: index, indexWriter: indexWriter,
-      settings: settings, pullRequests: pullRequests, lastSeq: 0, logger: logger)
+      settings: settings, pullRequests: pullRequests, lastSeq: 0,
+      dataDirectory: paths.root.deletingLastPathComponent(), logger: logger)
     sessions.withLock { $0[record.id] = Entry(session: session, leases: 0) }
     try await session.append([.with { $0.sessionCreated = .with { $0.session = record.proto(creator: creator) } }])
     return session

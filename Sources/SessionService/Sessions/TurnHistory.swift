@@ -15,6 +15,13 @@ enum TurnHistory {
           $0.promptID = queued.messageID
           $0.author = queued.author
           $0.text = queued.text
+          // Named, without content: the turn that answered the prompt saw it whole.
+          $0.attachments = queued.attachments.map { attachment in
+            .with {
+              $0.name = attachment.name
+              $0.mediaType = attachment.mediaType
+            }
+          }
         }
       case .toolCall(let call) where call.state == .queued:
         calls[call.toolCallID] = (call.name, call.argumentsJson)

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Builds the Chrome extension for installing or rolling out:
+#
+#   scripts/package-chrome-extension.sh [--out DIR] [--key KEY.pem] [--update-url URL]
+#
+# - Always: DIR/inspect-chrome-<version>.zip (the extension's files; load it unpacked, or upload
+#   it to the Chrome Web Store).
+# - With --key (an RSA private key, e.g. `openssl genrsa -out inspect-extension.pem 2048`; keep
+#   it: every update must be signed with it): the manifest's "key" becomes that key's public
+#   half (so the extension id follows the key), --update-url (the Gateway's
+#   https://<gateway>/chrome/updates.xml) becomes its "update_url", and chromium packs
+#   DIR/inspect.crx; DIR/extension.json records the id and version. Point the Gateway's
+#   INSPECT_CHROME_EXTENSION_DIR at DIR to serve the update manifest and the .crx for managed
+#   rollout (see README, "Chrome extension").
+#
+# DIR defaults to dist/chrome. Needs zip, python3, and for --key openssl and chromium.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="$root/dist/chrome"
+key=""
+update_url=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out="$2"; shift 2 ;;
+    --key) key="$2"; shift 2 ;;
+    --update-url) update_url="$2"; shift 2 ;;
+    *) echo "usage: $0 [--out DIR] [--key KEY.pem] [--update-url URL]" >&2; exit 2 ;;
+  esac
+done
+if [ -n "$update_url" ] && [ -z "$key" ]; then
+  echo "error: --update-url needs --key (a self-hosted extension must be signed)" >&2
+  exit 2
+fi
+
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
+mkdir "$stage/inspect"
+cp "$root"/clients/chrome/{manifest.json,background.js,capture.js,picker.js,react-bridge.js,panel.html,panel.css,panel.js} "$stage/inspect/"
+
+public_key=""
+if [ -n "$key" ]; then
+  [ -r "$key" ] || { echo "error: cannot read the key $key" >&2; exit 1; }
+  public_key="$(openssl rsa -in "$key" -pubout -outform DER 2>/dev/null | base64 -w0)"
+  [ -n "$public_key" ] || { echo "error: $key is not an RSA private key" >&2; exit 1; }
+fi
+
+# The manifest, with the key's public half and the update URL when given; prints id and version.
+read -r id version < <(python3 - "$stage/inspect/manifest.json" "$public_key" "$update_url" <<'PY'
+import base64, hashlib, json, sys
+path, public_key, update_url = sys.argv[1:4]
+manifest = json.load(open(path))
+if public_key:
+    manifest["key"] = public_key
+if update_url:
+    manifest["update_url"] = update_url
+json.dump(manifest, open(path, "w"), indent=2)
+digest = hashlib.sha256(base64.b64decode(manifest["key"])).hexdigest()[:32]
+print("".join(chr(ord("a") + int(c, 16)) for c in digest), manifest["version"])
+PY
+)
+
+zip_file="$out/inspect-chrome-$version.zip"
+rm -f "$zip_file"
+(cd "$stage/inspect" && zip -qr "$zip_file" .)
+echo "package: $zip_file (extension id $id, version $version)"
+
+if [ -n "$key" ]; then
+  chromium --headless=new --no-sandbox --pack-extension="$stage/inspect" --pack-extension-key="$key" >/dev/null 2>&1 || true
+  [ -s "$stage/inspect.crx" ] || { echo "error: chromium did not pack $stage/inspect" >&2; exit 1; }
+  mv "$stage/inspect.crx" "$out/inspect.crx"
+  printf '{"id": "%s", "version": "%s"}\n' "$id" "$version" > "$out/extension.json"
+  echo "package: $out/inspect.crx and $out/extension.json (serve them with INSPECT_CHROME_EXTENSION_DIR=$out)"
+fi
