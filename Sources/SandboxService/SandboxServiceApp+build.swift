@@ -45,7 +45,10 @@ extension SandboxServiceApp {
     agent.compaction = try CompactionSettings(environment: ProcessInfo.processInfo.environment)
     return BuiltService(
       host: host,
-      grpcServer: try host.makeGRPCServer(services: [SandboxRPCService(agent: agent, manager: manager)]),
+      // `StartTurn` carries the new prompts' attachments whole (SessionService sends at most
+      // `PromptAttachments.maxTurnBytes` of them) besides the history.
+      grpcServer: try host.makeGRPCServer(
+        services: [SandboxRPCService(agent: agent, manager: manager)], maxRequestBytes: 32 << 20),
       httpServer: host.makeHTTPServer(router: host.makeRouter()),
       dependencies: [
         GRPCClientService(client: modelClient),

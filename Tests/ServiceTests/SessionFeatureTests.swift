@@ -899,7 +899,7 @@ struct SessionLifecycleTests {
       #expect(
         migrations == [
           "v1: events and prompts", "v2: turns, tool calls, artifacts and summaries", "v3: permission rules",
-          "v4: events by kind",
+          "v4: events by kind", "v5: prompt attachments",
         ])
       // The newest pull request is found through the index, not by scanning the log.
       let plan = try await file.writer.read { db in

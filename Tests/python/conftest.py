@@ -278,3 +278,22 @@ def start_inspect(tmp_path_factory, extra_env: dict[str, str] | None = None):
             f"`inspect down` left pids {survivors} running (killed them now):\n{down_output}\n"
             + log_tails(data_dir))
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def restart_session_service(system: "InspectSystem", extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Starts SessionService again (after a test killed it) with the same ports, data and peers,
+    plus `extra_env`; its output goes to `logs/session-restarted.log`. The caller stops it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSPECT_")}
+    env.update(extra_env or {})
+    env.update({
+        "INSPECT_DATA_DIR": str(system.data_dir),
+        "INSPECT_SESSION_HOST": LOOPBACK,
+        "INSPECT_SESSION_GRPC_PORT": str(system.grpc_ports["SessionService"]),
+        "INSPECT_SESSION_ADMIN_PORT": str(system.http_ports["SessionService"]),
+        "INSPECT_SANDBOX_ADDR": f"{LOOPBACK}:{system.grpc_ports['SandboxService']}",
+        "INSPECT_MODEL_ROUTER_ADDR": f"{LOOPBACK}:{system.grpc_ports['ModelRouter']}",
+        "INSPECT_CLASSIFIER_ADDR": f"{LOOPBACK}:{system.grpc_ports['RepoClassifier']}",
+    })
+    with open(system.data_dir / "logs" / "session-restarted.log", "wb") as log:
+        return subprocess.Popen([str(system.bin_dir / "SessionService")], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -24,13 +24,29 @@ FILES = {
 
 
 class PageHandler(http.server.SimpleHTTPRequestHandler):
-    """The fixtures, the extension's capture.js and Debian's React builds, on 127.0.0.1."""
+    """The fixtures, the extension's capture.js and Debian's React builds, on 127.0.0.1.
+    `/bare/<page>` is the page without its own `<script src="/capture.js">`, as a real app is
+    (the extension must bring its own)."""
 
     def translate_path(self, path):
         route = path.split("?", 1)[0]
         if route in FILES:
             return str(FILES[route])
         return super().translate_path(path)
+
+    def do_GET(self):
+        if not self.path.startswith("/bare/"):
+            return super().do_GET()
+        page = (FIXTURES / self.path.removeprefix("/bare/").split("?", 1)[0]).resolve()
+        if page.parent != FIXTURES.resolve() or not page.is_file():
+            self.send_error(404)
+            return
+        body = page.read_text().replace('<script src="/capture.js"></script>', "").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, *arguments):
         pass
@@ -74,7 +90,7 @@ def test_plain_dom_subtree_styles_and_box(driver, pages):
             {"tag": "a", "attributes": {"href": "/b"}, "children": ["Second"]},
         ],
     }
-    assert capture["truncated"] == {"domNodesOmitted": 0, "textCut": False}
+    assert capture["truncated"] == {"domNodesOmitted": 0, "textNodesOmitted": 0, "textCut": False}
     # Not a React page.
     assert run(driver, "return __inspectCapture.reactComponents(document.getElementById('top'))") is None
     # A selector that finds the element again.
@@ -103,8 +119,33 @@ def test_an_oversized_subtree_is_capped_and_says_so(driver, pages):
         const capture = __inspectCapture.captureElement(document.getElementById('list'));
         const limits = Object.assign({}, __inspectCapture.LIMITS, {totalBytes: 4096});
         return __inspectCapture.fit(capture, limits);""")
-    assert len(json.dumps(fitted, separators=(",", ":"))) <= 4096 + 200
+    assert len(json.dumps(fitted, separators=(",", ":"), ensure_ascii=False)) <= 4096
     assert fitted["truncated"]["domDepthKept"] < 12 and fitted["truncated"]["domNodesOmitted"] > 2801
+    assert fitted["truncated"]["overTotal"] is False
+
+
+def test_a_text_heavy_node_is_capped_too(driver, pages):
+    """20,000 lines of text between <br>s: the element cap stops the text as well."""
+    driver.get(f"{pages}/plain.html")
+    capture = run(driver, """
+        const capture = __inspectCapture.captureElement(document.getElementById('log'));
+        return __inspectCapture.fit(capture);""")
+    size = len(json.dumps(capture, separators=(",", ":"), ensure_ascii=False))
+    assert size <= capture["limits"]["totalBytes"], size
+    texts = [child for child in capture["dom"]["children"] if isinstance(child, str)]
+    assert 0 < len(texts) <= 200 and texts[0] == "line 0 of the log"
+    assert capture["truncated"]["textNodesOmitted"] >= 20000 - 200
+    assert capture["truncated"]["domNodesOmitted"] >= 20000 - 200
+
+
+def test_secrets_are_not_captured(driver, pages):
+    driver.get(f"{pages}/plain.html")
+    form = run(driver, "return __inspectCapture.captureElement(document.getElementById('login'))")
+    inputs = [child["attributes"] for child in form["dom"]["children"]]
+    assert inputs[0] == {"type": "password", "name": "pw", "value": "[redacted]"}
+    assert inputs[1] == {"type": "hidden", "name": "csrf", "value": "[redacted]"}
+    assert inputs[2] == {"name": "q", "value": "lamps", "data-api-key": "[redacted]"}
+    assert "hunter2" not in json.dumps(form) and "k-123" not in json.dumps(form)
 
 
 def test_react_components_props_and_sources(driver, pages):
@@ -121,7 +162,9 @@ def test_react_components_props_and_sources(driver, pages):
     product = card["props"]["product"]
     assert product["name"] == "Reading lamp" and product["tags"] == ["home", "light"]
     assert product["added"] == "2026-01-02T00:00:00.000Z" and product["self"] == "[cycle]"
-    assert card["props"]["secret"] == "[function secret]"
+    # Props whose names say they are secrets are not sent, whatever they hold.
+    assert card["props"]["secret"] == "[redacted]" and card["props"]["authToken"] == "[redacted]"
+    assert card["props"]["onAdd"] == "[function onAdd]"
     # The source is where the element was created: ProductCard's in App.jsx; App's own element
     # was created without one.
     assert card["source"] == {"fileName": "src/App.jsx", "lineNumber": 4}

@@ -91,7 +91,10 @@ def wait(driver, condition, what: str, timeout: float = TIMEOUT_S):
 
 
 def test_pick_an_element_and_send_it(system, pages, driver):
-    driver.get(f"{pages}/react-app.html")
+    # The app as it really is: no capture.js of its own; the extension brings it.
+    driver.get(f"{pages}/bare/react-app.html")
+    # Nothing of the extension's is in the page's own world until the person picks.
+    assert driver.execute_script("return typeof window.__inspectCapture") == "undefined"
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".price"), "the React app")
     page = driver.current_window_handle
 
@@ -121,6 +124,7 @@ def test_pick_an_element_and_send_it(system, pages, driver):
     ActionChains(driver).click(price).perform()
     # The click was the picker's: the page did not get it, and the outline is gone.
     wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-inspect-overlay]"), "the picker to end")
+    assert driver.execute_script("return window.pageEvents") == []
 
     driver.switch_to.window(panel)
     wait(driver, lambda d: d.find_element(By.ID, "captured").is_displayed(), "the capture in the panel")
@@ -155,17 +159,41 @@ def test_pick_an_element_and_send_it(system, pages, driver):
         headers=auth(system.token), timeout=TIMEOUT_S)
     assert content.status_code == 200, content.text
     capture = content.json()
-    assert capture["version"] == 1 and capture["url"] == f"{pages}/react-app.html"
+    assert capture["version"] == 1 and capture["url"] == f"{pages}/bare/react-app.html"
     assert capture["dom"] == {"tag": "span", "attributes": {"class": "price"}, "children": ["EUR 49"]}
     assert capture["styles"]["display"] == "inline"
     names = [component["name"] for component in capture["react"]["components"]]
     assert names == ["Price", "BuyButton", "ProductCard", "App"]
     assert capture["react"]["components"][1]["props"]["label"] == "Add to cart"
     assert capture["react"]["components"][1]["props"]["onBuy"] == "[function addToCart]"
+    assert capture["react"]["components"][2]["props"]["authToken"] == "[redacted]"
+
+    # A second pick goes to the same session (now selected); the panel follows that prompt's
+    # turn, not the first one (the scripted demo has no second act: this turn fails).
+    driver.find_element(By.ID, "pick").click()
+    driver.switch_to.window(page)
+    heading = driver.find_element(By.CSS_SELECTOR, "h2")
+    ActionChains(driver).move_to_element(heading).pause(0.3).click(heading).perform()
+    driver.switch_to.window(panel)
+    wait(driver, lambda d: d.find_element(By.ID, "captured").is_displayed(), "the second capture")
+    assert Select(driver.find_element(By.ID, "session")).first_selected_option.get_attribute("value") == session_id
+    driver.find_element(By.ID, "prompt").send_keys("And a larger heading")
+    driver.find_element(By.ID, "send").click()
+    wait(driver, lambda d: d.find_element(By.ID, "outcome").text.startswith("failed:"), "the second turn", 120)
+    assert not driver.find_element(By.ID, "captured").is_displayed(), "the capture went with its prompt only"
+    frames = []
+    for _ in range(2):
+        after = frames[-1]["id"] if frames else "0"
+        with requests.get(system.http_url("Gateway", f"/v1/sessions/{session_id}/events?after_seq={after}"),
+                          headers=auth(system.token), stream=True, timeout=TIMEOUT_S) as events:
+            frames += read_frames(events, 500, until="turn_finished")
+    prompts = [json.loads(f["data"])["promptQueued"] for f in frames if f["event"] == "prompt_queued"]
+    assert [p["text"] for p in prompts] == ["Show the price in bold", "And a larger heading"]
+    assert [len(p["attachments"]) for p in prompts] == [1, 1]
 
 
 def test_escape_cancels_the_picker(system, pages, driver):
-    driver.get(f"{pages}/plain.html")
+    driver.get(f"{pages}/bare/plain.html")
     page = driver.current_window_handle
     driver.switch_to.new_window("tab")
     driver.get(f"chrome-extension://{EXTENSION_ID}/panel.html")
@@ -178,10 +206,15 @@ def test_escape_cancels_the_picker(system, pages, driver):
     driver.switch_to.window(page)
     ActionChains(driver).move_to_element(driver.find_element(By.ID, "top")).pause(0.2).perform()
     wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-inspect-overlay]"), "the outline")
+    # A page script's synthetic click does not pick: the picker is still on.
+    driver.execute_script("document.getElementById('top').click()")
+    time.sleep(0.5)
+    assert driver.find_elements(By.CSS_SELECTOR, "[data-inspect-overlay]")
     ActionChains(driver).send_keys("\ue00c").perform()  # Escape
     wait(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-inspect-overlay]"), "the picker to end")
     driver.switch_to.window(panel)
     wait(driver, lambda d: d.find_element(By.ID, "pick-status").text == "Cancelled.", "the panel to hear it")
+
     assert not driver.find_element(By.ID, "captured").is_displayed()
 
 

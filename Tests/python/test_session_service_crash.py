@@ -3,12 +3,11 @@ restart every acknowledged event is there and the turn is FAILED with a reason, 
 import json
 import os
 import signal
-import subprocess
 import time
 
 import requests
 
-from conftest import LOOPBACK, start_inspect
+from conftest import restart_session_service, start_inspect
 
 TIMEOUT_S = 15
 SLOW_TRANSCRIPT = [
@@ -63,18 +62,7 @@ def test_session_service_killed_mid_run(tmp_path_factory):
         assert "SessionService is unavailable" in down.json()["error"]["message"]
 
         # Start SessionService again with the same ports, data and peers.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INSPECT_")}
-        env.update({
-            "INSPECT_DATA_DIR": str(system.data_dir),
-            "INSPECT_SESSION_HOST": LOOPBACK,
-            "INSPECT_SESSION_GRPC_PORT": str(system.grpc_ports["SessionService"]),
-            "INSPECT_SESSION_ADMIN_PORT": str(system.http_ports["SessionService"]),
-            "INSPECT_SANDBOX_ADDR": f"{LOOPBACK}:{system.grpc_ports['SandboxService']}",
-            "INSPECT_MODEL_ROUTER_ADDR": f"{LOOPBACK}:{system.grpc_ports['ModelRouter']}",
-        })
-        with open(system.data_dir / "logs" / "session-restarted.log", "wb") as log:
-            restarted = subprocess.Popen([str(system.bin_dir / "SessionService")], env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        restarted = restart_session_service(system)
         try:
             deadline = time.monotonic() + TIMEOUT_S
             while requests.get(f"{gateway}/v1/me", headers=headers, timeout=TIMEOUT_S).status_code != 200:

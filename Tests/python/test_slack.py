@@ -78,16 +78,22 @@ def system(tmp_path_factory, slack):
         "INSPECT_CLASSIFIER_CATALOG": str(catalog),
     }
     with start_inspect(tmp_path_factory, env) as running:
-        # The demo's turn, its first command made slower so that a Stop can land while it runs.
-        lines = (REPO_ROOT / "examples" / "demo.transcript.jsonl").read_text().splitlines()
-        first = json.loads(lines[0])
-        first["tool_calls"][0]["arguments"]["command"] = "sleep 3; " + first["tool_calls"][0]["arguments"]["command"]
-        lines[0] = json.dumps(first)
-        (running.data_dir / "transcripts" / "slack.transcript.jsonl").write_text("\n".join(lines) + "\n")
+        write_slow_demo(running.data_dir, seconds=3)
         # Ada is an Inspect user under the email of her Slack profile.
         added = cli(running, "admin", "users", "add", "Ada Lovelace", "--email", "ada@example.com")
         assert added.returncode == 0, added.stderr
         yield running
+
+
+def write_slow_demo(data_dir, seconds: int) -> None:
+    """`scripted:slack`: the demo's turn with its first command made slower by `seconds`, so
+    that a Stop (or a kill) can land while it runs."""
+    lines = (REPO_ROOT / "examples" / "demo.transcript.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    command = first["tool_calls"][0]["arguments"]["command"]
+    first["tool_calls"][0]["arguments"]["command"] = f"sleep {seconds}; {command}"
+    lines[0] = json.dumps(first)
+    (data_dir / "transcripts" / "slack.transcript.jsonl").write_text("\n".join(lines) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,17 +8,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 
 import pytest
 import requests
 
-from conftest import LOOPBACK, REPO_ROOT, start_inspect
+from conftest import restart_session_service, start_inspect
 from slack_stand_in import SlackStandIn
 from test_admin_cli import cli
-from test_slack import (BOT, CATALOG, SECRET, TEAM, TIMEOUT_S, TOKEN, button, final_message, mention,
-                        post_event, posts_in_thread)
+from test_slack import (BOT, CATALOG, SECRET, TIMEOUT_S, TOKEN, button, final_message, mention, post_event,
+                        posts_in_thread, write_slow_demo)
 
 WORKING = "Working on it…"
 
@@ -52,11 +51,7 @@ def system(tmp_path_factory, slack):
     env = slack_environment(str(catalog), slack)
     with start_inspect(tmp_path_factory, env) as running:
         running.slack_env = env
-        lines = (REPO_ROOT / "examples" / "demo.transcript.jsonl").read_text().splitlines()
-        first = json.loads(lines[0])
-        first["tool_calls"][0]["arguments"]["command"] = "sleep 6; " + first["tool_calls"][0]["arguments"]["command"]
-        lines[0] = json.dumps(first)
-        (running.data_dir / "transcripts" / "slack.transcript.jsonl").write_text("\n".join(lines) + "\n")
+        write_slow_demo(running.data_dir, seconds=6)
         added = cli(running, "admin", "users", "add", "Ada Lovelace", "--email", "ada@example.com")
         assert added.returncode == 0, added.stderr
         yield running
@@ -125,20 +120,7 @@ def test_a_run_survives_a_session_service_restart(system, slack):
     down = post_event(system, later, "Ev2001LATER")
     assert down.status_code == 503 and down.json()["error"]["code"] == "UNAVAILABLE"
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INSPECT_")}
-    env.update(system.slack_env)
-    env.update({
-        "INSPECT_DATA_DIR": str(system.data_dir),
-        "INSPECT_SESSION_HOST": LOOPBACK,
-        "INSPECT_SESSION_GRPC_PORT": str(system.grpc_ports["SessionService"]),
-        "INSPECT_SESSION_ADMIN_PORT": str(system.http_ports["SessionService"]),
-        "INSPECT_SANDBOX_ADDR": f"{LOOPBACK}:{system.grpc_ports['SandboxService']}",
-        "INSPECT_MODEL_ROUTER_ADDR": f"{LOOPBACK}:{system.grpc_ports['ModelRouter']}",
-        "INSPECT_CLASSIFIER_ADDR": f"{LOOPBACK}:{system.grpc_ports['RepoClassifier']}",
-    })
-    with open(system.data_dir / "logs" / "session-restarted.log", "wb") as log:
-        restarted = subprocess.Popen([str(system.bin_dir / "SessionService")], env=env, stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    restarted = restart_session_service(system, system.slack_env)
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while True:

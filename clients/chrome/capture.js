@@ -17,6 +17,7 @@
     attribute: 200, // characters of one attribute value
     components: 25, // components up the stack
     propsBytes: 4096, // JSON of one component's props
+    textTotal: 20000, // characters of text in the whole subtree
     valueDepth: 4, // nesting inside one prop value
     arrayItems: 20, // items of one array
     objectKeys: 30, // keys of one object
@@ -31,6 +32,9 @@
     "font-family", "font-size", "font-weight", "line-height", "text-align", "color", "background-color",
     "opacity", "visibility",
   ];
+
+  // Props, object keys and attributes whose names say they hold secrets are not sent.
+  const SENSITIVE = /pass(word|wd)?|secret|token|auth|cookie|session|api.?key|credential|private/i;
 
   function cut(text, limit) {
     return text.length <= limit ? { text, cut: false } : { text: text.slice(0, limit) + "…", cut: true };
@@ -61,7 +65,7 @@
   // The subtree: elements with their attributes and text, breadth-limited by `LIMITS.domNodes`
   // (counted in document order) and `LIMITS.depth`. What was left out is counted.
   function domTree(element, limits) {
-    const state = { nodes: 0, omitted: 0, cut: false };
+    const state = { nodes: 0, omitted: 0, textOmitted: 0, text: 0, cut: false };
     function visit(node, depth) {
       if (state.nodes >= limits.domNodes) {
         state.omitted += 1 + node.querySelectorAll("*").length;
@@ -70,8 +74,13 @@
       state.nodes += 1;
       const entry = { tag: node.localName };
       const attributes = {};
+      const secretValue = node.localName === "input" && ["password", "hidden"].includes((node.type || "").toLowerCase());
       for (const attribute of Array.from(node.attributes)) {
         if (attribute.name.startsWith("data-inspect-")) continue;
+        if (SENSITIVE.test(attribute.name) || (secretValue && attribute.name === "value")) {
+          attributes[attribute.name] = "[redacted]";
+          continue;
+        }
         const value = cut(attribute.value, limits.attribute);
         if (value.cut) state.cut = true;
         attributes[attribute.name] = value.text;
@@ -82,8 +91,14 @@
         if (child.nodeType === 3) {
           const text = child.textContent.replace(/\s+/g, " ").trim();
           if (!text) continue;
-          const value = cut(text, limits.text);
+          // Past the element cap or the text budget, text is counted, not kept.
+          if (state.nodes >= limits.domNodes || state.text >= limits.textTotal) {
+            state.textOmitted += 1;
+            continue;
+          }
+          const value = cut(text, Math.min(limits.text, limits.textTotal - state.text));
           if (value.cut) state.cut = true;
+          state.text += value.text.length;
           children.push(value.text);
         } else if (child.nodeType === 1 && !["script", "style", "noscript"].includes(child.localName)) {
           if (depth >= limits.depth) {
@@ -98,7 +113,7 @@
       return entry;
     }
     const tree = visit(element, 0);
-    return { tree, nodes: state.nodes, omitted: state.omitted, textCut: state.cut };
+    return { tree, nodes: state.nodes, omitted: state.omitted, textOmitted: state.textOmitted, textCut: state.cut };
   }
 
   function styles(element) {
@@ -136,7 +151,9 @@
     } else {
       result = {};
       const keys = Object.keys(value);
-      for (const key of keys.slice(0, limits.objectKeys)) result[key] = serialise(value[key], limits, depth + 1, seen);
+      for (const key of keys.slice(0, limits.objectKeys)) {
+        result[key] = SENSITIVE.test(key) ? "[redacted]" : serialise(value[key], limits, depth + 1, seen);
+      }
       if (keys.length > limits.objectKeys) result["…"] = `${keys.length - limits.objectKeys} more keys`;
     }
     seen.delete(value);
@@ -188,7 +205,7 @@
       const props = {};
       for (const [key, value] of Object.entries(current.memoizedProps || {})) {
         if (key === "children") continue;
-        props[key] = serialise(value, limits);
+        props[key] = SENSITIVE.test(key) ? "[redacted]" : serialise(value, limits);
       }
       const entry = { name, props };
       let json = JSON.stringify(props);
@@ -221,15 +238,15 @@
     const dom = domTree(element, limits);
     return {
       version: 1,
-      url: view.location.href,
-      title: element.ownerDocument.title,
+      url: cut(view.location.href, 2000).text,
+      title: cut(element.ownerDocument.title, limits.attribute).text,
       viewport: { width: view.innerWidth, height: view.innerHeight, devicePixelRatio: view.devicePixelRatio },
-      selector: selector(element),
+      selector: cut(selector(element), 1000).text,
       rect: { x: Math.round(box.x), y: Math.round(box.y), width: Math.round(box.width), height: Math.round(box.height) },
       styles: styles(element),
       dom: dom.tree,
       limits: { domNodes: limits.domNodes, depth: limits.depth, totalBytes: limits.totalBytes },
-      truncated: { domNodesOmitted: dom.omitted, textCut: dom.textCut },
+      truncated: { domNodesOmitted: dom.omitted, textNodesOmitted: dom.textOmitted, textCut: dom.textCut },
       react: null,
     };
   }
@@ -258,6 +275,27 @@
     while (copy.react && copy.react.components.length > 1 && JSON.stringify(copy).length > limits.totalBytes) {
       copy.react.components.pop();
       copy.react.omitted += 1;
+    }
+    // Last resorts: shorter texts and attributes, then only the element itself, then no props.
+    const shorten = (node) => {
+      if (!node || typeof node !== "object") return;
+      for (const name of Object.keys(node.attributes || {})) node.attributes[name] = cut(node.attributes[name], 40).text;
+      node.children = (node.children || []).map((child) => (typeof child === "string" ? cut(child, 40).text : child));
+      node.children.forEach(shorten);
+    };
+    if (JSON.stringify(copy).length > limits.totalBytes) {
+      shorten(copy.dom);
+      copy.truncated.textCut = true;
+    }
+    if (JSON.stringify(copy).length > limits.totalBytes && copy.dom) {
+      copy.truncated.domNodesOmitted += (copy.dom.children || []).filter((child) => typeof child === "object").length;
+      delete copy.dom.children;
+    }
+    if (JSON.stringify(copy).length > limits.totalBytes && copy.react) {
+      for (const component of copy.react.components) {
+        component.props = {};
+        component.propsTruncated = true;
+      }
     }
     copy.truncated.overTotal = JSON.stringify(copy).length > limits.totalBytes;
     return copy;

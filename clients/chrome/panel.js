@@ -8,6 +8,8 @@ const CAPTURE_TYPE = "application/vnd.inspect.element+json";
 let settings = { gateway: "", token: "", model: "" };
 let capture = null;
 let following = null;
+let pickedTab = null;
+let pullRequest = null;
 
 // ---------------------------------------------------------------------------------------------
 // Gateway
@@ -68,7 +70,7 @@ async function refresh() {
     const repositories = (await api("/v1/repositories")).repositories || [];
     $("repository").replaceChildren(
       ...repositories.map((repository) => new Option(repository.name, repository.name)));
-    const sessions = (await api("/v1/sessions?limit=20")).sessions || [];
+    const sessions = (await api("/v1/sessions?pageSize=20")).sessions || [];
     $("session").replaceChildren(
       new Option("New session", ""),
       ...sessions.map((session) => new Option(`${session.title || session.id} (${session.repository?.fullName || ""})`, session.id)));
@@ -95,13 +97,19 @@ async function pick() {
   showError(null);
   const tabId = Number($("tab").value);
   if (!tabId) return showError(new Error("Open the page to pick from in a tab first."));
+  // A picker left on in another tab is turned off first.
+  if (pickedTab && pickedTab !== tabId) chrome.tabs.sendMessage(pickedTab, { type: "inspect:cancel" }).catch(() => {});
+  pickedTab = tabId;
   const ask = () => chrome.tabs.sendMessage(tabId, { type: "inspect:pick" });
+  // React's fibres are visible only in the page's own world: the bridge goes there now, when the
+  // person picks, not into every page. (Chrome runs a file once per page whatever the world, so
+  // capture.js cannot also be a main-world content script of the manifest.)
+  await chrome.scripting.executeScript({ target: { tabId }, files: ["capture.js", "react-bridge.js"], world: "MAIN" });
   try {
     await ask();
   } catch {
     // A tab opened before the extension was installed has no content scripts yet.
     await chrome.scripting.executeScript({ target: { tabId }, files: ["capture.js", "picker.js"] });
-    await chrome.scripting.executeScript({ target: { tabId }, files: ["capture.js", "react-bridge.js"], world: "MAIN" });
     await ask();
   }
   $("pick-status").textContent = "Click an element on the page (Esc cancels).";
@@ -156,11 +164,21 @@ async function send(event) {
     const attachments = capture
       ? [{ name: "element.json", mediaType: CAPTURE_TYPE, data: base64(JSON.stringify(capture)) }]
       : [];
-    await api(`/v1/sessions/${encodeURIComponent(sessionId)}/prompts`, {
-      method: "POST", body: { text, client: "chrome", attachments },
+    const sent = await api(`/v1/sessions/${encodeURIComponent(sessionId)}/prompts`, {
+      method: "POST", body: { text, client: "chrome", attachments, idempotencyKey: crypto.randomUUID() },
     });
     $("prompt").value = "";
-    follow(sessionId);
+    // The capture went with this prompt only.
+    capture = null;
+    $("captured").hidden = true;
+    await chrome.storage.session.remove("lastCapture");
+    // Later prompts from the panel go to this session unless another is chosen.
+    const select = $("session");
+    if (![...select.options].some((option) => option.value === sessionId)) {
+      select.add(new Option(`New: ${sessionId}`, sessionId), 1);
+    }
+    select.value = sessionId;
+    follow(sessionId, sent.promptId, Number(sent.seq || 0));
   } catch (error) {
     showError(error);
   } finally {
@@ -175,28 +193,32 @@ function note(text) {
   item.scrollIntoView({ block: "nearest" });
 }
 
-// Reads the session's event stream (SSE over fetch, so that the token goes in a header) until
-// a turn finishes.
-async function follow(sessionId) {
+// Reads the session's event stream (SSE over fetch, so that the token goes in a header) from
+// just before the prompt was queued, and shows the turn that answers that prompt until it ends.
+async function follow(sessionId, promptId, afterSeq) {
   if (following) following.abort();
   following = new AbortController();
+  pullRequest = null;
   $("progress").hidden = false;
   $("events").replaceChildren();
   $("outcome").textContent = "";
   const link = $("session-link");
   link.href = `${settings.gateway.replace(/\/+$/, "")}/sessions/${sessionId}`;
   link.textContent = `Session ${sessionId}`;
-  let started = false;
+  let turnId = null;
   try {
-    const response = await api(`/v1/sessions/${encodeURIComponent(sessionId)}/events`, {
-      stream: true, signal: following.signal,
-    });
+    // The session's pull request, if an earlier turn opened one (later pushes update it).
+    const current = await api(`/v1/sessions/${encodeURIComponent(sessionId)}`);
+    pullRequest = current.session?.pullRequest?.url || null;
+    const response = await api(
+      `/v1/sessions/${encodeURIComponent(sessionId)}/events?after_seq=${Math.max(0, afterSeq - 1)}`,
+      { stream: true, signal: following.signal });
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
-      buffer += value;
+      buffer += value.replace(/\r\n/g, "\n");
       let end;
       while ((end = buffer.indexOf("\n\n")) >= 0) {
         const frame = buffer.slice(0, end);
@@ -205,8 +227,10 @@ async function follow(sessionId) {
         const data = frame.split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trim()).join("\n");
         if (!kind || !data) continue;
         const event = JSON.parse(data);
-        if (kind === "turn_started") started = true;
-        if (!started) continue;
+        if (kind === "turn_started" && !turnId && (event.turnStarted.promptIds || []).includes(promptId)) {
+          turnId = event.turnStarted.turnId;
+        }
+        if (!turnId || (event.turnId && event.turnId !== turnId)) continue;
         if (show(kind, event)) {
           following.abort();
           return;
@@ -217,8 +241,6 @@ async function follow(sessionId) {
     if (error.name !== "AbortError") showError(error);
   }
 }
-
-let pullRequest = null;
 
 // One event in words; true when the turn is over.
 function show(kind, event) {
@@ -270,7 +292,18 @@ chrome.runtime.onMessage.addListener((message) => {
 
 $("settings-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  settings.gateway = $("gateway").value.trim();
+  const gateway = $("gateway").value.trim();
+  let url;
+  try {
+    url = new URL(gateway);
+  } catch {
+    return showError(new Error("The Gateway URL is not a URL."));
+  }
+  // The token goes with every request: only over https, except to this machine.
+  if (url.protocol !== "https:" && !["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) {
+    return showError(new Error("Use an https:// Gateway URL (plain http only to 127.0.0.1 or localhost)."));
+  }
+  settings.gateway = gateway;
   settings.token = $("token").value.trim();
   settings.model = $("model").value.trim();
   await chrome.storage.local.set({ gateway: settings.gateway, token: settings.token, model: settings.model });

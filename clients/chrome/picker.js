@@ -58,6 +58,8 @@
 
   async function onClick(event) {
     swallow(event);
+    // Only the person's own click picks (a page's script could dispatch one).
+    if (!event.isTrusted) return;
     const element = target(event) || hovered;
     stop();
     if (!element) return;
@@ -67,8 +69,9 @@
   }
 
   function onKey(event) {
-    if (event.key !== "Escape") return;
+    if (!event.isTrusted) return;
     swallow(event);
+    if (event.type !== "keydown" || event.key !== "Escape") return;
     stop();
     chrome.runtime.sendMessage({ type: "inspect:cancelled" });
   }
@@ -91,7 +94,7 @@
         } catch {
           return;
         }
-        if (answer.nonce === nonce) done(answer.react);
+        if (answer.nonce === nonce) done(checked(answer.react));
       };
       document.addEventListener("inspect:react-response", listener);
       document.dispatchEvent(new CustomEvent("inspect:react-request", { detail: nonce }));
@@ -99,15 +102,49 @@
     });
   }
 
+  // The main world's answer, as the page could have forged it: kept only in the expected shape,
+  // with strings and numbers bounded (what it says is still the page's word, and the agent is
+  // told so).
+  function checked(react) {
+    if (!react || typeof react !== "object" || !Array.isArray(react.components)) return null;
+    const text = (value, limit) => (typeof value === "string" ? value.slice(0, limit) : null);
+    const count = (value) => (Number.isFinite(value) ? Math.max(0, Math.min(1e6, Math.round(value))) : 0);
+    const components = [];
+    for (const component of react.components.slice(0, capture.LIMITS.components)) {
+      if (!component || typeof component !== "object" || !text(component.name, 100)) continue;
+      const entry = { name: text(component.name, 100), props: {} };
+      if (component.props && typeof component.props === "object" && !Array.isArray(component.props)) {
+        const json = JSON.stringify(component.props);
+        if (json.length <= capture.LIMITS.propsBytes + 256) entry.props = JSON.parse(json);
+        else entry.propsTruncated = true;
+      }
+      if (component.propsTruncated === true) entry.propsTruncated = true;
+      const source = component.source;
+      if (source && typeof source === "object" && text(source.fileName, 300)) {
+        entry.source = { fileName: text(source.fileName, 300), lineNumber: count(source.lineNumber) };
+        if (source.columnNumber) entry.source.columnNumber = count(source.columnNumber);
+      }
+      components.push(entry);
+    }
+    return { components, omitted: count(react.omitted) };
+  }
+
+  // While picking, the page gets no pointer, mouse, touch or key events: listened for on the
+  // window, in the capture phase, before any of the page's own listeners.
+  const SWALLOWED = [
+    "pointerdown", "pointerup", "mousedown", "mouseup", "dblclick", "contextmenu", "auxclick", "touchstart",
+    "touchend",
+  ];
+
   function start() {
     if (active) return;
     active = true;
     overlay();
-    document.addEventListener("mousemove", onMove, true);
-    document.addEventListener("click", onClick, true);
-    document.addEventListener("mousedown", swallow, true);
-    document.addEventListener("mouseup", swallow, true);
-    document.addEventListener("keydown", onKey, true);
+    window.addEventListener("mousemove", onMove, true);
+    window.addEventListener("click", onClick, true);
+    for (const type of SWALLOWED) window.addEventListener(type, swallow, true);
+    window.addEventListener("keydown", onKey, true);
+    window.addEventListener("keyup", onKey, true);
   }
 
   function stop() {
@@ -116,11 +153,11 @@
     outline.remove();
     label.remove();
     hovered = null;
-    document.removeEventListener("mousemove", onMove, true);
-    document.removeEventListener("click", onClick, true);
-    document.removeEventListener("mousedown", swallow, true);
-    document.removeEventListener("mouseup", swallow, true);
-    document.removeEventListener("keydown", onKey, true);
+    window.removeEventListener("mousemove", onMove, true);
+    window.removeEventListener("click", onClick, true);
+    for (const type of SWALLOWED) window.removeEventListener(type, swallow, true);
+    window.removeEventListener("keydown", onKey, true);
+    window.removeEventListener("keyup", onKey, true);
   }
 
   chrome.runtime.onMessage.addListener((message, _sender, reply) => {

@@ -52,7 +52,8 @@ struct ChromeExtensionController: Sendable {
     else {
       throw APIError(
         .internalServerError, code: "INTERNAL",
-        "\(file.path) is missing or is not {\"id\": <32 letters a–p>, \"version\": <dotted numbers>}")
+        "the published extension's extension.json is missing or is not {\"id\": <32 letters a–p>, \"version\": <dotted numbers>}"
+      )
     }
     return (release, directory.appendingPathComponent("inspect.crx"))
   }
@@ -62,14 +63,20 @@ struct ChromeExtensionController: Sendable {
     let base: String
     if let publicURL {
       base = publicURL
+    } else if let host = request.head.authority,
+      host.allSatisfy({ $0.isLetter || $0.isNumber || ".-:[]".contains($0) }), host.count <= 255
+    {
+      // Without INSPECT_PUBLIC_URL, the host the browser asked (only host characters).
+      base = "http://\(host)"
     } else {
-      base = "http://\(request.head.authority ?? "127.0.0.1:8080")"
+      throw APIError(.badRequest, "the Host header is not a host name; set INSPECT_PUBLIC_URL")
     }
+    let codebase = Self.escapeXML("\(base)/chrome/inspect.crx")
     let xml = """
       <?xml version='1.0' encoding='UTF-8'?>
       <gupdate xmlns='http://www.google.com/update2/response' protocol='2.0'>
         <app appid='\(release.id)'>
-          <updatecheck codebase='\(base)/chrome/inspect.crx' version='\(release.version)' />
+          <updatecheck codebase='\(codebase)' version='\(release.version)' />
         </app>
       </gupdate>
 
@@ -79,10 +86,16 @@ struct ChromeExtensionController: Sendable {
       body: .init(byteBuffer: ByteBuffer(string: xml)))
   }
 
+  static func escapeXML(_ text: String) -> String {
+    text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+      .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "'", with: "&apos;")
+      .replacingOccurrences(of: "\"", with: "&quot;")
+  }
+
   func package() throws -> Response {
     let (_, file) = try release()
     guard let data = FileManager.default.contents(atPath: file.path) else {
-      throw APIError(.notFound, "\(file.path) is missing: run scripts/package-chrome-extension.sh --key … again")
+      throw APIError(.notFound, "inspect.crx is not published: run scripts/package-chrome-extension.sh --key … again")
     }
     return Response(
       status: .ok, headers: [.contentType: "application/x-chrome-extension"],

@@ -7,6 +7,8 @@ import InspectProtos
 /// The Gateway's request context: Hummingbird's core context plus the authenticated user,
 /// set by ``AuthMiddleware`` on every `/v1` route, and the handler of a WebSocket upgrade.
 struct GatewayRequestContext: RequestContext, WebSocketRequestContext {
+  /// JSON bodies up to 4 MiB: a prompt's attachments (2 MiB at most) travel base64-encoded.
+  var maxUploadSize: Int { 4 << 20 }
   var coreContext: CoreRequestContextStorage
   var user: Inspect_Session_V1_User?
   let webSocket: WebSocketHandlerReference<Self>

@@ -21,6 +21,9 @@ enum PromptAttachments {
   static let maxBytes = 1 << 20
   /// All of one prompt's attachments: they travel whole to SandboxService in `StartTurn`.
   static let maxTotalBytes = 2 << 20
+  /// All attachments one turn sends to SandboxService (whose requests may be 32 MiB): a turn
+  /// taking many queued prompts sends the first ones' whole and says the rest did not fit.
+  static let maxTurnBytes = 16 << 20
 
   /// An attachment as the prompt keeps it (the content is the artifact's).
   struct Stored: Codable, Sendable, Equatable {
@@ -132,16 +135,37 @@ enum PromptAttachments {
     }
   }
 
-  /// The attachments with their content, read back from their artifacts, for `StartTurn` (an
-  /// artifact whose file is gone is passed on without content).
-  static func load(_ stored: [Stored], sessionID: String, dataDirectory: URL) -> [Inspect_Sandbox_V1_TurnAttachment] {
+  /// The attachments with their content, read back from their artifacts, for `StartTurn`. An
+  /// artifact whose file is gone becomes a short text saying so (not an empty attachment, which
+  /// would read as one an earlier turn saw).
+  static func load(
+    _ stored: [Stored], sessionID: String, dataDirectory: URL, budget: inout Int
+  ) -> [Inspect_Sandbox_V1_TurnAttachment] {
     stored.map { item in
-      .with {
+      guard item.sizeBytes <= budget else {
+        return .with {
+          $0.name = item.name
+          $0.mediaType = "text/plain"
+          $0.data = Data(
+            "[\(item.name) (\(item.mediaType), artifact \(item.artifactId)) is left out: this turn's attachments are over \(maxTurnBytes) bytes]"
+              .utf8)
+        }
+      }
+      budget -= item.sizeBytes
+      let path = dataDirectory.appendingPathComponent("artifacts/\(sessionID)/\(item.artifactId)").path
+      guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else {
+        return .with {
+          $0.name = item.name
+          $0.mediaType = "text/plain"
+          $0.data = Data(
+            "[the content of \(item.name) (\(item.mediaType), artifact \(item.artifactId)) is unavailable: its file is gone]"
+              .utf8)
+        }
+      }
+      return .with {
         $0.name = item.name
         $0.mediaType = item.mediaType
-        $0.data =
-          FileManager.default.contents(
-            atPath: dataDirectory.appendingPathComponent("artifacts/\(sessionID)/\(item.artifactId)").path) ?? Data()
+        $0.data = data
       }
     }
   }

@@ -343,26 +343,45 @@ actor SessionActor {
     let references = PromptAttachments.references(stored.map(\.stored))
     let artifacts = stored.map(\.artifact)
     let authorRef = author.ref
-    let (events, (prompt, position)) = try await transact { db in
-      if let key, let existing = try PromptRecord.filter(Column("idempotencyKey") == key).fetchOne(db) {
-        return ([], (existing, try existing.queuePosition(db)))
+    // Files written for a prompt that is not stored (a retry of one that was, a failed
+    // transaction) are removed again.
+    let removeFiles = { [dataDirectory] in
+      guard let dataDirectory else { return }
+      for artifact in artifacts {
+        try? FileManager.default.removeItem(at: dataDirectory.appendingPathComponent(artifact.storagePath))
       }
-      try fresh.insert(db)
-      let position = try fresh.queuePosition(db)
-      let event = Event.with {
-        $0.promptQueued = .with {
-          $0.messageID = fresh.id
-          $0.author = authorRef
-          $0.text = text
-          $0.queuePosition = UInt32(position)
-          $0.client = client
-          $0.attachments = references
-        }
-      }
-      let added = artifacts.map { artifact in Event.with { $0.artifactAdded = .with { $0.artifact = artifact } } }
-      return ([event] + added, (fresh, position))
     }
-    guard let seq = events.first?.seq else { return (prompt, position, 0) }
+    let events: [Event]
+    let prompt: PromptRecord
+    let position: Int
+    do {
+      (events, (prompt, position)) = try await transact { db in
+        if let key, let existing = try PromptRecord.filter(Column("idempotencyKey") == key).fetchOne(db) {
+          return ([], (existing, try existing.queuePosition(db)))
+        }
+        try fresh.insert(db)
+        let position = try fresh.queuePosition(db)
+        let event = Event.with {
+          $0.promptQueued = .with {
+            $0.messageID = fresh.id
+            $0.author = authorRef
+            $0.text = text
+            $0.queuePosition = UInt32(position)
+            $0.client = client
+            $0.attachments = references
+          }
+        }
+        let added = artifacts.map { artifact in Event.with { $0.artifactAdded = .with { $0.artifact = artifact } } }
+        return ([event] + added, (fresh, position))
+      }
+    } catch {
+      removeFiles()
+      throw error
+    }
+    guard let seq = events.first?.seq else {
+      removeFiles()
+      return (prompt, position, 0)
+    }
     record.queuedPrompts += 1
     await settle()
     return (prompt, position, seq)
@@ -843,6 +862,7 @@ actor SessionActor {
       $0.sessionBranch = record.branch
       $0.model = record.model
       $0.client = record.client
+      var budget = PromptAttachments.maxTurnBytes
       $0.prompts = prompts.map { prompt in
         .with {
           $0.promptID = prompt.id
@@ -853,7 +873,7 @@ actor SessionActor {
           $0.text = prompt.text
           if let dataDirectory {
             $0.attachments = PromptAttachments.load(
-              prompt.storedAttachments, sessionID: id, dataDirectory: dataDirectory)
+              prompt.storedAttachments, sessionID: id, dataDirectory: dataDirectory, budget: &budget)
           }
         }
       }
