@@ -238,3 +238,102 @@ def test_package_and_update_manifest(system, package):
     served = requests.get(codebase, timeout=TIMEOUT_S)
     assert served.status_code == 200 and served.content == crx
     assert served.headers["Content-Type"] == "application/x-chrome-extension"
+
+
+class GatewayStandIn(http.server.BaseHTTPRequestHandler):
+    """Just enough of the Gateway's REST API for the panel, whose session's turn opens a pull
+    request (the demo repository never does): the same JSON and SSE the Gateway sends."""
+
+    prompts: list[dict] = []
+    PULL = "https://github.example/acme/web/pull/42"
+
+    def log_message(self, *arguments):
+        pass
+
+    def reply(self, body, status=200):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.headers.get("Authorization") != "Bearer tok-standin":
+            return self.reply({"error": {"code": "UNAUTHENTICATED", "message": "bad token"}}, 401)
+        path = self.path.split("?", 1)[0]
+        if path == "/v1/me":
+            return self.reply({"id": "usr-1", "displayName": "Ada"})
+        if path == "/v1/repositories":
+            return self.reply({"repositories": [{"name": "acme/web"}]})
+        if path == "/v1/sessions":
+            return self.reply({"sessions": [{"id": "ses-0-existing", "title": "Checkout",
+                                             "repository": {"fullName": "acme/web"}}]})
+        if path == "/v1/sessions/ses-0-existing":
+            return self.reply({"session": {"id": "ses-0-existing"}})
+        if path == "/v1/sessions/ses-0-existing/events":
+            frames = [
+                ("turn_started", 7, {"turnId": "turn-old", "turnStarted": {"turnId": "turn-old", "promptIds": ["msg-old"]}}),
+                ("turn_finished", 8, {"turnId": "turn-old", "turnFinished": {"outcome": "TURN_OUTCOME_FAILED", "reason": "old"}}),
+                ("turn_started", 9, {"turnId": "turn-new", "turnStarted": {"turnId": "turn-new", "promptIds": ["msg-new"]}}),
+                ("tool_call", 10, {"turnId": "turn-new", "toolCall": {"name": "edit_file", "state": "TOOL_CALL_STATE_RUNNING"}}),
+                ("branch_pushed", 11, {"turnId": "turn-new", "branchPushed": {"branch": "inspect/ses-0-existing"}}),
+                ("pull_request", 12, {"turnId": "turn-new", "pullRequest": {"url": self.PULL, "state": "PULL_REQUEST_STATE_OPEN"}}),
+                ("turn_finished", 13, {"turnId": "turn-new", "turnFinished": {"outcome": "TURN_OUTCOME_SUCCEEDED"}}),
+            ]
+            body = "".join(f"id: {seq}\r\nevent: {kind}\r\ndata: {json.dumps(data)}\r\n\r\n" for kind, seq, data in frames)
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        self.reply({"error": {"code": "NOT_FOUND", "message": path}}, 404)
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        if self.path == "/v1/sessions/ses-0-existing/prompts":
+            GatewayStandIn.prompts.append(body)
+            return self.reply({"promptId": "msg-new", "queuePosition": 1, "seq": "9"})
+        self.reply({"error": {"code": "NOT_FOUND", "message": self.path}}, 404)
+
+
+def test_added_to_an_existing_session_the_panel_shows_its_pull_request(pages, driver):
+    """Against a stand-in Gateway: the panel adds the capture to a chosen session, skips the
+    older turn in the stream, and ends with the pull request's link (CRLF frames too)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), GatewayStandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        driver.get(f"{pages}/bare/react-app.html")
+        page = driver.current_window_handle
+        driver.switch_to.new_window("tab")
+        driver.get(f"chrome-extension://{EXTENSION_ID}/panel.html")
+        panel = driver.current_window_handle
+        wait(driver, lambda d: d.find_element(By.ID, "settings").get_attribute("open") is not None, "the form")
+        driver.find_element(By.ID, "gateway").send_keys(f"http://127.0.0.1:{server.server_address[1]}")
+        driver.find_element(By.ID, "token").send_keys("tok-standin")
+        driver.find_element(By.CSS_SELECTOR, "#settings-form button").click()
+        wait(driver, lambda d: "signed in as Ada" in d.find_element(By.ID, "who").text, "signing in")
+        Select(driver.find_element(By.ID, "session")).select_by_value("ses-0-existing")
+        tab = Select(driver.find_element(By.ID, "tab"))
+        tab.select_by_visible_text(next(o.text for o in tab.options if o.text.startswith("Lamp shop")))
+        driver.find_element(By.ID, "pick").click()
+        driver.switch_to.window(page)
+        button = wait(driver, lambda d: d.find_element(By.ID, "buy"), "the button")
+        ActionChains(driver).move_to_element(button).pause(0.3).click(button).perform()
+        driver.switch_to.window(panel)
+        wait(driver, lambda d: d.find_element(By.ID, "captured").is_displayed(), "the capture")
+        driver.find_element(By.ID, "prompt").send_keys("Green, please")
+        driver.find_element(By.ID, "send").click()
+        link = wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#outcome a"), "the pull request link")[0]
+        assert link.get_attribute("href") == GatewayStandIn.PULL and link.text == "Pull request"
+        assert driver.find_element(By.ID, "outcome").text.startswith("Done.")
+        notes = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#events li")]
+        assert notes == ["Started", "Running edit_file", "Pushed inspect/ses-0-existing"], notes
+        sent = GatewayStandIn.prompts[-1]
+        assert sent["text"] == "Green, please" and sent["client"] == "chrome" and sent["idempotencyKey"]
+        assert sent["attachments"][0]["mediaType"] == "application/vnd.inspect.element+json"
+    finally:
+        server.shutdown()
+        server.server_close()
