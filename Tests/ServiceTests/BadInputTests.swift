@@ -76,7 +76,12 @@ struct BadInputTests {
         "POST", "/v1/sessions", headers: stack.authorized(), body: Data("{\"repositry\": \"a/b\"}".utf8))
       #expect(unknownField.status == 400)
 
-      let huge = Data(repeating: UInt8(ascii: " "), count: 3 * 1024 * 1024)
+      // JSON bodies may be 4 MiB (a prompt's attachments travel base64-encoded): 3 MiB is read
+      // (and found to be no JSON), 5 MiB is refused unread.
+      let large = Data(repeating: UInt8(ascii: " "), count: 3 * 1024 * 1024)
+      let read = try await stack.http.request("POST", "/v1/sessions", headers: stack.authorized(), body: large)
+      #expect(read.status == 400)
+      let huge = Data(repeating: UInt8(ascii: " "), count: 5 * 1024 * 1024)
       let oversized = try await stack.http.request("POST", "/v1/sessions", headers: stack.authorized(), body: huge)
       #expect(oversized.status == 413)
       #expect(try oversized.errorBody().code == "RESOURCE_EXHAUSTED")

@@ -86,8 +86,13 @@ struct GitHubWebhookController: Sendable {
     } catch {
       throw APIError(downstream.map(error))
     }
-    let status: HTTPResponse.Status = answer.duplicate ? .ok : .accepted
-    let json = #"{"duplicate":\#(answer.duplicate),"accepted":\#(answer.accepted)}"#
+    return Self.answer(
+      duplicate: answer.duplicate, accepted: answer.accepted, status: answer.duplicate ? .ok : .accepted)
+  }
+
+  /// `{"duplicate":…,"accepted":…}`: how a stored delivery (GitHub's, Slack's) was taken.
+  static func answer(duplicate: Bool, accepted: Bool, status: HTTPResponse.Status) -> Response {
+    let json = #"{"duplicate":\#(duplicate),"accepted":\#(accepted)}"#
     return Response(
       status: status, headers: [.contentType: "application/json; charset=utf-8"],
       body: .init(byteBuffer: ByteBuffer(string: json)))

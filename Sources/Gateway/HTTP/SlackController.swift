@@ -65,10 +65,7 @@ struct SlackController: Sendable {
     default:
       // E.g. `app_rate_limited`: Slack counts answers other than 2xx against the app, so any
       // signed request of a type Inspect does not act on is taken and set aside.
-      let json = #"{"duplicate":false,"accepted":false}"#
-      return Response(
-        status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
-        body: .init(byteBuffer: ByteBuffer(string: json)))
+      return GitHubWebhookController.answer(duplicate: false, accepted: false, status: .ok)
     }
   }
 
@@ -105,11 +102,8 @@ struct SlackController: Sendable {
     } catch {
       throw APIError(downstream.map(error))
     }
-    let json = #"{"duplicate":\#(answer.duplicate),"accepted":\#(answer.accepted)}"#
     // 200 either way: Slack treats any 2xx as delivered, and a duplicate needs no retry.
-    return Response(
-      status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
-      body: .init(byteBuffer: ByteBuffer(string: json)))
+    return GitHubWebhookController.answer(duplicate: answer.duplicate, accepted: answer.accepted, status: .ok)
   }
 
   /// The raw body, once its signature and timestamp are checked.
