@@ -54,11 +54,6 @@ actor SlackPoster {
     enqueue(channel, .update(ts: ts, text: text, blocks: blocks))
   }
 
-  /// Returns once everything queued for `channel` was sent (or given up).
-  func settle(channel: String) async {
-    while draining.contains(channel) { try? await Task.sleep(for: .milliseconds(20)) }
-  }
-
   private func enqueue(_ channel: String, _ operation: Operation) {
     queues[channel, default: []].append(operation)
     guard !draining.contains(channel) else { return }

@@ -51,9 +51,6 @@ actor SlackProgress {
     }
   }
 
-  /// True while the session is being followed (for tests).
-  func isFollowing(_ sessionID: String) -> Bool { active[sessionID] != nil }
-
   /// Failed passes (Slack refusing a post, a peer gone) are tried again this many times, with
   /// a growing pause, before the report gives up.
   static let maxFailures = 8
@@ -194,9 +191,6 @@ actor TurnReporter {
     var pullRequestError: String?
     var pushed: String?
   }
-
-  /// The turn in progress, if any.
-  var inProgress: Bool { current != nil }
 
   var thread: SlackThreadRecord
   let sessionURL: String
