@@ -65,4 +65,21 @@ struct ConfigurationTests {
     #expect(HostAndPort(":50051") == nil)
     #expect(HostAndPort("h:0") == nil)
   }
+
+  @Test(
+    "a secret comes from its variable, else from the file <variable>_FILE names; an unreadable or empty file is refused"
+  )
+  func secretFromFile() throws {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("inspect-secret-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: file) }
+    try Data("  s3cret\n".utf8).write(to: file)
+    #expect(try ["X": "direct", "X_FILE": file.path].valueOrFile("X") == "direct")
+    #expect(try ["X_FILE": file.path].valueOrFile("X") == "s3cret")
+    #expect(try [String: String]().valueOrFile("X") == nil)
+    let missing = #expect(throws: ConfigurationError.self) { try ["X_FILE": "/nonexistent/secret"].valueOrFile("X") }
+    #expect(missing?.description == "X_FILE=/nonexistent/secret cannot be read")
+    try Data("\n".utf8).write(to: file)
+    let empty = #expect(throws: ConfigurationError.self) { try ["X_FILE": file.path].valueOrFile("X") }
+    #expect(empty?.description == "X_FILE=\(file.path) is empty")
+  }
 }

@@ -31,18 +31,7 @@ struct GitHubWebhookController: Sendable {
   /// A shared secret from `variable`, else from the file named by `<variable>_FILE`; nil when
   /// neither is set.
   static func secret(environment: [String: String], variable: String) throws -> SymmetricKey? {
-    if let value = environment[variable], !value.isEmpty {
-      return SymmetricKey(data: Data(value.utf8))
-    }
-    if let path = environment[variable + "_FILE"], !path.isEmpty {
-      guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw ConfigurationError("\(variable)_FILE=\(path) cannot be read")
-      }
-      let value = text.trimmingCharacters(in: .whitespacesAndNewlines)
-      guard !value.isEmpty else { throw ConfigurationError("\(variable)_FILE=\(path) is empty") }
-      return SymmetricKey(data: Data(value.utf8))
-    }
-    return nil
+    try environment.valueOrFile(variable).map { SymmetricKey(data: Data($0.utf8)) }
   }
 
   func register(on router: Router<GatewayRequestContext>) {

@@ -21,14 +21,7 @@ struct SlackSettings: Sendable {
   init() {}
 
   init(environment: [String: String]) throws {
-    if let value = environment["INSPECT_SLACK_BOT_TOKEN"], !value.isEmpty {
-      botToken = value
-    } else if let path = environment["INSPECT_SLACK_BOT_TOKEN_FILE"], !path.isEmpty {
-      guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw ConfigurationError("INSPECT_SLACK_BOT_TOKEN_FILE=\(path) cannot be read")
-      }
-      botToken = text.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
+    botToken = try environment.valueOrFile("INSPECT_SLACK_BOT_TOKEN")
     if let value = environment["INSPECT_SLACK_API_URL"]?.trimmingCharacters(in: .whitespaces), !value.isEmpty {
       var base = value
       while base.hasSuffix("/") { base.removeLast() }
@@ -45,10 +38,7 @@ struct SlackSettings: Sendable {
       }
     }
     model = environment["INSPECT_SLACK_MODEL"]?.trimmingCharacters(in: .whitespaces) ?? ""
-    if let value = environment["INSPECT_SLACK_MIN_INTERVAL_MS"], !value.isEmpty {
-      guard let milliseconds = Int(value), (0...60_000).contains(milliseconds) else {
-        throw ConfigurationError("INSPECT_SLACK_MIN_INTERVAL_MS=\(value) is not a number of milliseconds up to 60000")
-      }
+    if let milliseconds = try environment.wholeNumber("INSPECT_SLACK_MIN_INTERVAL_MS", in: 0...60_000) {
       minInterval = .milliseconds(milliseconds)
     }
   }
