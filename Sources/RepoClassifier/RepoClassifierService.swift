@@ -22,23 +22,9 @@ struct RepoClassifierService: Inspect_Classifier_V1_RepoClassifierService.Simple
     guard !blank(request.text) || !request.thread.allSatisfy(blank) else { throw ClassifierError.emptyMessage }
     let index = catalog.index
     guard !index.repos.isEmpty else { throw ClassifierError.emptyCatalog }
-    var ranking = LexicalScorer.rank(
-      text: request.text, thread: request.thread, channel: request.channel, in: index, thresholds: thresholds)
-    var rerankedBy = ""
-    // Only AMBIGUOUS rankings are reranked: CONFIDENT needs no help, and NONE (nothing said
-    // enough) must not be talked into a repository.
-    if let rerank, ranking.decision == .ambiguous, !ranking.candidates.isEmpty {
-      let (reranked, failure) = await rerank.rerank(
-        ranking, text: request.text, thread: request.thread, channel: request.channel, index: index)
-      if let failure, !Task.isCancelled {
-        logger.warning(
-          "the rerank model's answer was not used; the lexical ranking stands",
-          metadata: ["model": "\(rerank.model.isEmpty ? "classify" : rerank.model)", "error": "\(failure)"])
-      } else if failure == nil {
-        ranking = reranked
-        rerankedBy = rerank.model.isEmpty ? "classify" : rerank.model
-      }
-    }
+    let (ranking, rerankedBy) = await Self.rank(
+      text: request.text, thread: request.thread, channel: request.channel, in: index, thresholds: thresholds,
+      rerank: rerank, logger: logger)
     return .with {
       $0.rerankedBy = rerankedBy
       $0.candidates = ranking.candidates.map { candidate in
@@ -50,6 +36,26 @@ struct RepoClassifierService: Inspect_Classifier_V1_RepoClassifierService.Simple
       }
       $0.decision = ranking.decision.proto
     }
+  }
+
+  /// The lexical ranking, reranked by the model when there is one and the words alone are
+  /// AMBIGUOUS; with the model that reranked it (empty when none did).
+  static func rank(
+    text: String, thread: [String], channel: String, in index: CatalogIndex, thresholds: LexicalScorer.Thresholds,
+    rerank: ModelRerank?, logger: Logger
+  ) async -> (ranking: LexicalScorer.Ranking, rerankedBy: String) {
+    let ranking = LexicalScorer.rank(text: text, thread: thread, channel: channel, in: index, thresholds: thresholds)
+    // Only AMBIGUOUS rankings are reranked: CONFIDENT needs no help, and NONE (nothing said
+    // enough) must not be talked into a repository.
+    guard let rerank, ranking.decision == .ambiguous, !ranking.candidates.isEmpty else { return (ranking, "") }
+    let (reranked, failure) = await rerank.rerank(ranking, text: text, thread: thread, channel: channel, index: index)
+    guard let failure else { return (reranked, rerank.model.isEmpty ? "classify" : rerank.model) }
+    if !Task.isCancelled {
+      logger.warning(
+        "the rerank model's answer was not used; the lexical ranking stands",
+        metadata: ["model": "\(rerank.model.isEmpty ? "classify" : rerank.model)", "error": "\(failure)"])
+    }
+    return (ranking, "")
   }
 
   // MARK: - Catalog
