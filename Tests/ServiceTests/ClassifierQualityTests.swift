@@ -90,7 +90,7 @@ struct ClassifierQualityTests {
       }
       let (ranking, _) = await RepoClassifierService.rank(
         text: example.text, thread: example.thread, channel: example.channel, in: index, thresholds: .standard,
-        rerank: rerank, logger: Logger(label: "quality"))
+        rerank: rerank, logger: Logger(label: "quality") { _ in SwiftLogNoOpLogHandler() })
       score.add(example, ranking)
     }
     return score
@@ -107,14 +107,14 @@ struct ClassifierQualityTests {
     #expect(examples.contains { !$0.thread.isEmpty } && examples.contains { $0.expected == nil })
   }
 
-  /// Measured: 0.675 lexical alone, 0.795 with the channels, 4 CONFIDENT and wrong
-  /// (docs/PERFORMANCE.md; in-sample: the scoring was adjusted while measuring on this set; the
-  /// READMEs were written without reading the messages). The goal is 0.9 without a
-  /// model; the misses are mostly words neither the catalog nor the READMEs have, and fixes that
-  /// belong in another repository than the one named. These guard what is reached.
-  static let floor = 0.79
-  static let lexicalFloor = 0.67
-  static let mostConfidentWrong = 4
+  /// Measured: 0.783 lexical alone, 0.855 with the channels, 2 CONFIDENT and wrong
+  /// (docs/PERFORMANCE.md). In-sample: the weights were chosen while measuring on this set; the
+  /// READMEs and the common-case hints were written by helpers who had not read it. The issue's
+  /// goal is 0.9 without a model; the misses are mostly fixes that belong in another repository
+  /// than the one the message names, and words no catalog field has. These guard what is reached.
+  static let floor = 0.85
+  static let lexicalFloor = 0.78
+  static let mostConfidentWrong = 2
 
   @Test("top-1 accuracy without a model: lexical alone, and with the channels' priors (at least the measured floor)")
   func accuracy() throws {
@@ -132,8 +132,8 @@ struct ClassifierQualityTests {
 
   /// The held-out set is only measured: nothing was adjusted on it. Its guards are what was
   /// measured (docs/PERFORMANCE.md), so a change that loses ground on it fails.
-  static let heldOutFloor = 0.71
-  static let heldOutMostConfidentWrong = 12
+  static let heldOutFloor = 0.81
+  static let heldOutMostConfidentWrong = 8
 
   @Test("top-1 accuracy on the held-out set, written by someone who saw neither the labelled set nor the scoring")
   func heldOutAccuracy() throws {

@@ -15,10 +15,17 @@ struct ClassifierScoringTests {
     LexicalScorer.rank(text: text, thread: thread, channel: channel, in: index)
   }
 
-  @Test("words are lowercased, split on punctuation, stripped of stopwords and plurals folded")
+  @Test("words are lowercased, split on punctuation, stripped of stopwords and stemmed")
   func tokenizer() {
     #expect(Tokenizer.words("Fix the Unit-Tests in calc.py, please!") == ["fix", "unit", "test", "calc", "py"])
-    #expect(Tokenizer.words("the class is a bus") == ["class", "bus"])
+    #expect(Tokenizer.words("the class is a bus") == ["class", "bu"])
+    // A one-letter part of a hyphenated word stays: `z-index` is not `index`.
+    #expect(Tokenizer.words("z-index, e-mail, a b - c") == ["z", "index", "e", "mail"])
+    // Inflections and derivations meet: the card was charged / a second charge / charging.
+    #expect(Set(["charged", "charge", "charges", "charging"].flatMap(Tokenizer.words)) == ["charg"])
+    #expect(Tokenizer.words("validation validate") == ["valid", "valid"])
+    // What people wrote is kept beside the stem, for reasons.
+    #expect(Tokenizer.terms("Suggestions!") == [.init(written: "suggestions", stem: "suggest")])
     #expect(Tokenizer.contains(["run", "unit", "test"], phrase: ["unit", "test"]))
     #expect(!Tokenizer.contains(["unit", "run", "test"], phrase: ["unit", "test"]))
   }
@@ -166,7 +173,7 @@ struct ClassifierMentionTests {
     #expect(Tokenizer.repositoryMentions("fix `local/demo`, then acme/web.") == ["local/demo", "acme/web"])
     #expect(Tokenizer.repositoryMentions("edit src/pages/cart.tsx") == [])
     #expect(Tokenizer.repositoryMentions("GET /v1/search?q=a, https://example.com/acme/web") == [])
-    // Pairs that are not repositories are found too; only catalog keys count.
+    // Pairs that are not repositories are found too; only catalog keys and owners count.
     #expect(Tokenizer.repositoryMentions("and/or 1/2") == ["and/or", "1/2"])
     #expect(Tokenizer.repositoryMentions("nothing here") == [])
   }
@@ -185,6 +192,32 @@ struct ClassifierMentionTests {
     let web = try #require(inThread.candidates.first { $0.repo == "acme/web" })
     #expect(web.reason.contains("thread: mentioned 'acme/web'"))
     #expect(web.points == LexicalScorer.explicitWeight * LexicalScorer.threadFactor)
+  }
+
+  @Test("naming a repository of a catalog owner that the catalog lacks is NONE, with the candidates kept and why")
+  func unknownRepository() throws {
+    let index = Fixtures.index()
+    // The refund words point at acme/payments-api, but the person named another acme repository.
+    let named = LexicalScorer.rank(
+      text: "the refund banner in acme/marketing-site is wrong, it says stripe", thread: [], channel: "", in: index)
+    #expect(named.decision == .none)
+    let top = try #require(named.candidates.first)
+    #expect(top.repo == "acme/payments-api")
+    #expect(top.reason.hasSuffix("names acme/marketing-site, which is not in the catalog"), "\(top.reason)")
+    // The same from the thread, and from a link.
+    let threaded = LexicalScorer.rank(
+      text: "can you take a stab at the refund wording?", thread: ["https://github.com/acme/marketing-site/pull/3"],
+      channel: "", in: index)
+    #expect(threaded.decision == .none)
+    // Naming a catalog repository as well leaves the words to decide; so does a pair of another
+    // owner (not a repository Inspect could know) or a pair that is not a repository at all.
+    for text in [
+      "move the refund banner from acme/marketing-site to acme/payments-api, stripe refund",
+      "the refund from stripe fails like in torvalds/linux", "stripe refund and/or payout",
+    ] {
+      let ranking = LexicalScorer.rank(text: text, thread: [], channel: "", in: index)
+      #expect(ranking.decision == .confident && ranking.candidates.first?.repo == "acme/payments-api", "\(text)")
+    }
   }
 
   @Test("README words count, less than description words, capped, and not when most READMEs use them")

@@ -59,6 +59,9 @@ struct CatalogIndex: Sendable {
   var positionByKey: [String: Int]
   /// Picks per channel and repository key (see ``CatalogDocument/choices``).
   var choices: [String: [String: Int]]
+  /// The owners of the catalog's repositories (lowercased): a named `owner/name` of one of these
+  /// that is not in the catalog is a repository Inspect does not know.
+  var owners: Set<String>
 
   init(_ document: CatalogDocument) {
     repos = document.repos.sorted { $0.key < $1.key }.map(Repo.init)
@@ -93,5 +96,6 @@ struct CatalogIndex: Sendable {
     reposByChannel = byChannel
     positionByKey = byKey
     choices = document.choices
+    owners = Set(repos.map { String($0.key.prefix { $0 != "/" }) })
   }
 }

@@ -18,16 +18,21 @@ import Foundation
 ///
 /// The reported score is `points / (points + scoreHalfPoint)`: in [0, 1), 0.5 at one
 /// `scoreHalfPoint` of evidence, rising ever more slowly after that. See ``decide(_:)`` for the
-/// decision.
+/// decision. A message (or its thread) that names a repository of a catalog owner which is not
+/// in the catalog (`acme/marketing-site`), and none that is, is NONE: people said which one
+/// they mean, and it is not one Inspect knows.
 enum LexicalScorer {
   // MARK: - Weights
 
   /// `owner/name` written as such, or a link to the repository: people said which one they mean.
   static let explicitWeight = 2.0
-  /// Naming the repository (`owner/name` as words) or an alias.
-  static let nameWeight = 1.0
-  /// The name without its owner: almost as strong, but bare names are often ordinary words.
-  static let bareNameWeight = 0.8
+  /// Naming the repository (`owner/name` as words) or an alias. People name where they see a
+  /// symptom ("the search box in the web app"), not always where the fix is, so a name weighs
+  /// less than two hints.
+  static let nameWeight = 0.8
+  /// The name without its owner: bare names are often ordinary words ("billing returns cents",
+  /// "the search pods"), so little more than a hint.
+  static let bareNameWeight = 0.65
   /// A hint (a word, path or product name the catalog says points at the repository).
   static let hintWeight = 0.5
   /// One description word shared by one repository; split among repositories that share it.
@@ -140,7 +145,20 @@ enum LexicalScorer {
         repo: repo.entry.name, points: scored.points, score: scored.points / (scored.points + scoreHalfPoint),
         reason: rank < maximumCandidates ? score(repo, reasons: true).reason : "")
     }
-    return Ranking(candidates: Array(ranked.prefix(maximumCandidates)), decision: decide(ranked, thresholds))
+    var candidates = Array(ranked.prefix(maximumCandidates))
+    let named = message.explicitInText.union(message.explicitInThread)
+    let unknown = named.filter { key in
+      index.positionByKey[key] == nil && index.owners.contains(String(key.prefix { $0 != "/" }))
+    }
+    if !unknown.isEmpty, !named.contains(where: { index.positionByKey[$0] != nil }) {
+      let note = "names \(unknown.sorted().joined(separator: ", ")), which is not in the catalog"
+      for position in candidates.indices {
+        let reason = candidates[position].reason
+        candidates[position].reason = reason.isEmpty ? note : "\(reason); \(note)"
+      }
+      return Ranking(candidates: candidates, decision: .none)
+    }
+    return Ranking(candidates: candidates, decision: decide(ranked, thresholds))
   }
 
   /// NONE when nothing scored at least the minimum points; CONFIDENT when the leader has at
@@ -188,7 +206,7 @@ enum LexicalScorer {
       guard let factor = message.factor(of: word) else { continue }
       let points = descriptionWordWeight * factor / Double(max(index.descriptionFrequency[word] ?? 1, 1))
       descriptionPoints += points
-      evidence.add(0, "description word '\(word)'", factor: factor)
+      evidence.add(0, "description word '\(message.written[word] ?? word)'", factor: factor)
     }
     evidence.points += min(descriptionPoints, descriptionCap)
     var readmePoints = 0.0
@@ -198,7 +216,7 @@ enum LexicalScorer {
       // A word most READMEs use ("run", "test", "build") says nothing.
       guard frequency <= index.commonReadmeWord, let factor = message.factor(of: word) else { continue }
       readmePoints += readmeWordWeight * factor / Double(max(frequency, 1))
-      if reasons { readmeWords.append(word) }
+      if reasons { readmeWords.append(message.written[word] ?? word) }
     }
     if readmePoints > 0 {
       evidence.points += min(readmePoints, readmeCap)
@@ -222,10 +240,16 @@ private struct MessageWords {
   /// thread.
   let explicitInText: Set<String>
   let explicitInThread: Set<String>
+  /// Each stem as first written in the message or thread (reasons quote what people wrote).
+  let written: [String: String]
 
   init(text: String, thread: [String]) {
-    self.text = Tokenizer.words(text)
-    self.thread = thread.map(Tokenizer.words)
+    let terms = Tokenizer.terms(text)
+    let threadTerms = thread.map(Tokenizer.terms)
+    self.text = terms.map(\.stem)
+    self.thread = threadTerms.map { $0.map(\.stem) }
+    written = Dictionary(
+      (terms + threadTerms.joined()).map { ($0.stem, $0.written) }, uniquingKeysWith: { first, _ in first })
     textSet = Set(self.text)
     threadSet = Set(self.thread.joined())
     allWords = textSet.union(threadSet).sorted()

@@ -1,9 +1,10 @@
 /// Turns text into the words the classifier compares: lowercased, split on every character that
-/// is not a letter or a digit, without stopwords and one-character fragments, and with a plain
-/// English plural folded (`tests` → `test`), so that "unit test" matches the hint "unit tests".
+/// is not a letter or a digit, without stopwords and one-character fragments, and stemmed
+/// (``PorterStemmer``: `charged` and `charges` → `charg`), so that "unit test" matches the hint
+/// "unit tests" and "card was charged twice" the hint "charge".
 ///
-/// The catalog and the message go through the same function, so a folded form never has to be
-/// a real word; it only has to be the same on both sides.
+/// The catalog and the message go through the same function, so a stem never has to be a real
+/// word; it only has to be the same on both sides.
 enum Tokenizer {
   /// Words too common to say anything about a repository.
   static let stopwords: Set<String> = [
@@ -15,31 +16,39 @@ enum Tokenizer {
     "who", "why", "will", "with", "would", "you", "your",
   ]
 
-  /// The words of `text`, in order (repeats kept, so phrases can be found).
-  static func words(_ text: String) -> [String] {
-    var words: [String] = []
+  /// A word of a text: as written (lowercased), and its stem, which is what is compared.
+  struct Term: Sendable, Equatable {
+    var written: String
+    var stem: String
+  }
+
+  /// The terms of `text`, in order (repeats kept, so phrases can be found). A one-character
+  /// fragment is dropped unless a hyphen joins it to a word (`z-index` is not `index`).
+  static func terms(_ text: String) -> [Term] {
+    var terms: [Term] = []
     var current = ""
-    func flush() {
+    var hyphenBefore = false
+    func flush(hyphenAfter: Bool) {
       defer { current = "" }
-      guard current.count > 1, !stopwords.contains(current) else { return }
-      words.append(fold(current))
+      guard !current.isEmpty, current.count > 1 || hyphenBefore || hyphenAfter, !stopwords.contains(current)
+      else { return }
+      terms.append(Term(written: current, stem: PorterStemmer.stem(current)))
     }
     for character in text.lowercased() {
       if character.isLetter || character.isNumber {
         current.append(character)
       } else {
-        flush()
+        let hyphen = character == "-"
+        if !current.isEmpty { flush(hyphenAfter: hyphen) }
+        hyphenBefore = hyphen
       }
     }
-    flush()
-    return words
+    flush(hyphenAfter: false)
+    return terms
   }
 
-  /// Folds a regular plural: `tests` → `test`, but `class`, `bus` and `is` stay.
-  static func fold(_ word: String) -> String {
-    guard word.count > 3, word.hasSuffix("s"), !word.hasSuffix("ss"), !word.hasSuffix("us") else { return word }
-    return String(word.dropLast())
-  }
+  /// The stems of `text`'s words, in order.
+  static func words(_ text: String) -> [String] { terms(text).map(\.stem) }
 
   /// Whether `phrase` occurs in `words` as consecutive words.
   static func contains(_ words: [String], phrase: [String]) -> Bool {
@@ -52,8 +61,9 @@ enum Tokenizer {
 
   /// `owner/name` pairs written out in `text` (lowercased): links to a repository
   /// (`github.com/owner/name`, `…/pull/12`, `git@github.com:owner/name.git`) and `owner/name`
-  /// standing alone as a word. Only pairs that are catalog keys count, so a pair that is not a
-  /// repository (`and/or`) is harmless. Scanned by hand: it runs on every message.
+  /// standing alone as a word. Only pairs that are catalog keys, or name a catalog owner, count,
+  /// so a pair that is not a repository (`and/or`) is harmless. Scanned by hand: it runs on
+  /// every message.
   static func repositoryMentions(_ text: String) -> Set<String> {
     guard text.contains("/") else { return [] }
     var found: Set<String> = []
