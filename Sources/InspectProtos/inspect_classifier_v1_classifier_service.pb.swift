@@ -54,6 +54,11 @@ public nonisolated struct Inspect_Classifier_V1_ClassifyResponse: Sendable {
   /// `classify` task); empty when the lexical ranking stands.
   public var rerankedBy: String = String()
 
+  /// `owner/name`s the message (or its thread) names that are not in the catalog, of an owner
+  /// the catalog has (`acme/marketing-site`). Named in the message itself, and no catalog
+  /// repository named, the decision is NONE; named only in the thread, at most AMBIGUOUS.
+  public var unknownRepos: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -239,7 +244,7 @@ nonisolated extension Inspect_Classifier_V1_ClassifyRequest: SwiftProtobuf.Messa
 
 nonisolated extension Inspect_Classifier_V1_ClassifyResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClassifyResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}candidates\0\u{1}decision\0\u{3}reranked_by\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}candidates\0\u{1}decision\0\u{3}reranked_by\0\u{3}unknown_repos\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -250,6 +255,7 @@ nonisolated extension Inspect_Classifier_V1_ClassifyResponse: SwiftProtobuf.Mess
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.candidates) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.decision) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.rerankedBy) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.unknownRepos) }()
       default: break
       }
     }
@@ -265,6 +271,9 @@ nonisolated extension Inspect_Classifier_V1_ClassifyResponse: SwiftProtobuf.Mess
     if !self.rerankedBy.isEmpty {
       try visitor.visitSingularStringField(value: self.rerankedBy, fieldNumber: 3)
     }
+    if !self.unknownRepos.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.unknownRepos, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -272,6 +281,7 @@ nonisolated extension Inspect_Classifier_V1_ClassifyResponse: SwiftProtobuf.Mess
     if lhs.candidates != rhs.candidates {return false}
     if lhs.decision != rhs.decision {return false}
     if lhs.rerankedBy != rhs.rerankedBy {return false}
+    if lhs.unknownRepos != rhs.unknownRepos {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

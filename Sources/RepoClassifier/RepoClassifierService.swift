@@ -35,6 +35,7 @@ struct RepoClassifierService: Inspect_Classifier_V1_RepoClassifierService.Simple
         }
       }
       $0.decision = ranking.decision.proto
+      $0.unknownRepos = ranking.unknownRepos
     }
   }
 

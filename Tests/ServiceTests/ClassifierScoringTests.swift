@@ -20,7 +20,7 @@ struct ClassifierScoringTests {
     #expect(Tokenizer.words("Fix the Unit-Tests in calc.py, please!") == ["fix", "unit", "test", "calc", "py"])
     #expect(Tokenizer.words("the class is a bus") == ["class", "bu"])
     // A one-letter part of a hyphenated word stays: `z-index` is not `index`.
-    #expect(Tokenizer.words("z-index, e-mail, a b - c") == ["z", "index", "e", "mail"])
+    #expect(Tokenizer.words("z-index, e-mail, a b - c, run -v") == ["z", "index", "e", "mail", "run"])
     // Inflections and derivations meet: the card was charged / a second charge / charging.
     #expect(Set(["charged", "charge", "charges", "charging"].flatMap(Tokenizer.words)) == ["charg"])
     #expect(Tokenizer.words("validation validate") == ["valid", "valid"])
@@ -176,6 +176,11 @@ struct ClassifierMentionTests {
     // Pairs that are not repositories are found too; only catalog keys and owners count.
     #expect(Tokenizer.repositoryMentions("and/or 1/2") == ["and/or", "1/2"])
     #expect(Tokenizer.repositoryMentions("nothing here") == [])
+    // `.git` and a full stop, in either order; a host that only ends in github.com is another.
+    #expect(Tokenizer.repositoryMentions("clone git@github.com:acme/web.git.") == ["acme/web"])
+    #expect(Tokenizer.repositoryMentions("see www.github.com/acme/web") == ["acme/web"])
+    #expect(Tokenizer.repositoryMentions("https://gist.github.com/acme/0a1b2c") == [])
+    #expect(Tokenizer.repositoryMentions("https://notgithub.com/acme/web") == [])
   }
 
   @Test("a link to a repository outweighs another repository's hints; in the thread it counts less")
@@ -194,29 +199,41 @@ struct ClassifierMentionTests {
     #expect(web.points == LexicalScorer.explicitWeight * LexicalScorer.threadFactor)
   }
 
-  @Test("naming a repository of a catalog owner that the catalog lacks is NONE, with the candidates kept and why")
+  @Test("a catalog owner's repository the catalog lacks: named in the message NONE, in the thread at most AMBIGUOUS")
   func unknownRepository() throws {
     let index = Fixtures.index()
     // The refund words point at acme/payments-api, but the person named another acme repository.
-    let named = LexicalScorer.rank(
-      text: "the refund banner in acme/marketing-site is wrong, it says stripe", thread: [], channel: "", in: index)
-    #expect(named.decision == .none)
-    let top = try #require(named.candidates.first)
-    #expect(top.repo == "acme/payments-api")
-    #expect(top.reason.hasSuffix("names acme/marketing-site, which is not in the catalog"), "\(top.reason)")
-    // The same from the thread, and from a link.
+    for text in [
+      "the stripe refund banner in acme/marketing-site is wrong",
+      "the stripe refund banner is wrong: https://github.com/acme/marketing-site/pull/3",
+    ] {
+      let named = LexicalScorer.rank(text: text, thread: [], channel: "", in: index)
+      #expect(named.decision == .none, "\(text)")
+      #expect(named.unknownRepos == ["acme/marketing-site"])
+      let top = try #require(named.candidates.first)
+      // The candidates are kept, and say first why none was taken.
+      #expect(top.repo == "acme/payments-api")
+      #expect(top.reason.hasPrefix("names acme/marketing-site, not in the catalog; "), "\(top.reason)")
+    }
+    // Named earlier in the thread (a related pull request, say): asked, never taken silently.
+    let text = "the stripe refund wording is off, can you fix it?"
+    #expect(LexicalScorer.rank(text: text, thread: [], channel: "", in: index).decision == .confident)
     let threaded = LexicalScorer.rank(
-      text: "can you take a stab at the refund wording?", thread: ["https://github.com/acme/marketing-site/pull/3"],
-      channel: "", in: index)
-    #expect(threaded.decision == .none)
-    // Naming a catalog repository as well leaves the words to decide; so does a pair of another
-    // owner (not a repository Inspect could know) or a pair that is not a repository at all.
+      text: text, thread: ["see https://github.com/acme/marketing-site/pull/3"], channel: "", in: index)
+    #expect(threaded.decision == .ambiguous && threaded.candidates.first?.repo == "acme/payments-api")
+    #expect(threaded.unknownRepos == ["acme/marketing-site"])
+    // Naming a catalog repository as well (written out, or by an alias in the message) leaves
+    // the words to decide; so do a pair of another owner, a file of a folder named like the
+    // owner, a gist, and a pair that is not a repository at all.
     for text in [
       "move the refund banner from acme/marketing-site to acme/payments-api, stripe refund",
-      "the refund from stripe fails like in torvalds/linux", "stripe refund and/or payout",
+      "the payments refund from stripe, copied from acme/marketing-site",
+      "the refund from stripe fails like in torvalds/linux", "stripe refund, see acme/notes.txt",
+      "stripe refund, script in https://gist.github.com/acme/0a1b2c", "stripe refund and/or payout",
     ] {
       let ranking = LexicalScorer.rank(text: text, thread: [], channel: "", in: index)
       #expect(ranking.decision == .confident && ranking.candidates.first?.repo == "acme/payments-api", "\(text)")
+      #expect(ranking.unknownRepos.isEmpty, "\(text)")
     }
   }
 

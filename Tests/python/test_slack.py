@@ -382,6 +382,33 @@ def test_ambiguous_repository_is_asked_with_buttons_and_the_choice_is_recorded(s
     assert ranking.candidates[0].repo == "local/demo", ranking
 
 
+def test_a_repository_not_in_the_catalog_is_said_so_and_nothing_starts(system, slack, proto_stubs):
+    # The words point at the calculator, but the person named an acme repository Inspect lacks.
+    event = mention(slack, "CRANDOM", "UADA", "the calculator average on acme/landing-page is wrong")
+    thread = event["ts"]
+    assert post_event(system, event, "Ev0450UNKNOWN").json()["accepted"] is True
+    said = slack.wait_for(
+        lambda calls: next((c for c in posts_in_thread(calls, "CRANDOM", thread)
+                            if "not in my catalog" in c.body["text"]), None), what="the answer")
+    assert said.body["text"].startswith("`acme/landing-page` is not in my catalog, so I can't work there"), said.body
+    assert "If you meant one of these, choose it" in said.body["text"]
+    # The candidates are still offered, with why they are not taken first in their reasons.
+    assert button(said.body["blocks"], "inspect_repo_0")["value"] in {"local/demo", "acme/calc-web"}
+    assert "names acme/landing-page, not in the catalog" in json.dumps(said.body["blocks"])
+    time.sleep(1.0)
+    assert not [c for c in posts_in_thread(slack.calls, "CRANDOM", thread) if c.body["text"] == "Working on it…"]
+
+    # Over gRPC: NONE, and the name it did not know.
+    classifier = proto_stubs.load("classifier.v1.classifier_service_pb2")
+    grpc_module = proto_stubs.load("classifier.v1.classifier_service_pb2_grpc")
+    with grpc.insecure_channel(system.grpc_target("RepoClassifier")) as channel:
+        stub = grpc_module.RepoClassifierServiceStub(channel)
+        ranking = stub.Classify(classifier.ClassifyRequest(
+            text="the calculator average on acme/landing-page is wrong", channel="#random"), timeout=TIMEOUT_S)
+    assert ranking.decision == proto_stubs.load("classifier.v1.classifier_pb2").DECISION_NONE, ranking
+    assert list(ranking.unknown_repos) == ["acme/landing-page"]
+
+
 def test_stop_button_stops_the_turn_and_the_thread_is_the_context(system, slack):
     # A thread with more earlier messages than one page of conversations.replies.
     root = slack.say("CDEMO", "USTRANGER", "average([]) raises ZeroDivisionError in prod")

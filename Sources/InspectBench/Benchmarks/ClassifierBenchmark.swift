@@ -24,6 +24,15 @@ struct ClassifierBenchmark: AsyncParsableCommand {
   @Option(help: "Seed of the generated catalog (the same seed, the same catalog).")
   var seed: UInt64 = 1
 
+  @Option(help: "Hints per repository (docs/SLACK.md suggests 20 to 30).")
+  var hints = 5
+
+  @Option(help: "Words of README text per repository (0: none).")
+  var readmeWords = 0
+
+  @Option(help: "Earlier messages of the thread sent with each message.")
+  var threadMessages = 1
+
   /// SplitMix64: a small generator whose sequence a seed fixes.
   struct SeededGenerator: RandomNumberGenerator {
     var state: UInt64
@@ -46,7 +55,16 @@ struct ClassifierBenchmark: AsyncParsableCommand {
     database postgres redis kafka airflow warehouse etl pipeline billing tax currency coupon discount price
     """.split(whereSeparator: \.isWhitespace).map(String.init)
 
-  static func catalog(repos: Int, seed: UInt64) -> Data {
+  /// README text draws on more words than descriptions do: the vocabulary and words of its own.
+  static let readmeVocabulary =
+    vocabulary
+      + """
+      install run build configure environment variable local development release version docs \
+      contributing license owner team service module handler client server request response retry \
+      timeout config secret staging production test fixture lint format review branch
+      """.split(whereSeparator: \.isWhitespace).map(String.init)
+
+  static func catalog(repos: Int, seed: UInt64, hints: Int = 5, readmeWords: Int = 0) -> Data {
     var generator = SeededGenerator(state: seed)
     var entries: [[String: Any]] = []
     for index in 0..<repos {
@@ -56,21 +74,29 @@ struct ClassifierBenchmark: AsyncParsableCommand {
       entries.append([
         "name": "acme/service-\(index)",
         "description": "The \(words(6).joined(separator: " ")) service: \(words(10).joined(separator: " ")).",
-        "hints": (0..<5).map { _ in words(2).joined(separator: " ") },
+        "hints": (0..<hints).map { _ in words(2).joined(separator: " ") },
         "aliases": ["svc\(index)"],
         "channels": ["#team-\(index % 20)"],
+        "readme": (0..<readmeWords).map { _ in readmeVocabulary.randomElement(using: &generator)! }
+          .joined(separator: " "),
       ])
     }
     return try! JSONSerialization.data(withJSONObject: ["repos": entries], options: [.sortedKeys])
   }
 
-  static func messages(count: Int) -> [Inspect_Classifier_V1_ClassifyRequest] {
+  static func messages(count: Int, threadMessages: Int = 1) -> [Inspect_Classifier_V1_ClassifyRequest] {
     (0..<count).map { index in
       .with {
         $0.text =
           "@inspect the \(vocabulary[index % vocabulary.count]) \(vocabulary[(index * 7) % vocabulary.count]) "
           + "fails after the \(vocabulary[(index * 13) % vocabulary.count]) change, see the stack trace below"
-        $0.thread = ["we saw a \(vocabulary[(index * 3) % vocabulary.count]) error on the dashboard yesterday"]
+        // The first as it always was; more make a longer thread.
+        $0.thread = (0..<threadMessages).map { line in
+          line == 0
+            ? "we saw a \(vocabulary[(index * 3) % vocabulary.count]) error on the dashboard yesterday"
+            : "the \(vocabulary[(index * 3 + line * 11) % vocabulary.count]) errors started after the "
+              + "\(vocabulary[(index * 5 + line) % vocabulary.count]) release, see the logs from the on-call"
+        }
         $0.channel = "#team-\(index % 20)"
       }
     }
@@ -82,7 +108,7 @@ struct ClassifierBenchmark: AsyncParsableCommand {
     try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: work) }
     let seed = work.appendingPathComponent("catalog.json")
-    try Self.catalog(repos: repos, seed: self.seed).write(to: seed)
+    try Self.catalog(repos: repos, seed: self.seed, hints: hints, readmeWords: readmeWords).write(to: seed)
     let service = try await ServiceProcess.start(
       "RepoClassifier", binDirectory: try await BinaryDirectory.resolve(), dataDirectory: data,
       environment: ["INSPECT_CLASSIFIER_CATALOG": seed.path], logLevel: logLevel)
@@ -96,7 +122,7 @@ struct ClassifierBenchmark: AsyncParsableCommand {
         let health = Grpc_Health_V1_Health.Client(wrapping: grpc)
         let listed = try await classifier.listRepos(.init()).repos.count
         guard listed == repos else { throw BenchError("the catalog holds \(listed) repositories, not \(repos)") }
-        let messages = Self.messages(count: 97)
+        let messages = Self.messages(count: 97, threadMessages: threadMessages)
         var (classify, empty) = (Samples(), Samples())
         let clock = ContinuousClock()
         for round in 0..<(runs + 200) {
@@ -112,8 +138,10 @@ struct ClassifierBenchmark: AsyncParsableCommand {
           empty.append(floor)
         }
         return String(
-          format: "bench classifier.classify p50_ms=%.3f p99_ms=%.3f repos=%d baseline_p50_ms=%.3f runs=%d",
-          classify.p50, classify.p99, repos, empty.p50, runs)
+          format:
+            "bench classifier.classify p50_ms=%.3f p99_ms=%.3f repos=%d baseline_p50_ms=%.3f runs=%d hints=%d "
+            + "readme_words=%d thread_messages=%d",
+          classify.p50, classify.p99, repos, empty.p50, runs, hints, readmeWords, threadMessages)
       }
       await service.stop()
       print(line)

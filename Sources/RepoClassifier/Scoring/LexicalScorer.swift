@@ -18,9 +18,11 @@ import Foundation
 ///
 /// The reported score is `points / (points + scoreHalfPoint)`: in [0, 1), 0.5 at one
 /// `scoreHalfPoint` of evidence, rising ever more slowly after that. See ``decide(_:)`` for the
-/// decision. A message (or its thread) that names a repository of a catalog owner which is not
-/// in the catalog (`acme/marketing-site`), and none that is, is NONE: people said which one
-/// they mean, and it is not one Inspect knows.
+/// decision. A message that names a repository of a catalog owner which is not in the catalog
+/// (`acme/marketing-site`), and names no catalog repository (written out, linked, by its name
+/// or an alias), is NONE: people said which one they mean, and it is not one Inspect knows.
+/// Named only earlier in the thread (a related pull request, say), it makes the answer at most
+/// AMBIGUOUS. Either way the ranking says which names it did not know.
 enum LexicalScorer {
   // MARK: - Weights
 
@@ -61,8 +63,8 @@ enum LexicalScorer {
   /// Where the decision's lines fall; the defaults are the measured choice, each can be set from
   /// the environment (`INSPECT_CLASSIFIER_CONFIDENT_POINTS`, `…_CONFIDENT_LEAD`, `…_MINIMUM_POINTS`).
   struct Thresholds: Sendable, Equatable {
-    /// CONFIDENT needs at least this many points: a hint and a description word, a bare name,
-    /// or a channel's listing backed by its picks. Less is never more than AMBIGUOUS.
+    /// CONFIDENT needs at least this many points: a hint, a bare name, or a channel's listing
+    /// backed by its picks. Less is never more than AMBIGUOUS.
     var confidentMinimum = 0.5
     /// CONFIDENT needs the runner-up at most `1 - confidentLead` (65 %) of the leader's points.
     var confidentLead = 0.35
@@ -98,6 +100,8 @@ enum LexicalScorer {
   struct Ranking: Sendable {
     var candidates: [Candidate]
     var decision: Decision
+    /// `owner/name`s named that are not in the catalog, of an owner it has (sorted).
+    var unknownRepos: [String] = []
   }
 
   // MARK: - Ranking
@@ -145,20 +149,47 @@ enum LexicalScorer {
         repo: repo.entry.name, points: scored.points, score: scored.points / (scored.points + scoreHalfPoint),
         reason: rank < maximumCandidates ? score(repo, reasons: true).reason : "")
     }
-    var candidates = Array(ranked.prefix(maximumCandidates))
-    let named = message.explicitInText.union(message.explicitInThread)
-    let unknown = named.filter { key in
-      index.positionByKey[key] == nil && index.owners.contains(String(key.prefix { $0 != "/" }))
-    }
-    if !unknown.isEmpty, !named.contains(where: { index.positionByKey[$0] != nil }) {
-      let note = "names \(unknown.sorted().joined(separator: ", ")), which is not in the catalog"
-      for position in candidates.indices {
-        let reason = candidates[position].reason
-        candidates[position].reason = reason.isEmpty ? note : "\(reason); \(note)"
+    let candidates = Array(ranked.prefix(maximumCandidates))
+    let ranking = Ranking(candidates: candidates, decision: decide(ranked, thresholds))
+    return message.explicitInText.isEmpty && message.explicitInThread.isEmpty
+      ? ranking : unknownRepositories(ranking, message: message, considered: considered, index: index)
+  }
+
+  /// `ranking` after the rule for repositories named but not in the catalog (see the type's
+  /// documentation).
+  private static func unknownRepositories(
+    _ ranking: Ranking, message: MessageWords, considered: Set<Int>, index: CatalogIndex
+  ) -> Ranking {
+    // A repository of a catalog owner; not a file (`acme/notes.txt`): names with a dot are left
+    // to the words.
+    func unknown(_ keys: Set<String>) -> Set<String> {
+      keys.filter { key in
+        let (owner, name) = (key.prefix { $0 != "/" }, key.drop { $0 != "/" }.dropFirst())
+        return index.positionByKey[key] == nil && index.owners.contains(String(owner)) && !name.contains(".")
       }
-      return Ranking(candidates: candidates, decision: .none)
     }
-    return Ranking(candidates: candidates, decision: decide(ranked, thresholds))
+    let (inText, inThread) = (unknown(message.explicitInText), unknown(message.explicitInThread))
+    guard !inText.isEmpty || !inThread.isEmpty else { return ranking }
+    // A catalog repository named too, written out or by its name or an alias in the message.
+    let namesKnown =
+      message.explicitInText.union(message.explicitInThread).contains { index.positionByKey[$0] != nil }
+      || considered.contains { position in
+        index.repos[position].names.contains { Tokenizer.contains(message.text, phrase: $0.words) }
+      }
+    guard !namesKnown else { return ranking }
+    var ranking = ranking
+    ranking.unknownRepos = inText.union(inThread).sorted()
+    let note = "names \(ranking.unknownRepos.joined(separator: ", ")), not in the catalog"
+    for position in ranking.candidates.indices {
+      let reason = ranking.candidates[position].reason
+      ranking.candidates[position].reason = reason.isEmpty ? note : "\(note); \(reason)"
+    }
+    if !inText.isEmpty {
+      ranking.decision = .none
+    } else if ranking.decision == .confident {
+      ranking.decision = .ambiguous
+    }
+    return ranking
   }
 
   /// NONE when nothing scored at least the minimum points; CONFIDENT when the leader has at

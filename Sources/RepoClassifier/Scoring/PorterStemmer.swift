@@ -3,13 +3,19 @@
 /// "charges" and "charging" are all `charg`, and "validation" and "validate" both `valid`.
 ///
 /// Stems are not words; they only have to be the same for the catalog and the message, which
-/// both go through ``Tokenizer``. Words with anything but ASCII letters and digits, and words of
-/// one or two letters, are returned as they are. `PorterStemmerTests` checks it against NLTK's
-/// implementation in its `ORIGINAL_ALGORITHM` mode.
+/// both go through ``Tokenizer``. Words with anything but lowercase ASCII letters and digits,
+/// words of one or two letters, and words longer than ``longestStemmed`` (a hash, a run of
+/// letters: no suffix to strip, and the measure's cost grows with the length) are returned as
+/// they are. `PorterStemmerTests` checks it against NLTK's implementation in its
+/// `ORIGINAL_ALGORITHM` mode (which also stems words of one or two letters).
 enum PorterStemmer {
+  /// Longer words are left as they are.
+  static let longestStemmed = 40
+
   static func stem(_ word: String) -> String {
     let bytes = Array(word.utf8)
-    guard bytes.count > 2, bytes.allSatisfy({ (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || isDigit($0) })
+    guard (3...longestStemmed).contains(bytes.count),
+      bytes.allSatisfy({ (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || isDigit($0) })
     else { return word }
     var stem = Stem(bytes)
     stem.step1a()
@@ -21,6 +27,20 @@ enum PorterStemmer {
     stem.step5()
     return String(decoding: stem.letters, as: UTF8.self)
   }
+
+  static let step2Rules = [
+    ("ational", "ate"), ("tional", "tion"), ("enci", "ence"), ("anci", "ance"), ("izer", "ize"), ("abli", "able"),
+    ("alli", "al"), ("entli", "ent"), ("eli", "e"), ("ousli", "ous"), ("ization", "ize"), ("ation", "ate"),
+    ("ator", "ate"), ("alism", "al"), ("iveness", "ive"), ("fulness", "ful"), ("ousness", "ous"), ("aliti", "al"),
+    ("iviti", "ive"), ("biliti", "ble"),
+  ]
+  static let step3Rules = [
+    ("icate", "ic"), ("ative", ""), ("alize", "al"), ("iciti", "ic"), ("ical", "ic"), ("ful", ""), ("ness", ""),
+  ]
+  static let step4Suffixes = [
+    "al", "ance", "ence", "er", "ic", "able", "ible", "ant", "ement", "ment", "ent", "ion", "ou", "ism", "ate", "iti",
+    "ous", "ive", "ize",
+  ]
 
   private static func isDigit(_ byte: UInt8) -> Bool { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) }
 
@@ -125,30 +145,12 @@ enum PorterStemmer {
       if endsWith("y"), hasVowel(letters.count - 1) { letters[letters.count - 1] = UInt8(ascii: "i") }
     }
 
-    mutating func step2() {
-      applyFirst(
-        [
-          ("ational", "ate"), ("tional", "tion"), ("enci", "ence"), ("anci", "ance"), ("izer", "ize"),
-          ("abli", "able"), ("alli", "al"), ("entli", "ent"), ("eli", "e"), ("ousli", "ous"), ("ization", "ize"),
-          ("ation", "ate"), ("ator", "ate"), ("alism", "al"), ("iveness", "ive"), ("fulness", "ful"),
-          ("ousness", "ous"), ("aliti", "al"), ("iviti", "ive"), ("biliti", "ble"),
-        ], measureAbove: 0)
-    }
+    mutating func step2() { applyFirst(PorterStemmer.step2Rules, measureAbove: 0) }
 
-    mutating func step3() {
-      applyFirst(
-        [
-          ("icate", "ic"), ("ative", ""), ("alize", "al"), ("iciti", "ic"), ("ical", "ic"), ("ful", ""),
-          ("ness", ""),
-        ], measureAbove: 0)
-    }
+    mutating func step3() { applyFirst(PorterStemmer.step3Rules, measureAbove: 0) }
 
     mutating func step4() {
-      let suffixes = [
-        "al", "ance", "ence", "er", "ic", "able", "ible", "ant", "ement", "ment", "ent", "ion", "ou", "ism", "ate",
-        "iti", "ous", "ive", "ize",
-      ]
-      guard let suffix = suffixes.first(where: endsWith) else { return }
+      guard let suffix = PorterStemmer.step4Suffixes.first(where: endsWith) else { return }
       let length = stemLength(without: suffix)
       guard measure(length) > 1 else { return }
       // -ion goes only after s or t.

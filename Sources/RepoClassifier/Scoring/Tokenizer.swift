@@ -1,5 +1,6 @@
 /// Turns text into the words the classifier compares: lowercased, split on every character that
-/// is not a letter or a digit, without stopwords and one-character fragments, and stemmed
+/// is not a letter or a digit, without stopwords and one-character fragments (unless a hyphen
+/// joins them to a word: `z-index`), and stemmed
 /// (``PorterStemmer``: `charged` and `charges` → `charg`), so that "unit test" matches the hint
 /// "unit tests" and "card was charged twice" the hint "charge".
 ///
@@ -23,27 +24,31 @@ enum Tokenizer {
   }
 
   /// The terms of `text`, in order (repeats kept, so phrases can be found). A one-character
-  /// fragment is dropped unless a hyphen joins it to a word (`z-index` is not `index`).
+  /// fragment is dropped unless a hyphen joins it to a word on its other side (`z-index` is
+  /// not `index`; the flag `-v` is nothing).
   static func terms(_ text: String) -> [Term] {
     var terms: [Term] = []
-    var current = ""
-    var hyphenBefore = false
-    func flush(hyphenAfter: Bool) {
-      defer { current = "" }
-      guard !current.isEmpty, current.count > 1 || hyphenBefore || hyphenAfter, !stopwords.contains(current)
-      else { return }
-      terms.append(Term(written: current, stem: PorterStemmer.stem(current)))
+    let characters = Array(text.lowercased())
+    func isWordCharacter(_ index: Int) -> Bool {
+      characters.indices.contains(index) && (characters[index].isLetter || characters[index].isNumber)
     }
-    for character in text.lowercased() {
-      if character.isLetter || character.isNumber {
-        current.append(character)
-      } else {
-        let hyphen = character == "-"
-        if !current.isEmpty { flush(hyphenAfter: hyphen) }
-        hyphenBefore = hyphen
+    var start = 0
+    while start < characters.count {
+      guard isWordCharacter(start) else {
+        start += 1
+        continue
       }
+      var end = start
+      while isWordCharacter(end) { end += 1 }
+      let word = String(characters[start..<end])
+      let joined =
+        (start >= 2 && characters[start - 1] == "-" && isWordCharacter(start - 2))
+        || (end + 1 < characters.count && characters[end] == "-" && isWordCharacter(end + 1))
+      if word.count > 1 || joined, !stopwords.contains(word) {
+        terms.append(Term(written: word, stem: PorterStemmer.stem(word)))
+      }
+      start = end
     }
-    flush(hyphenAfter: false)
     return terms
   }
 
@@ -72,21 +77,30 @@ enum Tokenizer {
       (scalar.properties.isAlphabetic && scalar.isASCII) || ("0"..."9").contains(scalar) || scalar == "-"
         || scalar == "_" || scalar == "."
     }
-    /// The name part starting at `start` (dots at its end and a `.git` suffix dropped).
+    /// The name part starting at `start` (dots at its end and a `.git` suffix dropped, in
+    /// either order: `acme/web.git.` at the end of a sentence is `acme/web`).
     func part(from start: Int) -> (String, end: Int)? {
       var end = start
       while end < lower.count, isNameCharacter(lower[end]) { end += 1 }
       var name = String(String.UnicodeScalarView(lower[start..<end]))
+      while name.hasSuffix(".") { name.removeLast() }
       if name.hasSuffix(".git") { name.removeLast(4) }
       while name.hasSuffix(".") { name.removeLast() }
       return name.isEmpty || name == "." || name == ".." ? nil : (name, end)
     }
-    // Links: `github.com/owner/name…` or `github.com:owner/name`, wherever they are.
+    // Links: `github.com/owner/name…` or `github.com:owner/name`, the host not part of a longer
+    // one (`gist.github.com/owner/id` is a gist; `www.github.com` is GitHub).
     let host = Array("github.com".unicodeScalars)
+    let www = Array("www.".unicodeScalars)
     var position = 0
     while position + host.count < lower.count {
       defer { position += 1 }
       guard lower[position] == host[0], Array(lower[position..<(position + host.count)]) == host else { continue }
+      let opensHost =
+        position == 0 || !isNameCharacter(lower[position - 1])
+        || (position >= www.count && Array(lower[(position - www.count)..<position]) == www
+          && (position == www.count || !isNameCharacter(lower[position - www.count - 1])))
+      guard opensHost else { continue }
       let after = position + host.count
       guard lower[after] == "/" || lower[after] == ":", let (owner, afterOwner) = part(from: after + 1),
         afterOwner < lower.count, lower[afterOwner] == "/", let (name, _) = part(from: afterOwner + 1)

@@ -321,18 +321,29 @@ final class SlackProcessor: Service, DeliveryHandler {
     _ thread: inout SlackThreadRecord, ranking: Inspect_Classifier_V1_ClassifyResponse
   ) async throws -> (WebhookDeliveryRecord.State, String) {
     let candidates = Array(ranking.candidates.prefix(4))
+    // A repository named that the catalog does not have: say so, rather than ask to name one.
+    let unknown = ranking.unknownRepos.prefix(3).map { "`\(SlackText.escape($0))`" }.joined(separator: ", ")
+    let notInCatalog =
+      unknown.isEmpty
+      ? ""
+      : "\(unknown) \(ranking.unknownRepos.count == 1 ? "is" : "are") not in my catalog, so I can't work there "
+        + "(an Inspect administrator can add \(ranking.unknownRepos.count == 1 ? "it" : "them") with "
+        + "`inspect catalog set`). "
     guard !candidates.isEmpty else {
-      _ = try await poster.post(
-        channel: thread.channel, thread: thread.threadTs,
-        text:
-          "I couldn't tell which repository this is about, and none in my catalog looks close. "
-          + "Mention me again naming the repository (`owner/name`).")
+      let text =
+        notInCatalog.isEmpty
+        ? "I couldn't tell which repository this is about, and none in my catalog looks close. "
+          + "Mention me again naming the repository (`owner/name`)."
+        : notInCatalog + "Mention me again naming a repository I know if you meant another one."
+      _ = try await poster.post(channel: thread.channel, thread: thread.threadTs, text: text)
       return (.done, "no repository fits; asked to name one")
     }
     let text =
-      ranking.decision == .none
-      ? "I couldn't tell which repository this is about. Is it one of these? If not, mention me again naming it."
-      : "Which repository is this about? Choose one and I'll start."
+      !notInCatalog.isEmpty
+      ? notInCatalog + "If you meant one of these, choose it:"
+      : ranking.decision == .none
+        ? "I couldn't tell which repository this is about. Is it one of these? If not, mention me again naming it."
+        : "Which repository is this about? Choose one and I'll start."
     let blocks = SlackText.question(text, candidates: candidates)
     let ts = try await poster.post(channel: thread.channel, thread: thread.threadTs, text: text, blocks: blocks)
     thread.questionTs = ts
