@@ -1,11 +1,27 @@
-/// The catalog prepared for scoring: each repository's names, hints and description as words,
-/// how many descriptions use each word, and the recorded picks per channel. Built once per
-/// catalog change, then shared by every `Classify` without a lock.
+/// The catalog prepared for scoring: every word (stem) of the catalog numbered, each
+/// repository's names, hints, description and README as those numbers, how many descriptions
+/// and READMEs use each word, and the recorded picks per channel. Built once per catalog change,
+/// then shared by every `Classify` without a lock.
 struct CatalogIndex: Sendable {
-  /// Words of a catalog string, with the string as written (for reasons).
+  /// Words of a catalog string (their numbers in ``words``), with the string as written (for
+  /// reasons).
   struct Phrase: Sendable {
     var text: String
-    var words: [String]
+    var words: [Int]
+  }
+
+  /// Gives each word (stem) of the catalog a number, so a message is compared by array lookups
+  /// rather than by hashing strings for every repository.
+  struct Vocabulary {
+    var words: [String] = []
+    var numbers: [String: Int] = [:]
+
+    mutating func number(_ word: String) -> Int {
+      if let number = numbers[word] { return number }
+      words.append(word)
+      numbers[word] = words.count - 1
+      return words.count - 1
+    }
   }
 
   /// One repository, prepared.
@@ -18,41 +34,49 @@ struct CatalogIndex: Sendable {
     /// The part after `/`, which people use alone ("the demo repo").
     var bareName: Phrase
     var hints: [Phrase]
-    var descriptionWords: Set<String>
-    /// Words of the README that are not description words.
-    var readmeWords: Set<String>
+    /// The description's words, each once, in the alphabetical order of the words.
+    var descriptionWords: [Int]
+    /// Words of the README that are not description words, each once, alphabetically.
+    var readmeWords: [Int]
     /// Normalized with ``ChannelName/normalized(_:)``.
     var channels: Set<String>
 
-    init(_ entry: CatalogEntry) {
+    init(_ entry: CatalogEntry, vocabulary: inout Vocabulary) {
       self.entry = entry
       key = entry.key
-      let phrase = { (text: String) in Phrase(text: text, words: Tokenizer.words(text)) }
+      func phrase(_ text: String) -> Phrase {
+        Phrase(text: text, words: Tokenizer.words(text).map { vocabulary.number($0) })
+      }
       names = ([entry.name] + entry.aliases).map(phrase).filter { !$0.words.isEmpty }
-      let bare = String(entry.name.split(separator: "/").last ?? "")
-      bareName = phrase(bare)
+      bareName = phrase(String(entry.name.split(separator: "/").last ?? ""))
       hints = entry.hints.map(phrase).filter { !$0.words.isEmpty }
-      descriptionWords = Set(Tokenizer.words(entry.description))
-      readmeWords = Set(Tokenizer.words(entry.readme)).subtracting(descriptionWords)
+      let description = Set(Tokenizer.words(entry.description))
+      descriptionWords = description.sorted().map { vocabulary.number($0) }
+      readmeWords = Set(Tokenizer.words(entry.readme)).subtracting(description).sorted().map { vocabulary.number($0) }
       channels = Set(entry.channels.map(ChannelName.normalized).filter { !$0.isEmpty })
     }
   }
 
   /// Sorted by name.
   var repos: [Repo]
-  /// For each description word, how many repositories' descriptions contain it.
-  var descriptionFrequency: [String: Int]
-  /// For each README word, how many repositories' READMEs (and not descriptions) contain it.
-  var readmeFrequency: [String: Int]
+  /// Every word (stem) of the catalog, by its number.
+  var words: [String]
+  /// Each word's number.
+  var wordNumbers: [String: Int]
+  /// For each word (by number), how many repositories' descriptions contain it.
+  var descriptionFrequency: [Int]
+  /// For each word (by number), how many repositories' READMEs (and not descriptions) contain it.
+  var readmeFrequency: [Int]
   /// README words in more READMEs than this say nothing about which repository is meant: a
   /// quarter of the catalog, at least 2.
   var commonReadmeWord: Int
   /// For each (normalized) channel, how many repositories list it.
   var channelListings: [String: Int]
-  /// For each word that can start evidence (the first word of a name, alias, bare name or hint,
-  /// and every description and README word), the repositories (positions in ``repos``) it may count for:
-  /// a message is scored only against repositories sharing a word with it (or its channel).
-  var reposByWord: [String: [Int]]
+  /// For each word (by number) that can start evidence (the first word of a name, alias, bare
+  /// name or hint, and every description and README word), the repositories (positions in
+  /// ``repos``) it may count for: a message is scored only against repositories sharing a word
+  /// with it (or its channel).
+  var reposByWord: [[Int]]
   /// For each (normalized) channel, the repositories listing it.
   var reposByChannel: [String: [Int]]
   /// Each repository's position in ``repos`` by its key (picks are recorded by key).
@@ -64,16 +88,16 @@ struct CatalogIndex: Sendable {
   var owners: Set<String>
 
   init(_ document: CatalogDocument) {
-    repos = document.repos.sorted { $0.key < $1.key }.map(Repo.init)
-    var frequency: [String: Int] = [:]
+    var vocabulary = Vocabulary()
+    repos = document.repos.sorted { $0.key < $1.key }.map { Repo($0, vocabulary: &vocabulary) }
+    (words, wordNumbers) = (vocabulary.words, vocabulary.numbers)
+    var frequency = [Int](repeating: 0, count: words.count)
+    var readmeFrequency = [Int](repeating: 0, count: words.count)
     for repo in repos {
-      for word in repo.descriptionWords { frequency[word, default: 0] += 1 }
+      for word in repo.descriptionWords { frequency[word] += 1 }
+      for word in repo.readmeWords { readmeFrequency[word] += 1 }
     }
     descriptionFrequency = frequency
-    var readmeFrequency: [String: Int] = [:]
-    for repo in repos {
-      for word in repo.readmeWords { readmeFrequency[word, default: 0] += 1 }
-    }
     self.readmeFrequency = readmeFrequency
     commonReadmeWord = max(2, repos.count / 4)
     var listings: [String: Int] = [:]
@@ -81,18 +105,18 @@ struct CatalogIndex: Sendable {
       for channel in repo.channels { listings[channel, default: 0] += 1 }
     }
     channelListings = listings
-    var byWord: [String: Set<Int>] = [:]
+    var byWord = [[Int]](repeating: [], count: words.count)
     var byChannel: [String: [Int]] = [:]
     var byKey: [String: Int] = [:]
     for (position, repo) in repos.enumerated() {
       let starts = (repo.names + [repo.bareName] + repo.hints).compactMap(\.words.first)
       for word in Set(starts).union(repo.descriptionWords).union(repo.readmeWords) {
-        byWord[word, default: []].insert(position)
+        byWord[word].append(position)
       }
       for channel in repo.channels { byChannel[channel, default: []].append(position) }
       byKey[repo.key] = position
     }
-    reposByWord = byWord.mapValues { $0.sorted() }
+    reposByWord = byWord
     reposByChannel = byChannel
     positionByKey = byKey
     choices = document.choices

@@ -116,12 +116,12 @@ enum LexicalScorer {
     text: String, thread: [String], channel: String, in index: CatalogIndex, thresholds: Thresholds = .standard,
     everyRepository: Bool = false
   ) -> Ranking {
-    let message = MessageWords(text: text, thread: thread)
+    let message = MessageWords(text: text, thread: thread, index: index)
     let channelKey = ChannelName.normalized(channel)
     // Only repositories sharing a word with the message, or listed or picked in its channel,
     // can score.
     var considered = everyRepository ? Set(index.repos.indices) : Set<Int>()
-    for word in message.allWords { considered.formUnion(index.reposByWord[word] ?? []) }
+    for word in message.allWords { considered.formUnion(index.reposByWord[word]) }
     if !channelKey.isEmpty {
       considered.formUnion(index.reposByChannel[channelKey] ?? [])
       for key in (index.choices[channelKey] ?? [:]).keys {
@@ -208,10 +208,11 @@ enum LexicalScorer {
     for repo: CatalogIndex.Repo, in message: MessageWords, index: CatalogIndex, reasons: Bool
   ) -> Evidence {
     var evidence = Evidence(reasons: reasons)
-    var counted: Set<String> = []
+    // Words already counted as part of a name or hint (a few at most).
+    var counted: [Int] = []
     // The name counts once: the best of an explicit mention, the full name, an alias and the
     // bare name.
-    var best: (points: Double, factor: Double, label: String, words: [String])?
+    var best: (points: Double, factor: Double, label: String, words: [Int])?
     if let factor = message.explicitFactor(of: repo.key) {
       best = (explicitWeight * factor, factor, "mentioned '\(repo.entry.name)'", repo.names.first?.words ?? [])
     }
@@ -225,29 +226,29 @@ enum LexicalScorer {
     }
     if let best {
       evidence.add(best.points, best.label, factor: best.factor)
-      counted.formUnion(best.words)
+      counted.append(contentsOf: best.words)
     }
     for hint in repo.hints {
       guard let factor = message.factor(of: hint.words) else { continue }
       evidence.add(hintWeight * factor, "hint '\(hint.text)'", factor: factor)
-      counted.formUnion(hint.words)
+      counted.append(contentsOf: hint.words)
     }
     var descriptionPoints = 0.0
-    for word in message.allWords where repo.descriptionWords.contains(word) && !counted.contains(word) {
-      guard let factor = message.factor(of: word) else { continue }
-      let points = descriptionWordWeight * factor / Double(max(index.descriptionFrequency[word] ?? 1, 1))
-      descriptionPoints += points
-      evidence.add(0, "description word '\(message.written[word] ?? word)'", factor: factor)
+    for word in repo.descriptionWords {
+      guard let factor = message.factor(of: word), !counted.contains(word) else { continue }
+      descriptionPoints += descriptionWordWeight * factor / Double(max(index.descriptionFrequency[word], 1))
+      evidence.add(0, "description word '\(message.written(word, in: index))'", factor: factor)
     }
     evidence.points += min(descriptionPoints, descriptionCap)
     var readmePoints = 0.0
     var readmeWords: [String] = []
-    for word in message.allWords where repo.readmeWords.contains(word) && !counted.contains(word) {
-      let frequency = index.readmeFrequency[word] ?? 1
+    for word in repo.readmeWords {
       // A word most READMEs use ("run", "test", "build") says nothing.
-      guard frequency <= index.commonReadmeWord, let factor = message.factor(of: word) else { continue }
+      let frequency = index.readmeFrequency[word]
+      guard let factor = message.factor(of: word), frequency <= index.commonReadmeWord, !counted.contains(word)
+      else { continue }
       readmePoints += readmeWordWeight * factor / Double(max(frequency, 1))
-      if reasons { readmeWords.append(message.written[word] ?? word) }
+      if reasons { readmeWords.append(message.written(word, in: index)) }
     }
     if readmePoints > 0 {
       evidence.points += min(readmePoints, readmeCap)
@@ -259,33 +260,49 @@ enum LexicalScorer {
 
 // MARK: - Evidence
 
-/// The words of a message and of its thread.
+/// The words of a message and of its thread, as the catalog's word numbers (a word the catalog
+/// does not have is -1: it can match nothing).
 private struct MessageWords {
-  let text: [String]
-  let textSet: Set<String>
-  let thread: [[String]]
-  let threadSet: Set<String>
-  /// Every word of the message and the thread, sorted (for description words, in a stable order).
-  let allWords: [String]
+  let text: [Int]
+  let thread: [[Int]]
+  /// For each catalog word (by number): 2 when the message has it, 1 when only the thread does.
+  let presence: [UInt8]
+  /// The catalog words of the message and the thread, each once.
+  let allWords: [Int]
   /// Repository keys (`owner/name`, lowercased) written out or linked in the message, and in the
   /// thread.
   let explicitInText: Set<String>
   let explicitInThread: Set<String>
   /// Each stem as first written in the message or thread (reasons quote what people wrote).
-  let written: [String: String]
+  let writtenByStem: [String: String]
 
-  init(text: String, thread: [String]) {
+  init(text: String, thread: [String], index: CatalogIndex) {
     let terms = Tokenizer.terms(text)
     let threadTerms = thread.map(Tokenizer.terms)
-    self.text = terms.map(\.stem)
-    self.thread = threadTerms.map { $0.map(\.stem) }
-    written = Dictionary(
+    let number = { (term: Tokenizer.Term) in index.wordNumbers[term.stem] ?? -1 }
+    self.text = terms.map(number)
+    self.thread = threadTerms.map { $0.map(number) }
+    writtenByStem = Dictionary(
       (terms + threadTerms.joined()).map { ($0.stem, $0.written) }, uniquingKeysWith: { first, _ in first })
-    textSet = Set(self.text)
-    threadSet = Set(self.thread.joined())
-    allWords = textSet.union(threadSet).sorted()
+    var presence = [UInt8](repeating: 0, count: index.words.count)
+    var allWords: [Int] = []
+    for word in self.thread.joined() where word >= 0 && presence[word] == 0 {
+      presence[word] = 1
+      allWords.append(word)
+    }
+    for word in self.text where word >= 0 && presence[word] != 2 {
+      if presence[word] == 0 { allWords.append(word) }
+      presence[word] = 2
+    }
+    self.presence = presence
+    self.allWords = allWords
     explicitInText = Tokenizer.repositoryMentions(text)
     explicitInThread = Set(thread.flatMap(Tokenizer.repositoryMentions))
+  }
+
+  /// Catalog word `word` as the message wrote it.
+  func written(_ word: Int, in index: CatalogIndex) -> String {
+    writtenByStem[index.words[word]] ?? index.words[word]
   }
 
   /// 1 when the message names the repository explicitly, ``LexicalScorer/threadFactor`` when
@@ -298,17 +315,21 @@ private struct MessageWords {
 
   /// 1 when the message has `phrase`, ``LexicalScorer/threadFactor`` when only one message of
   /// the thread has it, nil when neither does.
-  func factor(of phrase: [String]) -> Double? {
+  func factor(of phrase: [Int]) -> Double? {
     // Most phrases share no word with the message: they are turned away without a scan.
-    guard let first = phrase.first, textSet.contains(first) || threadSet.contains(first) else { return nil }
+    guard let first = phrase.first, presence[first] != 0 else { return nil }
+    if phrase.count == 1 { return factor(of: first) }
     if Tokenizer.contains(text, phrase: phrase) { return 1 }
     if thread.contains(where: { Tokenizer.contains($0, phrase: phrase) }) { return LexicalScorer.threadFactor }
     return nil
   }
 
-  func factor(of word: String) -> Double? {
-    if textSet.contains(word) { return 1 }
-    return threadSet.contains(word) ? LexicalScorer.threadFactor : nil
+  func factor(of word: Int) -> Double? {
+    switch presence[word] {
+    case 2: 1
+    case 1: LexicalScorer.threadFactor
+    default: nil
+    }
   }
 }
 

@@ -56,7 +56,7 @@ enum Tokenizer {
   static func words(_ text: String) -> [String] { terms(text).map(\.stem) }
 
   /// Whether `phrase` occurs in `words` as consecutive words.
-  static func contains(_ words: [String], phrase: [String]) -> Bool {
+  static func contains<Word: Equatable>(_ words: [Word], phrase: [Word]) -> Bool {
     guard !phrase.isEmpty, phrase.count <= words.count else { return false }
     for start in 0...(words.count - phrase.count) where words[start] == phrase[0] {
       if words[start..<(start + phrase.count)].elementsEqual(phrase) { return true }
