@@ -55,8 +55,9 @@ public nonisolated struct Inspect_Classifier_V1_ClassifyResponse: Sendable {
   public var rerankedBy: String = String()
 
   /// `owner/name`s the message (or its thread) names that are not in the catalog, of an owner
-  /// the catalog has (`acme/marketing-site`). Named in the message itself, and no catalog
-  /// repository named, the decision is NONE; named only in the thread, at most AMBIGUOUS.
+  /// the catalog has (`acme/marketing-site`), when no catalog repository is named as well (then
+  /// the words decide and this is empty). Named in the message itself, the decision is NONE;
+  /// named only in the thread, at most AMBIGUOUS (also after a model rerank).
   public var unknownRepos: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

@@ -50,7 +50,12 @@ struct RepoClassifierService: Inspect_Classifier_V1_RepoClassifierService.Simple
     // enough) must not be talked into a repository.
     guard let rerank, ranking.decision == .ambiguous, !ranking.candidates.isEmpty else { return (ranking, "") }
     let (reranked, failure) = await rerank.rerank(ranking, text: text, thread: thread, channel: channel, index: index)
-    guard let failure else { return (reranked, rerank.model.isEmpty ? "classify" : rerank.model) }
+    guard let failure else {
+      var reranked = reranked
+      // A repository named that the catalog lacks: the model may reorder, never start at once.
+      if !reranked.unknownRepos.isEmpty, reranked.decision == .confident { reranked.decision = .ambiguous }
+      return (reranked, rerank.model.isEmpty ? "classify" : rerank.model)
+    }
     if !Task.isCancelled {
       logger.warning(
         "the rerank model's answer was not used; the lexical ranking stands",

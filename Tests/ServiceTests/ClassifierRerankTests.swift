@@ -127,6 +127,12 @@ struct ClassifierRerankTests {
       let nothing = try await client.classify(.message("what is for lunch today?"))
       #expect(nothing.rerankedBy.isEmpty && nothing.decision == .none)
       #expect(script.calls.withLock { $0.count } == 1)
+      // The thread named a repository the catalog lacks: the model reorders, a person decides.
+      let unknown = try await client.classify(
+        .message("the deploy failed again", thread: ["like https://github.com/acme/landing-page/pull/3"]))
+      #expect(unknown.rerankedBy == "scripted:rerank" && unknown.candidates.first?.repo == "acme/web")
+      #expect(unknown.decision == .ambiguous && unknown.unknownRepos == ["acme/landing-page"])
+      #expect(script.calls.withLock { $0.count } == 2)
     }
     // A model that is down costs the answer nothing but the wait.
     struct Down: Error {}

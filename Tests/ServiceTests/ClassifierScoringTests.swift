@@ -222,6 +222,23 @@ struct ClassifierMentionTests {
       text: text, thread: ["see https://github.com/acme/marketing-site/pull/3"], channel: "", in: index)
     #expect(threaded.decision == .ambiguous && threaded.candidates.first?.repo == "acme/payments-api")
     #expect(threaded.unknownRepos == ["acme/marketing-site"])
+    let threadNote = "the thread names acme/marketing-site, not in the catalog"
+    #expect(threaded.candidates.first?.reason.hasPrefix(threadNote) == true)
+    // The unknown name's own words name nothing: acme/web-admin is not acme/web, nor is
+    // acme/payments-v2 the alias "payments".
+    for text in ["the checkout button in acme/web-admin is broken", "the stripe refund in acme/payments-v2 fails"] {
+      let ranking = LexicalScorer.rank(text: text, thread: [], channel: "", in: index)
+      #expect(ranking.decision == .none && ranking.unknownRepos.count == 1, "\(text)")
+    }
+    // A catalog repository linked earlier in the thread does not cancel one the message names.
+    let linkedBefore = LexicalScorer.rank(
+      text: "acme/landing-page has the wrong checkout link", thread: ["fixed in https://github.com/acme/web/pull/12"],
+      channel: "", in: index)
+    #expect(linkedBefore.decision == .none && linkedBefore.unknownRepos == ["acme/landing-page"])
+    // A repository whose name has no word of its own still counts when written out.
+    let short = Fixtures.index(Fixtures.repos + [CatalogEntry(name: "x/y", description: "a tiny thing")])
+    let shortRanking = LexicalScorer.rank(text: "fix x/y please", thread: [], channel: "", in: short)
+    #expect(shortRanking.candidates.first?.repo == "x/y")
     // Naming a catalog repository as well (written out, or by an alias in the message) leaves
     // the words to decide; so do a pair of another owner, a file of a folder named like the
     // owner, a gist, and a pair that is not a repository at all.

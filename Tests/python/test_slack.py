@@ -152,6 +152,13 @@ def posts_in_thread(calls, channel: str, thread: str):
             and c.body.get("thread_ts") == thread and c.status == 200 and c.answer.get("ok")]
 
 
+def wait_for_post(slack, channel: str, thread: str, test, what: str):
+    """The first message posted in the thread whose text passes `test`, waited for."""
+    return slack.wait_for(
+        lambda calls: next((c for c in posts_in_thread(calls, channel, thread) if test(c.body["text"])), None),
+        what=what)
+
+
 def button(blocks: list[dict], action_id: str) -> dict | None:
     for block in blocks:
         for element in block.get("elements", []) if block.get("type") == "actions" else []:
@@ -348,9 +355,8 @@ def test_ambiguous_repository_is_asked_with_buttons_and_the_choice_is_recorded(s
     event = mention(slack, "CRANDOM", "UADA", "the calculator average is wrong for an empty list")
     thread = event["ts"]
     assert post_event(system, event, "Ev0400ASK").json()["accepted"] is True
-    question = slack.wait_for(
-        lambda calls: next((c for c in posts_in_thread(calls, "CRANDOM", thread)
-                            if c.body["text"].startswith("Which repository")), None), what="the question")
+    question = wait_for_post(slack, "CRANDOM", thread, lambda text: text.startswith("Which repository"),
+                             "the question")
     choices = {button(question.body["blocks"], f"inspect_repo_{i}")["value"] for i in range(2)}
     assert choices == {"local/demo", "acme/calc-web"}
     question_ts = question.answer["ts"]
@@ -387,9 +393,7 @@ def test_a_repository_not_in_the_catalog_is_said_so_and_nothing_starts(system, s
     event = mention(slack, "CRANDOM", "UADA", "the calculator average on acme/landing-page is wrong")
     thread = event["ts"]
     assert post_event(system, event, "Ev0450UNKNOWN").json()["accepted"] is True
-    said = slack.wait_for(
-        lambda calls: next((c for c in posts_in_thread(calls, "CRANDOM", thread)
-                            if "not in my catalog" in c.body["text"]), None), what="the answer")
+    said = wait_for_post(slack, "CRANDOM", thread, lambda text: "not in my catalog" in text, "the answer")
     assert said.body["text"].startswith("`acme/landing-page` is not in my catalog, so I can't work there"), said.body
     assert "If you meant one of these, choose it" in said.body["text"]
     # The candidates are still offered, with why they are not taken first in their reasons.

@@ -122,6 +122,10 @@ enum LexicalScorer {
     // can score.
     var considered = everyRepository ? Set(index.repos.indices) : Set<Int>()
     for word in message.allWords { considered.formUnion(index.reposByWord[word]) }
+    // (A repository written out counts even when its name has no word of its own, like `x/y`.)
+    for key in message.explicitInText.union(message.explicitInThread) {
+      if let position = index.positionByKey[key] { considered.insert(position) }
+    }
     if !channelKey.isEmpty {
       considered.formUnion(index.reposByChannel[channelKey] ?? [])
       for key in (index.choices[channelKey] ?? [:]).keys {
@@ -152,13 +156,13 @@ enum LexicalScorer {
     let candidates = Array(ranked.prefix(maximumCandidates))
     let ranking = Ranking(candidates: candidates, decision: decide(ranked, thresholds))
     return message.explicitInText.isEmpty && message.explicitInThread.isEmpty
-      ? ranking : unknownRepositories(ranking, message: message, considered: considered, index: index)
+      ? ranking : unknownRepositories(ranking, text: text, message: message, index: index)
   }
 
   /// `ranking` after the rule for repositories named but not in the catalog (see the type's
   /// documentation).
   private static func unknownRepositories(
-    _ ranking: Ranking, message: MessageWords, considered: Set<Int>, index: CatalogIndex
+    _ ranking: Ranking, text: String, message: MessageWords, index: CatalogIndex
   ) -> Ranking {
     // A repository of a catalog owner; not a file (`acme/notes.txt`): names with a dot are left
     // to the words.
@@ -170,16 +174,23 @@ enum LexicalScorer {
     }
     let (inText, inThread) = (unknown(message.explicitInText), unknown(message.explicitInThread))
     guard !inText.isEmpty || !inThread.isEmpty else { return ranking }
-    // A catalog repository named too, written out or by its name or an alias in the message.
+    // A catalog repository named as well: written out or linked (in the message when the message
+    // names the unknown one), or by its name or an alias in the message, not counting the
+    // unknown names' own words (`acme/web-admin` does not name `acme/web`).
+    let written = inText.isEmpty ? message.explicitInText.union(message.explicitInThread) : message.explicitInText
+    var rest = text.lowercased()
+    for key in inText.union(inThread).sorted(by: { $0.count > $1.count }) {
+      rest = rest.replacingOccurrences(of: key, with: " ")
+    }
+    let restWords = Tokenizer.words(rest).map { index.wordNumbers[$0] ?? -1 }
     let namesKnown =
-      message.explicitInText.union(message.explicitInThread).contains { index.positionByKey[$0] != nil }
-      || considered.contains { position in
-        index.repos[position].names.contains { Tokenizer.contains(message.text, phrase: $0.words) }
-      }
+      written.contains { index.positionByKey[$0] != nil }
+      || index.repos.contains { repo in repo.names.contains { Tokenizer.contains(restWords, phrase: $0.words) } }
     guard !namesKnown else { return ranking }
     var ranking = ranking
     ranking.unknownRepos = inText.union(inThread).sorted()
-    let note = "names \(ranking.unknownRepos.joined(separator: ", ")), not in the catalog"
+    let listed = ranking.unknownRepos.joined(separator: ", ")
+    let note = inText.isEmpty ? "the thread names \(listed), not in the catalog" : "names \(listed), not in the catalog"
     for position in ranking.candidates.indices {
       let reason = ranking.candidates[position].reason
       ranking.candidates[position].reason = reason.isEmpty ? note : "\(note); \(reason)"

@@ -322,13 +322,17 @@ final class SlackProcessor: Service, DeliveryHandler {
   ) async throws -> (WebhookDeliveryRecord.State, String) {
     let candidates = Array(ranking.candidates.prefix(4))
     // A repository named that the catalog does not have: say so, rather than ask to name one.
-    let unknown = ranking.unknownRepos.prefix(3).map { "`\(SlackText.escape($0))`" }.joined(separator: ", ")
+    // NONE: the message itself named it; otherwise only the thread did.
+    let unknownCount = ranking.unknownRepos.count
+    var unknown = ranking.unknownRepos.prefix(3).map { "`\(SlackText.escape($0))`" }.joined(separator: ", ")
+    if unknownCount > 3 { unknown += " and \(unknownCount - 3) more" }
     let notInCatalog =
-      unknown.isEmpty
+      unknownCount == 0
       ? ""
-      : "\(unknown) \(ranking.unknownRepos.count == 1 ? "is" : "are") not in my catalog, so I can't work there "
-        + "(an Inspect administrator can add \(ranking.unknownRepos.count == 1 ? "it" : "them") with "
-        + "`inspect catalog set`). "
+      : ranking.decision == .none
+        ? "\(unknown) \(unknownCount == 1 ? "is" : "are") not in my catalog, so I can't work there "
+          + "(an Inspect administrator can add \(unknownCount == 1 ? "it" : "them") with `inspect catalog set`). "
+        : "This thread mentions \(unknown), which \(unknownCount == 1 ? "is" : "are") not in my catalog. "
     guard !candidates.isEmpty else {
       let text =
         notInCatalog.isEmpty
@@ -339,11 +343,13 @@ final class SlackProcessor: Service, DeliveryHandler {
       return (.done, "no repository fits; asked to name one")
     }
     let text =
-      !notInCatalog.isEmpty
-      ? notInCatalog + "If you meant one of these, choose it:"
-      : ranking.decision == .none
+      notInCatalog.isEmpty
+      ? ranking.decision == .none
         ? "I couldn't tell which repository this is about. Is it one of these? If not, mention me again naming it."
         : "Which repository is this about? Choose one and I'll start."
+      : ranking.decision == .none
+        ? notInCatalog + "If you meant one of these, choose it:"
+        : notInCatalog + "Which repository is this about? Choose one and I'll start."
     let blocks = SlackText.question(text, candidates: candidates)
     let ts = try await poster.post(channel: thread.channel, thread: thread.threadTs, text: text, blocks: blocks)
     thread.questionTs = ts
