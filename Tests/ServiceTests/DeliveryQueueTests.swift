@@ -103,14 +103,17 @@ struct DeliveryQueueTests {
     let started = Date()
     let next = try #require(await queue.processPending(recorder))
     // Retry-After (0.5 s) outweighs the backoff (50 ms).
-    #expect(next.timeIntervalSince(started) >= 0.5)
-    #expect(try await queue.index.delivery(id: "slack:busy")?.state == .pending)
+    let busy = try #require(try await queue.index.delivery(id: "slack:busy"))
+    let notBefore = try #require(busy.notBefore)
+    // (The index keeps dates to the millisecond.)
+    #expect(busy.state == .pending && notBefore.timeIntervalSince(started) >= 0.499)
+    #expect(abs(next.timeIntervalSince(notBefore)) < 0.002)
     #expect(try await queue.index.delivery(id: "slack:broken")?.state == .failed)
     #expect(recorder.failed.withLock { $0 } == ["slack:broken"])
-    // Not due yet: nothing is tried.
-    #expect(await queue.processPending(recorder) != nil)
-    #expect(recorder.attempts.withLock { $0["slack:busy"] } == 1)
-    try await Task.sleep(for: .milliseconds(Int(next.timeIntervalSinceNow * 1000) + 20))
+    // Not due before then (asked as of just before, so that a slow machine cannot make it due).
+    let early = try await queue.index.pendingDeliveries(from: .slack, now: notBefore.addingTimeInterval(-0.01))
+    #expect(early.due.isEmpty && early.next == notBefore)
+    try await Task.sleep(for: .milliseconds(max(0, Int(notBefore.timeIntervalSinceNow * 1000)) + 20))
     #expect(await queue.processPending(recorder) == nil)
     #expect(try await queue.index.delivery(id: "slack:busy")?.state == .done)
     #expect(recorder.attempts.withLock { $0 } == ["slack:busy": 2, "slack:broken": 1])
