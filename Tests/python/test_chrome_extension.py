@@ -5,7 +5,6 @@ reached the Gateway (the prompt's attachment, stored as an artifact) and the pan
 turn to its end. Also: the packaging script and the update manifest the Gateway serves."""
 from __future__ import annotations
 
-import functools
 import http.server
 import json
 import re
@@ -23,7 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from conftest import REPO_ROOT, start_inspect
-from test_chrome_capture import FIXTURES, PageHandler
+from test_chrome_capture import pages  # noqa: F401  (the fixture serving the pages, shared)
 from test_sse import auth, read_frames
 
 EXTENSION = REPO_ROOT / "clients" / "chrome"
@@ -53,16 +52,6 @@ def system(tmp_path_factory, package):
                                    json={"repository": "local/demo"}, timeout=TIMEOUT_S)
         assert registered.status_code == 200, registered.text
         yield running
-
-
-@pytest.fixture(scope="module")
-def pages():
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(PageHandler, directory=str(FIXTURES)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

@@ -142,25 +142,22 @@ enum PromptAttachments {
     _ stored: [Stored], sessionID: String, dataDirectory: URL, budget: inout Int
   ) -> [Inspect_Sandbox_V1_TurnAttachment] {
     stored.map { item in
-      guard item.sizeBytes <= budget else {
-        return .with {
+      /// The attachment replaced by a line of text saying why.
+      func note(_ text: String) -> Inspect_Sandbox_V1_TurnAttachment {
+        .with {
           $0.name = item.name
           $0.mediaType = "text/plain"
-          $0.data = Data(
-            "[\(item.name) (\(item.mediaType), artifact \(item.artifactId)) is left out: this turn's attachments are over \(maxTurnBytes) bytes]"
-              .utf8)
+          $0.data = Data(text.utf8)
         }
+      }
+      let described = "\(item.name) (\(item.mediaType), artifact \(item.artifactId))"
+      guard item.sizeBytes <= budget else {
+        return note("[\(described) is left out: this turn's attachments are over \(maxTurnBytes) bytes]")
       }
       budget -= item.sizeBytes
       let path = dataDirectory.appendingPathComponent("artifacts/\(sessionID)/\(item.artifactId)").path
       guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else {
-        return .with {
-          $0.name = item.name
-          $0.mediaType = "text/plain"
-          $0.data = Data(
-            "[the content of \(item.name) (\(item.mediaType), artifact \(item.artifactId)) is unavailable: its file is gone]"
-              .utf8)
-        }
+        return note("[the content of \(described) is unavailable: its file is gone]")
       }
       return .with {
         $0.name = item.name
