@@ -43,7 +43,18 @@ fi
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 stage="$(mktemp -d)"
-trap 'rm -rf "$stage"' EXIT
+# Chromium's helper processes can outlive the packing and still write to its profile: stop them
+# first, and never let the clean-up change the script's exit status.
+cleanup() {
+  local status=$?
+  pkill -f -- "--user-data-dir=$stage/profile" 2>/dev/null || true
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    rm -rf "$stage" 2>/dev/null && break
+    sleep 0.5
+  done
+  exit "$status"
+}
+trap cleanup EXIT
 mkdir "$stage/inspect"
 cp "$root"/clients/chrome/{manifest.json,background.js,capture.js,picker.js,react-bridge.js,panel.html,panel.css,panel.js} "$stage/inspect/"
 
@@ -82,6 +93,11 @@ echo "package: $zip_file (extension id $id, version $version)"
 if [ -n "$key" ]; then
   chromium --headless=new --no-sandbox --user-data-dir="$stage/profile" --pack-extension="$stage/inspect" \
     --pack-extension-key="$key" >/dev/null 2>&1 || true
+  # Wait for its helpers (crash handler, utility processes) to go.
+  for _ in $(seq 1 20); do
+    pgrep -f -- "--user-data-dir=$stage/profile" >/dev/null || break
+    sleep 0.25
+  done
   [ -s "$stage/inspect.crx" ] || { echo "error: chromium did not pack $stage/inspect" >&2; exit 1; }
   mv "$stage/inspect.crx" "$out/inspect.crx"
   printf '{"id": "%s", "version": "%s"}\n' "$id" "$version" > "$out/extension.json"
