@@ -129,13 +129,13 @@ struct ClassifierQualityTests {
     #expect(examples.contains { !$0.thread.isEmpty } && examples.contains { $0.expected == nil })
   }
 
-  /// Measured: 0.783 lexical alone, 0.855 with the channels, 2 CONFIDENT and wrong
+  /// Measured: 0.795 lexical alone, 0.880 with the channels, 2 CONFIDENT and wrong
   /// (docs/PERFORMANCE.md). In-sample: the weights were chosen while measuring on this set; the
   /// READMEs and the common-case hints were written by helpers who had not read it. The issue's
   /// goal is 0.9 without a model; the misses are mostly fixes that belong in another repository
   /// than the one the message names, and words no catalog field has. These guard what is reached.
-  static let floor = 0.85
-  static let lexicalFloor = 0.78
+  static let floor = 0.875
+  static let lexicalFloor = 0.79
   static let mostConfidentWrong = 2
 
   @Test("top-1 accuracy without a model: lexical alone, and with the channels' priors (at least the measured floor)")
@@ -151,8 +151,8 @@ struct ClassifierQualityTests {
   /// (Its misses were read once, which suggested the rule for repositories named but not in the
   /// catalog; docs/PERFORMANCE.md gives the figures with and without it.) Its guards are what
   /// was measured, so a change that loses ground on it fails.
-  static let heldOutFloor = 0.80
-  static let heldOutMostConfidentWrong = 8
+  static let heldOutFloor = 0.81
+  static let heldOutMostConfidentWrong = 7
 
   @Test("top-1 accuracy on the held-out set, written by someone who saw neither the labelled set nor the scoring")
   func heldOutAccuracy() throws {

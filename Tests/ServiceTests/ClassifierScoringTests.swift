@@ -94,6 +94,25 @@ struct ClassifierScoringTests {
     #expect(named.candidates.first?.repo == "acme/web")
   }
 
+  @Test("a name yields to two hints of another repository: one hint does not, and a link never yields")
+  func nameYieldsToHints() throws {
+    // The name and the channel would win over two hints; the hints say where the fix is.
+    let hinted = rank("the webshop shows a stripe refund twice", channel: "#frontend")
+    #expect(hinted.candidates.map(\.repo) == ["acme/payments-api", "acme/web"])
+    let yielded = try #require(hinted.candidates.last)
+    #expect(yielded.reason.contains("alias 'webshop' (×0.25: another repository has 2 hints or more)"))
+    #expect(abs(yielded.points - (LexicalScorer.nameWeight * 0.25 + LexicalScorer.listedChannelPrior)) < 1e-9)
+    #expect(hinted.candidates.first?.reason.contains("another repository has") == false)
+
+    let oneHint = rank("the webshop shows a stripe fee twice", channel: "#frontend")
+    #expect(oneHint.candidates.first?.repo == "acme/web")
+    #expect(oneHint.candidates.allSatisfy { !$0.reason.contains("another repository has") })
+
+    let linked = rank("acme/web shows a stripe refund twice", channel: "#frontend")
+    #expect(linked.decision == .confident)
+    #expect(linked.candidates.first?.repo == "acme/web")
+  }
+
   @Test("candidates are best first with scores in [0, 1]; NONE, AMBIGUOUS and CONFIDENT follow the margins")
   func decisionMargins() {
     typealias Candidate = LexicalScorer.Candidate

@@ -16,6 +16,12 @@ import Foundation
 /// | the channel is one of the repository's `channels` | ``listedChannelPrior`` ÷ number of repositories listing the channel |
 /// | people picked it in this channel | ``choicePrior`` × picks ÷ (all picks in the channel + ``choiceSmoothing``) |
 ///
+/// A name or alias (not `owner/name` written out or linked) counts only ``yieldedNameFactor`` of
+/// its points when another repository has at least ``hintsThatOutweighAName`` hints in the
+/// message or thread and this one fewer: people name the repository where they see a symptom
+/// ("the dropdowns on the web app's settings page") and describe the fix in another's words
+/// ("z-index", "dropdown").
+///
 /// The reported score is `points / (points + scoreHalfPoint)`: in [0, 1), 0.5 at one
 /// `scoreHalfPoint` of evidence, rising ever more slowly after that. See ``decide(_:)`` for the
 /// decision. A message that names a repository of a catalog owner which is not in the catalog
@@ -37,6 +43,11 @@ enum LexicalScorer {
   static let bareNameWeight = 0.65
   /// A hint (a word, path or product name the catalog says points at the repository).
   static let hintWeight = 0.5
+  /// Hints of one repository that outweigh another's name (see the type's documentation).
+  static let hintsThatOutweighAName = 2
+  /// What a name or alias still counts when another repository's hints outweigh it: a quarter,
+  /// so it still breaks a tie.
+  static let yieldedNameFactor = 0.25
   /// One description word shared by one repository; split among repositories that share it.
   static let descriptionWordWeight = 0.15
   /// At most this much from description words, so a long description cannot outweigh a name.
@@ -143,15 +154,28 @@ enum LexicalScorer {
       return evidence
     }
     // Points for every repository that can score; the reasons only for those returned.
-    let scored = considered.sorted()
-      .map { (position: $0, points: score(index.repos[$0], reasons: false).points) }
+    var found = considered.sorted().map { (position: $0, evidence: score(index.repos[$0], reasons: false)) }
+    // A repository with enough hints makes the others' names yield.
+    let outweighed = found.contains { $0.evidence.hints >= hintsThatOutweighAName }
+    if outweighed {
+      for item in found.indices { found[item].evidence.yieldName(hintsElsewhere: hintsThatOutweighAName) }
+    }
+    let scored =
+      found
+      .map { (position: $0.position, points: $0.evidence.points) }
       .filter { $0.points > 0 }
       .sorted { ($0.points, index.repos[$1.position].entry.name) > ($1.points, index.repos[$0.position].entry.name) }
     let ranked = scored.enumerated().map { rank, scored in
       let repo = index.repos[scored.position]
+      var reason = ""
+      if rank < maximumCandidates {
+        var evidence = score(repo, reasons: true)
+        if outweighed { evidence.yieldName(hintsElsewhere: hintsThatOutweighAName) }
+        reason = evidence.reason
+      }
       return Candidate(
         repo: repo.entry.name, points: scored.points, score: scored.points / (scored.points + scoreHalfPoint),
-        reason: rank < maximumCandidates ? score(repo, reasons: true).reason : "")
+        reason: reason)
     }
     let candidates = Array(ranked.prefix(maximumCandidates))
     let ranking = Ranking(candidates: candidates, decision: decide(ranked, thresholds))
@@ -223,25 +247,27 @@ enum LexicalScorer {
     var counted: [Int] = []
     // The name counts once: the best of an explicit mention, the full name, an alias and the
     // bare name.
-    var best: (points: Double, factor: Double, label: String, words: [Int])?
+    var best: (points: Double, factor: Double, label: String, words: [Int], explicit: Bool)?
     if let factor = message.explicitFactor(of: repo.key) {
-      best = (explicitWeight * factor, factor, "mentioned '\(repo.entry.name)'", repo.names.first?.words ?? [])
+      best = (explicitWeight * factor, factor, "mentioned '\(repo.entry.name)'", repo.names.first?.words ?? [], true)
     }
     for (index, name) in repo.names.enumerated() {
       guard let factor = message.factor(of: name.words) else { continue }
       let label = index == 0 ? "name '\(name.text)'" : "alias '\(name.text)'"
-      if nameWeight * factor > best?.points ?? 0 { best = (nameWeight * factor, factor, label, name.words) }
+      if nameWeight * factor > best?.points ?? 0 { best = (nameWeight * factor, factor, label, name.words, false) }
     }
     if let factor = message.factor(of: repo.bareName.words), bareNameWeight * factor > best?.points ?? 0 {
-      best = (bareNameWeight * factor, factor, "name '\(repo.bareName.text)'", repo.bareName.words)
+      best = (bareNameWeight * factor, factor, "name '\(repo.bareName.text)'", repo.bareName.words, false)
     }
     if let best {
       evidence.add(best.points, best.label, factor: best.factor)
       counted.append(contentsOf: best.words)
+      if !best.explicit { evidence.name = (best.points, best.factor, evidence.labelCount(factor: best.factor) - 1) }
     }
     for hint in repo.hints {
       guard let factor = message.factor(of: hint.words) else { continue }
       evidence.add(hintWeight * factor, "hint '\(hint.text)'", factor: factor)
+      evidence.hints += 1
       counted.append(contentsOf: hint.words)
     }
     var descriptionPoints = 0.0
@@ -352,6 +378,25 @@ private struct Evidence {
   var inMessage: [String] = []
   var inThread: [String] = []
   var inChannel: [String] = []
+  /// The points of a name or alias (not written out or linked), the factor it was found at and
+  /// its label's position in ``inMessage`` or ``inThread`` (only meaningful with reasons).
+  var name: (points: Double, factor: Double, label: Int)?
+  /// Hints found, in the message or the thread.
+  var hints = 0
+
+  /// The number of labels kept so far where evidence at `factor` goes.
+  func labelCount(factor: Double) -> Int { factor == 1 ? inMessage.count : inThread.count }
+
+  /// Lets the name count only ``LexicalScorer/yieldedNameFactor`` when this repository has
+  /// fewer than `hintsElsewhere` hints (another one having at least that many).
+  mutating func yieldName(hintsElsewhere: Int) {
+    guard let name, hints < hintsElsewhere else { return }
+    points -= name.points * (1 - LexicalScorer.yieldedNameFactor)
+    self.name = nil
+    guard reasons, name.label >= 0 else { return }
+    let note = " (×\(LexicalScorer.yieldedNameFactor): another repository has \(hintsElsewhere) hints or more)"
+    if name.factor == 1 { inMessage[name.label] += note } else { inThread[name.label] += note }
+  }
 
   mutating func add(_ points: Double, _ label: @autoclosure () -> String, factor: Double) {
     self.points += points
