@@ -152,10 +152,11 @@ def posts_in_thread(calls, channel: str, thread: str):
             and c.body.get("thread_ts") == thread and c.status == 200 and c.answer.get("ok")]
 
 
-def wait_for_post(slack, channel: str, thread: str, test, what: str):
-    """The first message posted in the thread whose text passes `test`, waited for."""
+def wait_for_post(slack, channel: str, thread: str, test, what: str, after: int = 0):
+    """The first message posted in the thread (after its first `after` ones) whose text passes
+    `test`, waited for."""
     return slack.wait_for(
-        lambda calls: next((c for c in posts_in_thread(calls, channel, thread) if test(c.body["text"])), None),
+        lambda calls: next((c for c in posts_in_thread(calls, channel, thread)[after:] if test(c.body["text"])), None),
         what=what)
 
 
@@ -168,10 +169,8 @@ def button(blocks: list[dict], action_id: str) -> dict | None:
 
 
 def final_message(slack, channel: str, thread: str, starts: tuple[str, ...], after: int = 0):
-    def found(calls):
-        posts = posts_in_thread(calls, channel, thread)[after:]
-        return next((c for c in posts if c.body["text"].startswith(starts)), None)
-    return slack.wait_for(found, what=f"a message starting {starts} in thread {thread}")
+    return wait_for_post(slack, channel, thread, lambda text: text.startswith(starts),
+                         f"a message starting {starts} in thread {thread}", after)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ def slack_environment(system_catalog: str, slack: SlackStandIn) -> dict[str, str
         "INSPECT_SLACK_API_URL": slack.base_url,
         "INSPECT_SLACK_MODEL": "scripted:slack",
         "INSPECT_SLACK_REQUIRE_MENTION": "false",
+        "INSPECT_SLACK_PROGRESS_TICK_MS": "1000",
         "INSPECT_CLASSIFIER_CATALOG": system_catalog,
     }
 
@@ -92,6 +93,41 @@ def test_follow_ups_without_a_mention(system, slack):
     loose = slack.say("CDEMO", "UADA", "lunch?")
     answer = post_event(system, message_event(loose, "CDEMO"), "Ev1003LOOSE")
     assert answer.json() == {"duplicate": False, "accepted": False}
+
+
+def test_the_elapsed_time_moves_while_a_step_is_silent(system, slack):
+    """The scripted turn's first command sleeps 6 s, sending no event. With
+    `INSPECT_SLACK_PROGRESS_TICK_MS=1000` the progress message still shows that step with a
+    growing elapsed time, refreshed every second or two (Slack's pace) rather than only when an
+    event comes."""
+    event = mention(slack, "CDEMO", "UADA", "make average([]) in calc.py return 0")
+    thread = event["ts"]
+    assert post_event(system, event, "Ev1050TICK").json()["accepted"] is True
+    progress = slack.wait_for(lambda calls: next(iter(progress_posts(slack, "CDEMO", thread)), None),
+                              what="the progress message")
+    final_message(slack, "CDEMO", thread, (":white_check_mark:",))
+    shown: dict[str, list[tuple[float, int]]] = {}
+    for call in slack.calls:
+        text = call.body.get("text", "")
+        if (call.method == "chat.update" and call.body.get("ts") == progress.answer["ts"] and call.status == 200
+                and text.startswith("Working: ") and text.endswith(" s") and " min " not in text):
+            state, _, elapsed = text.rpartition(" · ")
+            shown.setdefault(state, []).append((call.at, int(elapsed.removesuffix(" s"))))
+
+    def longest_refreshed_span(seen: list[tuple[float, int]]) -> float:
+        """The longest time over which the state was shown again at most 2.5 s apart, its elapsed
+        time growing."""
+        best, start = 0.0, 0
+        for i in range(1, len(seen)):
+            if seen[i][0] - seen[i - 1][0] > 2.5 or seen[i][1] < seen[i - 1][1]:
+                start = i
+            best = max(best, seen[i][0] - seen[start][0])
+        return best
+
+    spans = {state: longest_refreshed_span(seen) for state, seen in shown.items()}
+    silent = [state for state, span in spans.items() if span >= 3.0]
+    assert silent, f"no step's elapsed time moved on its own: {shown}"
+    assert any(shown[state][-1][1] > shown[state][0][1] for state in silent), shown
 
 
 def test_a_direct_message_starts_a_session(system, slack):

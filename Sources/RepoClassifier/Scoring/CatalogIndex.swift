@@ -6,8 +6,8 @@ struct CatalogIndex: Sendable {
   /// Words of a catalog string (their numbers in ``words``), with the string as written (for
   /// reasons).
   struct Phrase: Sendable {
-    var text: String
-    var words: [Int]
+    let text: String
+    let words: [Int]
   }
 
   /// Gives each word (stem) of the catalog a number, so a message is compared by array lookups
@@ -26,20 +26,20 @@ struct CatalogIndex: Sendable {
 
   /// One repository, prepared.
   struct Repo: Sendable {
-    var entry: CatalogEntry
+    let entry: CatalogEntry
     /// ``CatalogEntry/key``, computed once (it is read for every message).
-    var key: String
+    let key: String
     /// `owner/name` and each alias.
-    var names: [Phrase]
+    let names: [Phrase]
     /// The part after `/`, which people use alone ("the demo repo").
-    var bareName: Phrase
-    var hints: [Phrase]
+    let bareName: Phrase
+    let hints: [Phrase]
     /// The description's words, each once, in the alphabetical order of the words.
-    var descriptionWords: [Int]
+    let descriptionWords: [Int]
     /// Words of the README that are not description words, each once, alphabetically.
-    var readmeWords: [Int]
+    let readmeWords: [Int]
     /// Normalized with ``ChannelName/normalized(_:)``.
-    var channels: Set<String>
+    let channels: Set<String>
 
     init(_ entry: CatalogEntry, vocabulary: inout Vocabulary) {
       self.entry = entry
@@ -58,34 +58,34 @@ struct CatalogIndex: Sendable {
   }
 
   /// Sorted by name.
-  var repos: [Repo]
+  let repos: [Repo]
   /// Every word (stem) of the catalog, by its number.
-  var words: [String]
+  let words: [String]
   /// Each word's number.
-  var wordNumbers: [String: Int]
+  let wordNumbers: [String: Int]
   /// For each word (by number), how many repositories' descriptions contain it.
-  var descriptionFrequency: [Int]
+  let descriptionFrequency: [Int]
   /// For each word (by number), how many repositories' READMEs (and not descriptions) contain it.
-  var readmeFrequency: [Int]
+  let readmeFrequency: [Int]
   /// README words in more READMEs than this say nothing about which repository is meant: a
   /// quarter of the catalog, at least 2.
-  var commonReadmeWord: Int
+  let commonReadmeWord: Int
   /// For each (normalized) channel, how many repositories list it.
-  var channelListings: [String: Int]
+  let channelListings: [String: Int]
   /// For each word (by number) that can start evidence (the first word of a name, alias, bare
   /// name or hint, and every description and README word), the repositories (positions in
   /// ``repos``) it may count for: a message is scored only against repositories sharing a word
   /// with it (or its channel).
-  var reposByWord: [[Int]]
+  let reposByWord: [[Int]]
   /// For each (normalized) channel, the repositories listing it.
-  var reposByChannel: [String: [Int]]
+  let reposByChannel: [String: [Int]]
   /// Each repository's position in ``repos`` by its key (picks are recorded by key).
-  var positionByKey: [String: Int]
+  let positionByKey: [String: Int]
   /// Picks per channel and repository key (see ``CatalogDocument/choices``).
-  var choices: [String: [String: Int]]
+  let choices: [String: [String: Int]]
   /// The owners of the catalog's repositories (lowercased): a named `owner/name` of one of these
   /// that is not in the catalog is a repository Inspect does not know.
-  var owners: Set<String>
+  let owners: Set<String>
 
   init(_ document: CatalogDocument) {
     var vocabulary = Vocabulary()

@@ -310,8 +310,8 @@ private struct MessageWords {
   /// thread.
   let explicitInText: Set<String>
   let explicitInThread: Set<String>
-  /// Each stem as first written in the message or thread (reasons quote what people wrote).
-  let writtenByStem: [String: String]
+  /// The terms of the message, then of each thread message: reasons quote what people wrote.
+  private let terms: [[Tokenizer.Term]]
 
   init(text: String, thread: [String], index: CatalogIndex) {
     let terms = Tokenizer.terms(text)
@@ -319,8 +319,7 @@ private struct MessageWords {
     let number = { (term: Tokenizer.Term) in index.wordNumbers[term.stem] ?? -1 }
     self.text = terms.map(number)
     self.thread = threadTerms.map { $0.map(number) }
-    writtenByStem = Dictionary(
-      (terms + threadTerms.joined()).map { ($0.stem, $0.written) }, uniquingKeysWith: { first, _ in first })
+    self.terms = [terms] + threadTerms
     var presence = [UInt8](repeating: 0, count: index.words.count)
     var allWords: [Int] = []
     for word in self.thread.joined() where word >= 0 && presence[word] == 0 {
@@ -337,9 +336,14 @@ private struct MessageWords {
     explicitInThread = Set(thread.flatMap(Tokenizer.repositoryMentions))
   }
 
-  /// Catalog word `word` as the message wrote it.
+  /// Catalog word `word` as the message (or else the thread) first wrote it; looked up only for
+  /// the reasons of the candidates returned.
   func written(_ word: Int, in index: CatalogIndex) -> String {
-    writtenByStem[index.words[word]] ?? index.words[word]
+    let stem = index.words[word]
+    for terms in terms {
+      if let term = terms.first(where: { $0.stem == stem }) { return term.written }
+    }
+    return stem
   }
 
   /// 1 when the message names the repository explicitly, ``LexicalScorer/threadFactor`` when

@@ -114,7 +114,8 @@ final class SlackProcessor: Service, DeliveryHandler {
     client = SlackWebClient(settings: settings)
     poster = SlackPoster(client: client, interval: settings.minInterval, logger: logger)
     self.classifier = classifier
-    progress = SlackProgress(registry: registry, poster: poster, sessionURL: sessionURL, logger: logger)
+    progress = SlackProgress(
+      registry: registry, poster: poster, sessionURL: sessionURL, tick: settings.progressTick, logger: logger)
     self.logger = logger
     queue = DeliveryQueue(index: registry.index, source: .slack, retryDelay: retryDelay, logger: logger)
   }

@@ -17,16 +17,20 @@ actor SlackProgress {
   let registry: SessionRegistry
   let poster: SlackPoster
   let sessionURL: @Sendable (String) -> String
+  /// How often the progress message's elapsed time moves while nothing happens.
+  let tick: Duration
   let logger: Logger
   /// Sessions being followed; true when asked to follow again after the current pass.
   private var active: [String: Bool] = [:]
 
   init(
-    registry: SessionRegistry, poster: SlackPoster, sessionURL: @escaping @Sendable (String) -> String, logger: Logger
+    registry: SessionRegistry, poster: SlackPoster, sessionURL: @escaping @Sendable (String) -> String,
+    tick: Duration = .seconds(15), logger: Logger
   ) {
     self.registry = registry
     self.poster = poster
     self.sessionURL = sessionURL
+    self.tick = tick
     self.logger = logger
   }
 
@@ -115,9 +119,9 @@ actor SlackProgress {
     let outcome: PassOutcome? = try await registry.withSession(id: sessionID) { session in
       await reporter.setRepository(await session.record.repository)
       // Keeps the elapsed time moving while a step takes long without events.
-      let ticker = Task {
+      let ticker = Task { [tick] in
         while !Task.isCancelled {
-          try? await Task.sleep(for: Self.tick)
+          try? await Task.sleep(for: tick)
           await reporter.tick()
         }
       }
@@ -166,9 +170,6 @@ actor SlackProgress {
     }
     return outcome ?? .done
   }
-
-  /// How often the progress message's elapsed time moves while nothing happens.
-  static let tick = Duration.seconds(15)
 
   /// Nothing left to report: no turn in progress, nothing queued, and every event read (the
   /// session's record can be ahead of the events handled so far).
@@ -305,7 +306,7 @@ actor TurnReporter {
     }
     var facts: [String] = []
     if final == nil { facts.append("Step: \(SlackText.escape(turn.step))") }
-    facts.append(turn.toolCalls.count == 1 ? "1 tool call" : "\(turn.toolCalls.count) tool calls")
+    facts.append(Self.toolCalls(turn))
     let elapsed = final.map { $0.hasDuration ? Double($0.duration.seconds) : now.timeIntervalSince(turn.started) }
     facts.append(SlackText.duration(elapsed ?? now.timeIntervalSince(turn.started)))
     var buttons: [JSONValue] = []
@@ -320,12 +321,17 @@ actor TurnReporter {
   static func summary(_ turn: Turn, now: Date) -> String {
     let step = turn.step.isEmpty ? "" : "\(SlackText.escape(turn.step)) · "
     return
-      "Working: \(step)\(turn.toolCalls.count) tool calls · \(SlackText.duration(now.timeIntervalSince(turn.started)))"
+      "Working: \(step)\(toolCalls(turn)) · \(SlackText.duration(now.timeIntervalSince(turn.started)))"
+  }
+
+  /// "1 tool call", "3 tool calls".
+  static func toolCalls(_ turn: Turn) -> String {
+    turn.toolCalls.count == 1 ? "1 tool call" : "\(turn.toolCalls.count) tool calls"
   }
 
   static func finalMessage(_ turn: Turn, _ finished: Inspect_Session_V1_TurnFinished) -> String {
     let took = SlackText.duration(finished.hasDuration ? Double(finished.duration.seconds) : 0)
-    let calls = turn.toolCalls.count == 1 ? "1 tool call" : "\(turn.toolCalls.count) tool calls"
+    let calls = toolCalls(turn)
     switch finished.outcome {
     case .succeeded:
       var lines = [":white_check_mark: Done in \(took) · \(calls)"]

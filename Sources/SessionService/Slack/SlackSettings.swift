@@ -10,6 +10,7 @@ import InspectKit
 /// | `INSPECT_SLACK_REQUIRE_MENTION` | `true`: later messages of a session's thread are follow-ups only when they mention the app; `false`: every message of the thread is (`true`) |
 /// | `INSPECT_SLACK_MODEL` | the model of sessions started from Slack (empty: ModelRouter's route) |
 /// | `INSPECT_SLACK_MIN_INTERVAL_MS` | the least time between two calls that write to one channel (1000, Slack's pace) |
+/// | `INSPECT_SLACK_PROGRESS_TICK_MS` | how often the progress message's elapsed time moves while a step sends no events (15000) |
 /// | `INSPECT_PUBLIC_URL` | the Gateway's public URL, for "Open in Inspect" buttons |
 struct SlackSettings: Sendable {
   var botToken: String?
@@ -17,6 +18,7 @@ struct SlackSettings: Sendable {
   var requireMention = true
   var model = ""
   var minInterval: Duration = .seconds(1)
+  var progressTick: Duration = .seconds(15)
 
   init() {}
 
@@ -40,6 +42,9 @@ struct SlackSettings: Sendable {
     model = environment["INSPECT_SLACK_MODEL"]?.trimmingCharacters(in: .whitespaces) ?? ""
     if let milliseconds = try environment.wholeNumber("INSPECT_SLACK_MIN_INTERVAL_MS", in: 0...60_000) {
       minInterval = .milliseconds(milliseconds)
+    }
+    if let milliseconds = try environment.wholeNumber("INSPECT_SLACK_PROGRESS_TICK_MS", in: 1000...3_600_000) {
+      progressTick = .milliseconds(milliseconds)
     }
   }
 }
