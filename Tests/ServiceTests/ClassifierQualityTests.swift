@@ -132,8 +132,8 @@ struct ClassifierQualityTests {
   /// Measured: 0.795 lexical alone, 0.880 with the channels, 2 CONFIDENT and wrong
   /// (docs/PERFORMANCE.md). In-sample: the weights were chosen while measuring on this set; the
   /// READMEs and the common-case hints were written by helpers who had not read it. The issue's
-  /// goal is 0.9 without a model; the misses are mostly fixes that belong in another repository
-  /// than the one the message names, and words no catalog field has. These guard what is reached.
+  /// goal is 0.9 without a model; the misses need an understanding of the request (fixes in a
+  /// repository whose words the message barely has, words no catalog field has). These guard what is reached.
   static let floor = 0.875
   static let lexicalFloor = 0.79
   static let mostConfidentWrong = 2

@@ -111,6 +111,36 @@ struct ClassifierScoringTests {
     let linked = rank("acme/web shows a stripe refund twice", channel: "#frontend")
     #expect(linked.decision == .confident)
     #expect(linked.candidates.first?.repo == "acme/web")
+
+    // The bare name yields too.
+    let bare = rank("the web page shows a stripe refund twice", channel: "#frontend")
+    #expect(bare.candidates.first?.repo == "acme/payments-api")
+    #expect(bare.candidates.last?.reason.contains("name 'web' (×0.25: another repository has 2 hints") == true)
+
+    // Hints only in the thread do not make the message's name yield.
+    let threadHints = rank("the webshop cart is broken", thread: ["stripe refund failed twice"])
+    #expect(threadHints.decision == .confident)
+    #expect(threadHints.candidates.first?.repo == "acme/web")
+    #expect(threadHints.candidates.allSatisfy { !$0.reason.contains("another repository has") })
+
+    // Two repositories with two hints each: neither name yields.
+    let both = rank("the webshop checkout in react shows a stripe refund twice")
+    #expect(both.candidates.first?.repo == "acme/web")
+    #expect(both.candidates.allSatisfy { !$0.reason.contains("another repository has") })
+  }
+
+  @Test("a hint inside a longer hint found too is not a second hint")
+  func nestedHintsCountOnce() {
+    let payments = CatalogEntry(
+      name: "acme/payments-api", description: "Go service for cards", hints: ["stripe", "stripe webhook", "refund"])
+    let index = Fixtures.index([Fixtures.web, payments])
+    let nested = rank("the webshop stripe webhook fails", channel: "#frontend", in: index)
+    #expect(nested.candidates.first?.repo == "acme/web")
+    #expect(nested.candidates.allSatisfy { !$0.reason.contains("another repository has") })
+
+    let two = rank("the webshop stripe webhook fails for a refund", channel: "#frontend", in: index)
+    #expect(two.candidates.first?.repo == "acme/payments-api")
+    #expect(two.candidates.last?.reason.contains("alias 'webshop' (×0.25") == true)
   }
 
   @Test("candidates are best first with scores in [0, 1]; NONE, AMBIGUOUS and CONFIDENT follow the margins")

@@ -16,11 +16,12 @@ import Foundation
 /// | the channel is one of the repository's `channels` | ``listedChannelPrior`` ÷ number of repositories listing the channel |
 /// | people picked it in this channel | ``choicePrior`` × picks ÷ (all picks in the channel + ``choiceSmoothing``) |
 ///
-/// A name or alias (not `owner/name` written out or linked) counts only ``yieldedNameFactor`` of
-/// its points when another repository has at least ``hintsThatOutweighAName`` hints in the
-/// message or thread and this one fewer: people name the repository where they see a symptom
-/// ("the dropdowns on the web app's settings page") and describe the fix in another's words
-/// ("z-index", "dropdown").
+/// A name, an alias or the bare name (not `owner/name` written out or linked) counts only
+/// ``yieldedNameFactor`` of its points when another repository has at least
+/// ``hintsThatOutweighAName`` different hints in the message itself (a hint inside a longer one
+/// found too, `stripe` in `stripe webhook`, is not another) and this one fewer: people name the
+/// repository where they see a symptom ("the dropdowns on the web app's settings page") and
+/// describe the fix in another's words ("z-index", "dropdown").
 ///
 /// The reported score is `points / (points + scoreHalfPoint)`: in [0, 1), 0.5 at one
 /// `scoreHalfPoint` of evidence, rising ever more slowly after that. See ``decide(_:)`` for the
@@ -264,12 +265,18 @@ enum LexicalScorer {
       counted.append(contentsOf: best.words)
       if !best.explicit { evidence.name = (best.points, best.factor, evidence.labelCount(factor: best.factor) - 1) }
     }
+    var hintsInMessage: [[Int]] = []
     for hint in repo.hints {
       guard let factor = message.factor(of: hint.words) else { continue }
       evidence.add(hintWeight * factor, "hint '\(hint.text)'", factor: factor)
-      evidence.hints += 1
+      if factor == 1, !hintsInMessage.contains(hint.words) { hintsInMessage.append(hint.words) }
       counted.append(contentsOf: hint.words)
     }
+    // Hints that say different things: `stripe` inside `stripe webhook` is one.
+    evidence.hints =
+      hintsInMessage.filter { hint in
+        !hintsInMessage.contains { $0.count > hint.count && Tokenizer.contains($0, phrase: hint) }
+      }.count
     var descriptionPoints = 0.0
     for word in repo.descriptionWords {
       guard let factor = message.factor(of: word), !counted.contains(word) else { continue }
@@ -285,11 +292,11 @@ enum LexicalScorer {
       guard let factor = message.factor(of: word), frequency <= index.commonReadmeWord, !counted.contains(word)
       else { continue }
       readmePoints += readmeWordWeight * factor / Double(max(frequency, 1))
-      if reasons { readmeWords.append(message.written(word, in: index)) }
+      if reasons, readmeWords.count < 5 { readmeWords.append(message.written(word, in: index)) }
     }
     if readmePoints > 0 {
       evidence.points += min(readmePoints, readmeCap)
-      if reasons { evidence.inMessage.append("README words '\(readmeWords.prefix(5).joined(separator: "', '"))'") }
+      if reasons { evidence.inMessage.append("README words '\(readmeWords.joined(separator: "', '"))'") }
     }
     return evidence
   }
@@ -385,7 +392,8 @@ private struct Evidence {
   /// The points of a name or alias (not written out or linked), the factor it was found at and
   /// its label's position in ``inMessage`` or ``inThread`` (only meaningful with reasons).
   var name: (points: Double, factor: Double, label: Int)?
-  /// Hints found, in the message or the thread.
+  /// Hints found in the message (not only the thread), a hint inside a longer one found too
+  /// not counted: what makes other repositories' names yield.
   var hints = 0
 
   /// The number of labels kept so far where evidence at `factor` goes.
