@@ -20,8 +20,8 @@ struct ClassifierQualityTests {
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("examples/classifier")
 
-  /// `labelled.jsonl` (the set the scoring was adjusted on) or `heldout.jsonl` (written later, by
-  /// someone who had seen neither that set nor the scoring, and only used to measure).
+  /// `labelled.jsonl` (the set the scoring was adjusted on) or one of ``heldOutFiles`` (written
+  /// later, by someone who had seen neither that set nor the scoring, and only used to measure).
   static func examples(_ file: String = "labelled.jsonl") throws -> [Example] {
     let text = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
     return try text.split(separator: "\n").filter { !$0.isEmpty }.map {
@@ -147,21 +147,37 @@ struct ClassifierQualityTests {
     #expect(withChannels.accuracy >= lexical.accuracy)
   }
 
-  /// The held-out set is measured, not tuned on: the weights were chosen on the labelled set.
-  /// (Its misses were read once, which suggested the rule for repositories named but not in the
-  /// catalog; docs/PERFORMANCE.md gives the figures with and without it.) Its guards are what
-  /// was measured, so a change that loses ground on it fails.
-  static let heldOutFloor = 0.81
-  static let heldOutMostConfidentWrong = 7
+  /// The held-out sets, each written by a helper given only the repositories' descriptions and
+  /// the workspace's channels: `heldout.jsonl` (session 10, 66 messages), and two batches of 44
+  /// in session 11 in the voices of on-call engineers and of product people.
+  static let heldOutFiles = ["heldout.jsonl", "heldout-oncall.jsonl", "heldout-product.jsonl"]
 
-  @Test("top-1 accuracy on the held-out set, written by someone who saw neither the labelled set nor the scoring")
+  /// The held-out sets are measured, not tuned on: the weights were chosen on the labelled set.
+  /// (The first one's misses were read once, which suggested the rule for repositories named but
+  /// not in the catalog; docs/PERFORMANCE.md gives the figures with and without it.) Their
+  /// guards are what was measured (top-1 at least, CONFIDENT mistakes at most), so a change that
+  /// loses ground on them fails.
+  static let heldOutGuards: [String: (floor: Double, mostConfidentWrong: Int)] = [
+    "heldout.jsonl": (0.81, 7), "heldout-oncall.jsonl": (0.75, 10), "heldout-product.jsonl": (0.72, 5),
+  ]
+
+  @Test("top-1 accuracy on the held-out sets, written by people who saw neither the labelled set nor the scoring")
   func heldOutAccuracy() throws {
-    let examples = try Self.examples("heldout.jsonl")
-    #expect(examples.count >= 60)
-    #expect(Set(examples.compactMap(\.expected)).count >= 8)
-    let (_, withChannels) = try Self.measure("heldout.jsonl")
-    #expect(withChannels.accuracy >= Self.heldOutFloor, "\(withChannels)")
-    #expect(withChannels.confidentWrong <= Self.heldOutMostConfidentWrong, "\(withChannels)")
+    var all = Score()
+    for file in Self.heldOutFiles {
+      let examples = try Self.examples(file)
+      #expect(examples.count >= 44)
+      #expect(Set(examples.compactMap(\.expected)).count >= 8)
+      let (_, withChannels) = try Self.measure(file)
+      let guards = try #require(Self.heldOutGuards[file])
+      #expect(withChannels.accuracy >= guards.floor, "\(file): \(withChannels)")
+      #expect(withChannels.confidentWrong <= guards.mostConfidentWrong, "\(file): \(withChannels)")
+      all.total += withChannels.total
+      all.correct += withChannels.correct
+      all.confident += withChannels.confident
+      all.confidentWrong += withChannels.confidentWrong
+    }
+    print("classifier quality set=heldout-all mode=lexical+channels \(all)")
   }
 
   /// The confident thresholds trade questions for silent mistakes: stricter ones move answers
@@ -171,7 +187,7 @@ struct ClassifierQualityTests {
   @Test("stricter confident thresholds ask more and are wrong silently less, with the same top-1")
   func thresholds() throws {
     let index = try Self.index()
-    for file in ["labelled.jsonl", "heldout.jsonl"] {
+    for file in ["labelled.jsonl"] + Self.heldOutFiles {
       let examples = try Self.examples(file)
       var previous: Score?
       for (points, lead) in [(0.5, 0.35), (0.75, 0.5), (1.0, 0.5), (1.0, 0.6), (1.25, 0.6)] {
@@ -197,7 +213,7 @@ struct ClassifierQualityTests {
   @Test("with a scripted model rerank: a model that knows the answer only adds, a useless one changes nothing")
   func scriptedRerank() async throws {
     let index = try Self.index()
-    for file in ["labelled.jsonl", "heldout.jsonl"] {
+    for file in ["labelled.jsonl"] + Self.heldOutFiles {
       let examples = try Self.examples(file)
       let lexical = Self.score(examples, index: index, channels: true)
       let knowing = await Self.score(examples, index: index) { example, prompt in
@@ -220,7 +236,9 @@ struct ClassifierQualityTests {
 
   @Test("scoring only the repositories that share a word or a channel ranks exactly as scoring all of them")
   func indexIsExact() throws {
-    let (examples, index) = (try Self.examples() + Self.examples("heldout.jsonl"), try Self.index())
+    let (examples, index) = (
+      try Self.heldOutFiles.reduce(Self.examples()) { try $0 + Self.examples($1) }, try Self.index()
+    )
     var messages = examples.map { ($0.text, $0.thread, $0.channel) }
     messages += examples.map { ($0.text, $0.thread, "") }
     // Repositories the catalog lacks, named in the message or the thread.
