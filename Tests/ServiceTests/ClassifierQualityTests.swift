@@ -4,10 +4,10 @@ import Testing
 
 @testable import RepoClassifier
 
-/// The labelled set in `examples/classifier/` (Slack messages with their thread and channel, and
-/// the repository each is about, or none) scored by the lexical classifier. The figures are
+/// The labelled and held-out sets in `examples/classifier/` (Slack messages with their thread
+/// and channel, and the repository each is about, or none) scored by the lexical classifier. The figures are
 /// printed (`classifier quality …` lines) and kept in docs/PERFORMANCE.md.
-@Suite("RepoClassifier's accuracy on the labelled set")
+@Suite("RepoClassifier's accuracy on the labelled and held-out sets")
 struct ClassifierQualityTests {
   struct Example: Decodable {
     var text: String

@@ -159,7 +159,7 @@ enum LexicalScorer {
     // A repository with enough hints makes the others' names yield.
     let outweighed = found.contains { $0.evidence.hints >= hintsThatOutweighAName }
     if outweighed {
-      for item in found.indices { found[item].evidence.yieldName(hintsElsewhere: hintsThatOutweighAName) }
+      for item in found.indices { found[item].evidence.yieldName() }
     }
     let scored =
       found
@@ -171,7 +171,7 @@ enum LexicalScorer {
       var reason = ""
       if rank < maximumCandidates {
         var evidence = score(repo, reasons: true)
-        if outweighed { evidence.yieldName(hintsElsewhere: hintsThatOutweighAName) }
+        if outweighed { evidence.yieldName() }
         reason = evidence.reason
       }
       return Candidate(
@@ -261,9 +261,13 @@ enum LexicalScorer {
       best = (bareNameWeight * factor, factor, "name '\(repo.bareName.text)'", repo.bareName.words, false)
     }
     if let best {
-      evidence.add(best.points, best.label, factor: best.factor)
+      if best.explicit {
+        evidence.add(best.points, best.label, factor: best.factor)
+      } else {
+        evidence.points += best.points
+        evidence.name = (best.points, best.factor, best.label)
+      }
       counted.append(contentsOf: best.words)
-      if !best.explicit { evidence.name = (best.points, best.factor, evidence.labelCount(factor: best.factor) - 1) }
     }
     var hintsInMessage: [[Int]] = []
     for hint in repo.hints {
@@ -389,25 +393,21 @@ private struct Evidence {
   var inMessage: [String] = []
   var inThread: [String] = []
   var inChannel: [String] = []
-  /// The points of a name or alias (not written out or linked), the factor it was found at and
-  /// its label's position in ``inMessage`` or ``inThread`` (only meaningful with reasons).
-  var name: (points: Double, factor: Double, label: Int)?
+  /// A name, alias or bare name found (not `owner/name` written out or linked): its points, the
+  /// factor it was found at and its label, which ``reason`` puts first. It may yield.
+  var name: (points: Double, factor: Double, label: String)?
+  var nameYielded = false
   /// Hints found in the message (not only the thread), a hint inside a longer one found too
   /// not counted: what makes other repositories' names yield.
   var hints = 0
 
-  /// The number of labels kept so far where evidence at `factor` goes.
-  func labelCount(factor: Double) -> Int { factor == 1 ? inMessage.count : inThread.count }
-
-  /// Lets the name count only ``LexicalScorer/yieldedNameFactor`` when this repository has
-  /// fewer than `hintsElsewhere` hints (another one having at least that many).
-  mutating func yieldName(hintsElsewhere: Int) {
-    guard let name, hints < hintsElsewhere else { return }
+  /// Lets the name count only ``LexicalScorer/yieldedNameFactor`` of its points, when this
+  /// repository has fewer than ``LexicalScorer/hintsThatOutweighAName`` hints (another one
+  /// having at least that many).
+  mutating func yieldName() {
+    guard let name, !nameYielded, hints < LexicalScorer.hintsThatOutweighAName else { return }
     points -= name.points * (1 - LexicalScorer.yieldedNameFactor)
-    self.name = nil
-    guard reasons, name.label >= 0 else { return }
-    let note = " (×\(LexicalScorer.yieldedNameFactor): another repository has \(hintsElsewhere) hints or more)"
-    if name.factor == 1 { inMessage[name.label] += note } else { inThread[name.label] += note }
+    nameYielded = true
   }
 
   mutating func add(_ points: Double, _ label: @autoclosure () -> String, factor: Double) {
@@ -433,7 +433,19 @@ private struct Evidence {
 
   /// E.g. `message: name 'local/demo', hint 'calculator'; thread: description word 'python'`.
   var reason: String {
-    [("message", inMessage), ("thread", inThread), ("channel", inChannel)]
+    var (inMessage, inThread) = (inMessage, inThread)
+    if let name {
+      let note =
+        nameYielded
+        ? " (×\(LexicalScorer.yieldedNameFactor): another repository has \(LexicalScorer.hintsThatOutweighAName) hints "
+          + "or more)" : ""
+      if name.factor == 1 {
+        inMessage.insert(name.label + note, at: 0)
+      } else {
+        inThread.insert(name.label + note, at: 0)
+      }
+    }
+    return [("message", inMessage), ("thread", inThread), ("channel", inChannel)]
       .filter { !$0.1.isEmpty }
       .map { "\($0.0): \($0.1.joined(separator: ", "))" }
       .joined(separator: "; ")
