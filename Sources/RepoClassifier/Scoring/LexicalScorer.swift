@@ -387,7 +387,8 @@ private struct MessageWords {
 
 /// Points and the words behind them, grouped by where they were found.
 private struct Evidence {
-  /// Whether the labels are kept (only for the candidates returned: they cost allocations).
+  /// Whether the labels are kept (only for the candidates returned: they cost allocations); the
+  /// name's label is kept either way, and read only then.
   var reasons: Bool
   var points = 0.0
   var inMessage: [String] = []
