@@ -149,8 +149,11 @@ struct ClassifierQualityTests {
 
   /// The held-out sets, each written by a helper given only the repositories' descriptions and
   /// the workspace's channels: `heldout.jsonl` (session 10, 66 messages), and two batches of 44
-  /// in session 11 in the voices of on-call engineers and of product people.
-  static let heldOutFiles = ["heldout.jsonl", "heldout-oncall.jsonl", "heldout-product.jsonl"]
+  /// in session 11 in the voices of on-call engineers and of product people, and one of 56 in
+  /// session 12 in the voices of support engineers and engineering managers.
+  static let heldOutFiles = [
+    "heldout.jsonl", "heldout-oncall.jsonl", "heldout-product.jsonl", "heldout-support.jsonl",
+  ]
 
   /// The held-out sets are measured, not tuned on: the weights were chosen on the labelled set.
   /// (The first one's misses were read once, which suggested the rule for repositories named but
@@ -158,7 +161,8 @@ struct ClassifierQualityTests {
   /// guards are what was measured (top-1 at least, CONFIDENT mistakes at most), so a change that
   /// loses ground on them fails.
   static let heldOutGuards: [String: (floor: Double, mostConfidentWrong: Int)] = [
-    "heldout.jsonl": (0.81, 7), "heldout-oncall.jsonl": (0.75, 10), "heldout-product.jsonl": (0.72, 5),
+    "heldout.jsonl": (0.81, 5), "heldout-oncall.jsonl": (0.75, 7), "heldout-product.jsonl": (0.72, 4),
+    "heldout-support.jsonl": (0.875, 0),
   ]
 
   @Test("top-1 accuracy on the held-out sets, written by people who saw neither the labelled set nor the scoring")

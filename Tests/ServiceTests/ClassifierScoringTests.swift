@@ -24,6 +24,9 @@ struct ClassifierScoringTests {
     // Inflections and derivations meet: the card was charged / a second charge / charging.
     #expect(Set(["charged", "charge", "charges", "charging"].flatMap(Tokenizer.words)) == ["charg"])
     #expect(Tokenizer.words("validation validate") == ["valid", "valid"])
+    // A host name's top-level domain is no word (`io` is the stem of `iOS`); elsewhere it is.
+    #expect(Tokenizer.words("docs.acme.io, bob@acme.com") == ["doc", "acm", "bob", "acm"])
+    #expect(Tokenizer.words("iOS io.js") == ["io", "io", "js"])
     // What people wrote is kept beside the stem, for reasons.
     #expect(Tokenizer.terms("Suggestions!") == [.init(written: "suggestions", stem: "suggest")])
     #expect(Tokenizer.contains(["run", "unit", "test"], phrase: ["unit", "test"]))
@@ -76,18 +79,26 @@ struct ClassifierScoringTests {
     #expect(messageWins.candidates.map(\.repo) == ["acme/web", "local/demo"])
   }
 
-  @Test("a channel prior decides a tie: a listed channel, or the picks people recorded there")
-  func channelPriorDecidesATie() {
+  @Test("a channel prior breaks a tie: its repository first, asked; a listing with a habit of picks there decides")
+  func channelPriorBreaksATie() {
+    // One prior alone puts the channel's repository first, but a run does not start on it.
     let listed = rank("the deploy failed again", channel: "#payments")
-    #expect(listed.decision == .confident)
+    #expect(listed.decision == .ambiguous)
     #expect(listed.candidates.first?.repo == "acme/payments-api")
     #expect(listed.candidates.first?.reason.contains("channel: usual repository of #payments") == true)
 
     let picked = rank(
       "the deploy failed again", channel: "ops", in: Fixtures.index(choices: ["ops": ["acme/web": 3]]))
-    #expect(picked.decision == .confident)
+    #expect(picked.decision == .ambiguous)
     #expect(picked.candidates.first?.repo == "acme/web")
     #expect(picked.candidates.first?.reason.contains("picked 3 of 3 times in ops") == true)
+
+    // The channel's usual repository, picked there every time it was asked: CONFIDENT.
+    let habit = rank(
+      "the deploy failed again", channel: "#payments",
+      in: Fixtures.index(choices: ["payments": ["acme/payments-api": 3]]))
+    #expect(habit.decision == .confident)
+    #expect(habit.candidates.first?.repo == "acme/payments-api")
 
     // A prior never outweighs a repository named in the message.
     let named = rank("deploy acme/web please", channel: "#payments")

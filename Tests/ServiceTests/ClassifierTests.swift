@@ -30,23 +30,35 @@ struct ClassifierTests {
     }
   }
 
-  @Test("a recorded pick raises that repository for later messages in the same channel")
+  @Test("recorded picks raise that repository for later messages in the same channel, and then decide")
   func recordChoiceFeedsPriors() async throws {
     try await withClassifier { client in
-      let tie = ClassifyRequest.message("the deploy failed again", channel: "#ops")
-      #expect(try await client.classify(tie).decision == .ambiguous)
-      for _ in 0..<3 {
+      func pick(_ repo: String, in channel: String) async throws {
         _ = try await client.recordChoice(
           .with {
-            $0.channel = "ops"
-            $0.repo = "ACME/web"
+            $0.channel = channel
+            $0.repo = repo
             $0.text = "the deploy failed"
             $0.userID = "usr-1"
           })
       }
-      let decided = try await client.classify(tie)
+      // A tie in a channel no repository lists: the picks put their repository first.
+      let tie = ClassifyRequest.message("the deploy failed again", channel: "#ops")
+      let before = try await client.classify(tie)
+      #expect(before.decision == .ambiguous)
+      for _ in 0..<3 { try await pick("ACME/web", in: "ops") }
+      let leaning = try await client.classify(tie)
+      #expect(leaning.candidates.first?.repo == "acme/web")
+      #expect(leaning.candidates.first?.reason.contains("picked 3 of 3 times in #ops") == true)
+      #expect(leaning.candidates.first!.score > before.candidates.first { $0.repo == "acme/web" }!.score)
+
+      // In the channel the repository is listed for, its listing and the picks together decide.
+      let listed = ClassifyRequest.message("the deploy failed again", channel: "#payments")
+      #expect(try await client.classify(listed).decision == .ambiguous)
+      for _ in 0..<3 { try await pick("acme/payments-api", in: "#payments") }
+      let decided = try await client.classify(listed)
       #expect(decided.decision == .confident)
-      #expect(decided.candidates.first?.repo == "acme/web")
+      #expect(decided.candidates.first?.repo == "acme/payments-api")
     }
   }
 
@@ -140,7 +152,7 @@ struct ClassifierTests {
           #expect(repos.last == Fixtures.demo.proto)
           let decided = try await classifier.classify(.message("the deploy failed again", channel: "#ops"))
           #expect(decided.candidates.first?.repo == "acme/web")
-          #expect(decided.decision == .confident)
+          #expect(decided.candidates.first?.reason.contains("picked 3 of 3 times in #ops") == true)
         }
       }
     }

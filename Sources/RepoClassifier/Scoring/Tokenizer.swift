@@ -17,6 +17,10 @@ enum Tokenizer {
     "who", "why", "will", "with", "would", "you", "your",
   ]
 
+  /// The last part of a host name says nothing about a repository, and one of them would match
+  /// a word that does: `io`, of `docs.acme.io`, is the stem of `iOS`.
+  static let topLevelDomains: Set<String> = ["ai", "co", "com", "dev", "io", "net", "org"]
+
   /// A word of a text: as written (lowercased), and its stem, which is what is compared.
   struct Term: Sendable, Equatable {
     var written: String
@@ -25,7 +29,8 @@ enum Tokenizer {
 
   /// The terms of `text`, in order (repeats kept, so phrases can be found). A one-character
   /// fragment is dropped unless a hyphen joins it to a word on its other side (`z-index` is
-  /// not `index`; the flag `-v` is nothing).
+  /// not `index`; the flag `-v` is nothing), and so is a top-level domain ending a host name
+  /// (`app.acme.io` is `app acme`; `io.js` keeps `io`).
   static func terms(_ text: String) -> [Term] {
     var terms: [Term] = []
     let characters = Array(text.lowercased())
@@ -44,7 +49,10 @@ enum Tokenizer {
       let joined =
         (start >= 2 && characters[start - 1] == "-" && isWordCharacter(start - 2))
         || (end + 1 < characters.count && characters[end] == "-" && isWordCharacter(end + 1))
-      if word.count > 1 || joined, !stopwords.contains(word) {
+      let endsHostName =
+        topLevelDomains.contains(word) && start >= 2 && characters[start - 1] == "." && isWordCharacter(start - 2)
+        && !(end + 1 < characters.count && characters[end] == "." && isWordCharacter(end + 1))
+      if word.count > 1 || joined, !endsHostName, !stopwords.contains(word) {
         terms.append(Term(written: word, stem: PorterStemmer.stem(word)))
       }
       start = end
