@@ -63,6 +63,14 @@ struct ClassifierQualityTests {
         if top != example.expected { confidentWrong += 1 }
       }
     }
+    /// Adds `other`'s counts (not its misses or answers).
+    mutating func count(_ other: Score) {
+      total += other.total
+      correct += other.correct
+      confident += other.confident
+      confidentWrong += other.confidentWrong
+    }
+
     var description: String {
       String(
         format: "top1=%.3f (%d/%d) confident=%d confident_wrong=%d", accuracy, correct, total, confident,
@@ -149,20 +157,25 @@ struct ClassifierQualityTests {
 
   /// The held-out sets, each written by a helper given only the repositories' descriptions and
   /// the workspace's channels: `heldout.jsonl` (session 10, 66 messages), and two batches of 44
-  /// in session 11 in the voices of on-call engineers and of product people, and one of 56 in
-  /// session 12 in the voices of support engineers and engineering managers.
+  /// in session 11 in the voices of on-call engineers and of product people, and three of 56 in
+  /// session 12: support engineers and engineering managers (`heldout-support`), designers,
+  /// analysts, QA and people new at Acme (`heldout-newcomers`), and Acme's engineers
+  /// (`heldout-engineers`).
   static let heldOutFiles = [
     "heldout.jsonl", "heldout-oncall.jsonl", "heldout-product.jsonl", "heldout-support.jsonl",
+    "heldout-newcomers.jsonl", "heldout-engineers.jsonl",
   ]
 
-  /// The held-out sets are measured, not tuned on: the weights were chosen on the labelled set.
+  /// The held-out sets are measured, not tuned on: the weights were chosen on the labelled set
+  /// (and the confident thresholds of session 12 with `heldout-support`'s figures in view).
   /// (The first one's misses were read once, which suggested the rule for repositories named but
   /// not in the catalog; docs/PERFORMANCE.md gives the figures with and without it.) Their
   /// guards are what was measured (top-1 at least, CONFIDENT mistakes at most), so a change that
   /// loses ground on them fails.
   static let heldOutGuards: [String: (floor: Double, mostConfidentWrong: Int)] = [
     "heldout.jsonl": (0.81, 5), "heldout-oncall.jsonl": (0.75, 7), "heldout-product.jsonl": (0.72, 4),
-    "heldout-support.jsonl": (0.875, 0),
+    "heldout-support.jsonl": (0.875, 0), "heldout-newcomers.jsonl": (0.73, 1),
+    "heldout-engineers.jsonl": (0.857, 0),
   ]
 
   @Test("top-1 accuracy on the held-out sets, written by people who saw neither the labelled set nor the scoring")
@@ -176,10 +189,7 @@ struct ClassifierQualityTests {
       let guards = try #require(Self.heldOutGuards[file])
       #expect(withChannels.accuracy >= guards.floor, "\(file): \(withChannels)")
       #expect(withChannels.confidentWrong <= guards.mostConfidentWrong, "\(file): \(withChannels)")
-      all.total += withChannels.total
-      all.correct += withChannels.correct
-      all.confident += withChannels.confident
-      all.confidentWrong += withChannels.confidentWrong
+      all.count(withChannels)
     }
     print("classifier quality set=heldout-all mode=lexical+channels \(all)")
   }
