@@ -75,9 +75,9 @@ enum LexicalScorer {
   /// Where the decision's lines fall; the defaults are the measured choice, each can be set from
   /// the environment (`INSPECT_CLASSIFIER_CONFIDENT_POINTS`, `…_CONFIDENT_LEAD`, `…_MINIMUM_POINTS`).
   /// A wrong repository started unasked costs more than a question (a click, or a rerank), so
-  /// the defaults lean to asking: on 210 messages written blind they leave 16 CONFIDENT mistakes
-  /// where 0.5 points and a 35 % lead left 26, and answer 83 with a question (or NONE) where
-  /// those did 44 (docs/PERFORMANCE.md).
+  /// the defaults lean to asking: on 322 messages written blind they leave 17 CONFIDENT mistakes
+  /// where 0.5 points and a 35 % lead left 34, and answer 130 with a question (or NONE) where
+  /// those did 72 (docs/PERFORMANCE.md).
   struct Thresholds: Sendable, Equatable {
     /// CONFIDENT needs at least this many points: a name, or a hint backed by the channel's
     /// listing or by a second piece of evidence; one hint or a bare name alone is not enough.
