@@ -157,17 +157,18 @@ struct ClassifierQualityTests {
 
   /// The held-out sets, each written by a helper given only the repositories' descriptions and
   /// the workspace's channels: `heldout.jsonl` (session 10, 66 messages), and two batches of 44
-  /// in session 11 in the voices of on-call engineers and of product people, and three of 56 in
-  /// session 12: support engineers and engineering managers (`heldout-support`), designers,
-  /// analysts, QA and people new at Acme (`heldout-newcomers`), and Acme's engineers
-  /// (`heldout-engineers`).
+  /// in session 11 in the voices of on-call engineers and of product people, and four in session
+  /// 12: support engineers and engineering managers (`heldout-support`), designers, analysts, QA
+  /// and people new at Acme (`heldout-newcomers`), Acme's engineers (`heldout-engineers`), 56
+  /// messages each, and people across the company (`heldout-company`, 60).
   static let heldOutFiles = [
     "heldout.jsonl", "heldout-oncall.jsonl", "heldout-product.jsonl", "heldout-support.jsonl",
-    "heldout-newcomers.jsonl", "heldout-engineers.jsonl",
+    "heldout-newcomers.jsonl", "heldout-engineers.jsonl", "heldout-company.jsonl",
   ]
 
   /// The held-out sets are measured, not tuned on: the weights were chosen on the labelled set
-  /// (and the confident thresholds of session 12 with `heldout-support`'s figures in view).
+  /// (but the confident thresholds of session 12 with `heldout-support`'s figures in view, and
+  /// the top-level-domain rule of ``Tokenizer`` after reading session 11's held-out misses).
   /// (The first one's misses were read once, which suggested the rule for repositories named but
   /// not in the catalog; docs/PERFORMANCE.md gives the figures with and without it.) Their
   /// guards are what was measured (top-1 at least, CONFIDENT mistakes at most), so a change that
@@ -175,7 +176,7 @@ struct ClassifierQualityTests {
   static let heldOutGuards: [String: (floor: Double, mostConfidentWrong: Int)] = [
     "heldout.jsonl": (0.81, 5), "heldout-oncall.jsonl": (0.75, 7), "heldout-product.jsonl": (0.72, 4),
     "heldout-support.jsonl": (0.875, 0), "heldout-newcomers.jsonl": (0.73, 1),
-    "heldout-engineers.jsonl": (0.857, 0),
+    "heldout-engineers.jsonl": (0.857, 0), "heldout-company.jsonl": (0.716, 6),
   ]
 
   @Test("top-1 accuracy on the held-out sets, written by people who saw neither the labelled set nor the scoring")

@@ -26,7 +26,9 @@ struct ClassifierScoringTests {
     #expect(Tokenizer.words("validation validate") == ["valid", "valid"])
     // A host name's top-level domain is no word (`io` is the stem of `iOS`); elsewhere it is.
     #expect(Tokenizer.words("docs.acme.io, bob@acme.com") == ["doc", "acm", "bob", "acm"])
-    #expect(Tokenizer.words("iOS io.js") == ["io", "io", "js"])
+    #expect(Tokenizer.words("see docs.acme.io. then acme.io/path") == ["see", "doc", "acm", "acm", "path"])
+    #expect(
+      Tokenizer.words("iOS io.js foo.io.bar ANALYTICS.DEV") == ["io", "io", "js", "foo", "io", "bar", "analyt", "dev"])
     // What people wrote is kept beside the stem, for reasons.
     #expect(Tokenizer.terms("Suggestions!") == [.init(written: "suggestions", stem: "suggest")])
     #expect(Tokenizer.contains(["run", "unit", "test"], phrase: ["unit", "test"]))

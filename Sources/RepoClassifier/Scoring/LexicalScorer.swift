@@ -64,8 +64,9 @@ enum LexicalScorer {
   /// it (a team's own channel says more than `#eng`).
   static let listedChannelPrior = 0.45
   /// The most that recorded picks in the channel add (approached when every pick there chose
-  /// it): a steady habit (three picks of three: 0.3) weighs as much as a listing, and with it
-  /// breaks a tie between two hints.
+  /// it): a steady habit (three picks of three: 0.3) weighs two thirds of a listing. Either
+  /// alone puts its repository first in a tie of one hint each, which is still asked about;
+  /// with a listing no other repository shares, one pick decides it.
   static let choicePrior = 0.4
   /// Added to the channel's pick count, so a single pick is worth less than a steady habit.
   static let choiceSmoothing = 1.0
@@ -75,13 +76,13 @@ enum LexicalScorer {
   /// Where the decision's lines fall; the defaults are the measured choice, each can be set from
   /// the environment (`INSPECT_CLASSIFIER_CONFIDENT_POINTS`, `…_CONFIDENT_LEAD`, `…_MINIMUM_POINTS`).
   /// A wrong repository started unasked costs more than a question (a click, or a rerank), so
-  /// the defaults lean to asking: on 322 messages written blind they leave 17 CONFIDENT mistakes
-  /// where 0.5 points and a 35 % lead left 34, and answer 130 with a question (or NONE) where
-  /// those did 72 (docs/PERFORMANCE.md).
+  /// the defaults lean to asking: on 382 messages written blind they leave 23 CONFIDENT mistakes
+  /// where 0.5 points and a 35 % lead left 41, and answer 160 with a question (or NONE) where
+  /// those did 93 (docs/PERFORMANCE.md).
   struct Thresholds: Sendable, Equatable {
-    /// CONFIDENT needs at least this many points: a name, or a hint backed by the channel's
-    /// listing or by a second piece of evidence; one hint or a bare name alone is not enough.
-    /// Less is never more than AMBIGUOUS.
+    /// CONFIDENT needs at least this many points: `owner/name` or an alias (0.8), two hints, or
+    /// a hint and the listing of a channel no other repository lists; one hint, or the name
+    /// without its owner (0.65), is not enough. Less is never more than AMBIGUOUS.
     var confidentMinimum = 0.75
     /// CONFIDENT needs the runner-up at most `1 - confidentLead` (half) of the leader's points.
     var confidentLead = 0.5

@@ -2,7 +2,8 @@
 /// is not a letter or a digit, without stopwords and one-character fragments (unless a hyphen
 /// joins them to a word: `z-index`), and stemmed
 /// (``PorterStemmer``: `charged` and `charges` → `charg`), so that "unit test" matches the hint
-/// "unit tests" and "card was charged twice" the hint "charge".
+/// "unit tests" and "card was charged twice" the hint "charge". The last part of a dotted name
+/// that is a top-level domain (`io` of `docs.acme.io`) is dropped.
 ///
 /// The catalog and the message go through the same function, so a stem never has to be a real
 /// word; it only has to be the same on both sides.
@@ -18,8 +19,9 @@ enum Tokenizer {
   ]
 
   /// The last part of a host name says nothing about a repository, and one of them would match
-  /// a word that does: `io`, of `docs.acme.io`, is the stem of `iOS`.
-  static let topLevelDomains: Set<String> = ["ai", "co", "com", "dev", "io", "net", "org"]
+  /// a word that does: `io`, of `docs.acme.io`, is the stem of `iOS`. Only domains that are not
+  /// also words of code (`dev` of `ANALYTICS.DEV`, `net` of `ASP.NET` stay).
+  static let topLevelDomains: Set<String> = ["com", "io", "org"]
 
   /// A word of a text: as written (lowercased), and its stem, which is what is compared.
   struct Term: Sendable, Equatable {
@@ -29,8 +31,9 @@ enum Tokenizer {
 
   /// The terms of `text`, in order (repeats kept, so phrases can be found). A one-character
   /// fragment is dropped unless a hyphen joins it to a word on its other side (`z-index` is
-  /// not `index`; the flag `-v` is nothing), and so is a top-level domain ending a host name
-  /// (`app.acme.io` is `app acme`; `io.js` keeps `io`).
+  /// not `index`; the flag `-v` is nothing), and so is one of ``topLevelDomains`` after a dot
+  /// that follows a word and ending the dotted name (`app.acme.io` is `app acme`,
+  /// `acme.io/path` is `acme path`; `io.js` and `foo.io.bar` keep `io`).
   static func terms(_ text: String) -> [Term] {
     var terms: [Term] = []
     let characters = Array(text.lowercased())
