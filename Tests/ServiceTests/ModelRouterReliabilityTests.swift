@@ -127,6 +127,11 @@ struct ModelRouterReliabilityTests {
         // The client's deadline and the server's (which cancels the call) race: either code is right.
         #expect(error?.code == .deadlineExceeded || error?.code == .cancelled, "\(String(describing: error))")
         #expect(standIn.requests.count == 1)
+        // The server's deadline for the waiting call starts when the request arrives, a little
+        // after the client's: until it passes, the call still waits (as it should) and would take
+        // the slot the holder frees. Free it only once the server's deadline has surely passed.
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(standIn.requests.count == 1)
         holder.cancel()
         _ = try? await holder.value
         let next = try await client.answer(F.request(model: "openai:m", [F.user("next")]), timeout: .seconds(30))

@@ -76,9 +76,9 @@ enum LexicalScorer {
   /// Where the decision's lines fall; the defaults are the measured choice, each can be set from
   /// the environment (`INSPECT_CLASSIFIER_CONFIDENT_POINTS`, `…_CONFIDENT_LEAD`, `…_MINIMUM_POINTS`).
   /// A wrong repository started unasked costs more than a question (a click, or a rerank), so
-  /// the defaults lean to asking: on 382 messages written blind they leave 23 CONFIDENT mistakes
-  /// where 0.5 points and a 35 % lead left 41, and answer 160 with a question (or NONE) where
-  /// those did 93 (docs/PERFORMANCE.md).
+  /// the defaults lean to asking: on 442 messages written blind they leave 26 CONFIDENT mistakes
+  /// where 0.5 points and a 35 % lead left 49, and answer 185 with a question (or NONE) where
+  /// those did 104 (docs/PERFORMANCE.md).
   struct Thresholds: Sendable, Equatable {
     /// CONFIDENT needs at least this many points: `owner/name` or an alias (0.8), two hints, or
     /// a hint and the listing of a channel no other repository lists; one hint, or the name
