@@ -8,7 +8,8 @@ import Prometheus
 ///
 /// - Calls that cannot start yet wait in arrival order. A waiting call ends as soon as its caller
 ///   goes away: the gRPC client's deadline or cancellation cancels the handler, which leaves the
-///   queue at once (nothing was sent upstream).
+///   queue at once (nothing was sent upstream). A call whose slot came free just after its caller
+///   went away hands the slot on.
 /// - Tokens are a bucket refilled continuously at `tokensPerMinute / 60` a second, holding at most
 ///   a minute's worth. A call takes its estimate (``TokenEstimate`` of the prompt plus its
 ///   `max_output_tokens`) before it starts and is charged what its usage says when it ends, so the
@@ -111,6 +112,14 @@ actor ProviderGate {
     } catch {
       if trial { breaker = .open(until: now()) }
       throw error
+    }
+    // Started by `pump` after its caller went away but before the cancellation's `leave` ran:
+    // the slot and the tokens go to the next call, and nothing is sent upstream.
+    if Task.isCancelled {
+      running -= 1
+      if limits.tokensPerMinute != nil { bucket += Double(tokens) }
+      pump()
+      throw CancellationError()
     }
     return Permit(tokens: tokens, trial: trial)
   }

@@ -80,9 +80,10 @@ enum LexicalScorer {
   /// where 0.5 points and a 35 % lead left 49, and answer 185 with a question (or NONE) where
   /// those did 104 (docs/PERFORMANCE.md).
   struct Thresholds: Sendable, Equatable {
-    /// CONFIDENT needs at least this many points: `owner/name` or an alias (0.8), two hints, or
-    /// a hint and the listing of a channel no other repository lists; one hint, or the name
-    /// without its owner (0.65), is not enough. Less is never more than AMBIGUOUS.
+    /// CONFIDENT needs at least this many points: for example `owner/name` or an alias (0.8), two
+    /// hints, or a hint and the listing of a channel no other repository lists; one hint, or the
+    /// name without its owner (0.65), needs description or README words beside it. Less is never
+    /// more than AMBIGUOUS.
     var confidentMinimum = 0.75
     /// CONFIDENT needs the runner-up at most `1 - confidentLead` (half) of the leader's points.
     var confidentLead = 0.5
