@@ -116,9 +116,7 @@ actor ProviderGate {
     // Started by `pump` after its caller went away but before the cancellation's `leave` ran:
     // the slot and the tokens go to the next call, and nothing is sent upstream.
     if Task.isCancelled {
-      running -= 1
-      if limits.tokensPerMinute != nil { bucket += Double(tokens) }
-      pump()
+      release(Permit(tokens: tokens, trial: trial), .abandoned, usedTokens: 0)
       throw CancellationError()
     }
     return Permit(tokens: tokens, trial: trial)

@@ -53,7 +53,7 @@ enum Tokenizer {
         (start >= 2 && characters[start - 1] == "-" && isWordCharacter(start - 2))
         || (end + 1 < characters.count && characters[end] == "-" && isWordCharacter(end + 1))
       let endsHostName =
-        topLevelDomains.contains(word) && start >= 2 && characters[start - 1] == "." && isWordCharacter(start - 2)
+        start >= 2 && characters[start - 1] == "." && isWordCharacter(start - 2) && topLevelDomains.contains(word)
         && !(end + 1 < characters.count && characters[end] == "." && isWordCharacter(end + 1))
       if word.count > 1 || joined, !endsHostName, !stopwords.contains(word) {
         terms.append(Term(written: word, stem: PorterStemmer.stem(word)))
